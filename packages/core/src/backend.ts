@@ -1,0 +1,102 @@
+/**
+ * The Backend contract (DESIGN §3): register subnet, add peer, remove peer, MTU overhead. A backend package
+ * default-exports one BackendModule; importing it has no side effects. A backend *describes* kernel objects
+ * through the Datapath it is given; the shared reconcilers apply them in batches and repair drift.
+ */
+import type { DependencyContainer } from "tsyringe";
+import type { Family, IPAddress } from "./ip.js";
+import type { KernelObjects } from "./kernel-objects.js";
+import type { JsonValue, Lease } from "./lease.js";
+import type { NetworkConfig } from "./network-config.js";
+
+/**
+ * Validates untrusted JSON into a typed value. `path` is the JSON path of `input` (e.g. `Backend` or
+ * `peer 198.19.2.0-24 BackendData`); a rejection throws ConfigError/WeftError naming path, value and rule.
+ * Any validator fits (zod, hand-written); core only needs this one method.
+ */
+export interface Schema<T> {
+  parse(input: unknown, path: string): T;
+}
+
+/** The node's chosen underlay interface and the addresses it advertises (flannel.md §7.4). */
+export interface ExternalInterface {
+  readonly name: string;
+  readonly index: number;
+  readonly mtu: number;
+  /** Address on the interface used for the underlay (source of tunnels). */
+  readonly ifaceAddr?: IPAddress;
+  readonly ifaceV6Addr?: IPAddress;
+  /** Address advertised to peers (PublicIP); defaults to the interface address. */
+  readonly extAddr?: IPAddress;
+  readonly extV6Addr?: IPAddress;
+}
+
+/** Everything a backend needs about its own node when it registers. */
+export interface LocalLease {
+  readonly lease: Lease;
+  readonly config: NetworkConfig;
+  readonly iface: ExternalInterface;
+}
+
+/** What a backend publishes for peers, per family (Flannel's BackendData / BackendV6Data). */
+export interface BackendData {
+  readonly v4?: JsonValue;
+  readonly v6?: JsonValue;
+}
+
+/** Outcome of programming one peer; surfaced in status and metrics. */
+export type PeerStatus =
+  | { readonly state: "programmed" }
+  /** The backend cannot reach this peer by design (e.g. host-gw across L2 segments); says why and what to do. */
+  | { readonly state: "unreachable"; readonly reason: string }
+  /** The peer's lease is not usable yet or is malformed; it is skipped, other peers are unaffected. */
+  | { readonly state: "skipped"; readonly reason: string };
+
+export interface Backend {
+  /** Create or adopt the local devices for this node's lease; return the data peers need. Idempotent. */
+  registerSubnet(local: LocalLease): Promise<BackendData>;
+  /** Describe the kernel objects for a peer. Idempotent: adding a known peer again changes nothing. */
+  addPeer(peer: Lease): Promise<PeerStatus>;
+  /** Forget a peer. Idempotent: an unknown peer is not an error. */
+  removePeer(peer: Lease): Promise<void>;
+  /** `restart` leaves the datapath up for the next agent to adopt; `teardown` removes what this backend owns. */
+  close(mode: "restart" | "teardown"): Promise<void>;
+}
+
+export interface BackendModule<C = unknown> {
+  /** Matched case-insensitively against Backend.Type; kebab-case by convention (`host-gw`). */
+  readonly type: string;
+  /** Validates the Backend section of net-conf.json (the whole object, `Type` included). */
+  readonly configSchema: Schema<C>;
+  /** Bytes of encapsulation the backend adds for an underlay of `family`; 0 when it does not encapsulate. */
+  mtuOverhead(config: C, family: Family): number;
+  /** Binds the module's Backend implementation to BACKEND in the agent's child container. */
+  register(container: DependencyContainer): void;
+}
+
+/**
+ * Where a backend writes its intent. Objects are grouped by owner (e.g. `local`, or a peer's subnet key) so a
+ * removed peer retracts exactly what it declared. `flush` applies pending changes now; the agent also runs a
+ * full reconcile on a timer, which repairs drift and prunes owned objects nobody declares.
+ */
+export interface Datapath {
+  declare(owner: string, objects: KernelObjects): void;
+  retract(owner: string): void;
+  /** The objects currently declared by `owner` (undefined when none). */
+  declared(owner: string): KernelObjects | undefined;
+  flush(): Promise<void>;
+}
+
+export function isBackendModule(x: unknown): x is BackendModule {
+  if (x === null || typeof x !== "object") return false;
+  const m = x as Record<string, unknown>;
+  return (
+    typeof m.type === "string" &&
+    m.type.length > 0 &&
+    typeof m.mtuOverhead === "function" &&
+    typeof m.register === "function" &&
+    typeof m.configSchema === "object" &&
+    m.configSchema !== null &&
+    typeof (m.configSchema as Record<string, unknown>).parse === "function"
+  );
+}

@@ -1,0 +1,131 @@
+/**
+ * Leases: one node's claim on a pod subnet (IPv4 and/or IPv6) plus the attributes peers need to reach it.
+ * The wire formats are Flannel's (reference/flannel.md §1.4, §4.2.1) so Weft and Flannel read each other's
+ * leases: the etcd subnet key `A.B.C.D-len[&ipv6-len]` and the LeaseAttrs JSON object.
+ */
+import { type Family, IPAddress, IPNet } from "./ip.js";
+
+/** JSON-compatible value: backend data is opaque to core and validated by the backend's own schema. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+
+export interface LeaseAttrs {
+  readonly publicIP?: IPAddress;
+  readonly publicIPv6?: IPAddress;
+  readonly backendType: string;
+  readonly backendData?: JsonValue;
+  readonly backendV6Data?: JsonValue;
+}
+
+export interface Lease {
+  readonly subnet?: IPNet;
+  readonly ipv6Subnet?: IPNet;
+  readonly attrs: LeaseAttrs;
+  /** When the store will drop the lease unless renewed; undefined for reservations and kube leases. */
+  readonly expiration?: Date;
+  /** Store revision the lease was read at (etcd mod revision / kube resourceVersion), for ordering. */
+  readonly revision?: string;
+  /** Kube node name, when the store knows it. */
+  readonly nodeName?: string;
+}
+
+/** A batch from the store's lease stream, about other nodes only (never the local lease). */
+export type LeaseEvent =
+  | { readonly type: "snapshot"; readonly leases: readonly Lease[] }
+  | { readonly type: "added"; readonly lease: Lease }
+  | { readonly type: "removed"; readonly lease: Lease };
+
+export function leaseSubnet(lease: Pick<Lease, "subnet" | "ipv6Subnet">, family: Family): IPNet | undefined {
+  return family === "v4" ? lease.subnet : lease.ipv6Subnet;
+}
+
+/** Flannel's subnet key: `198.19.1.0-24`, `198.19.1.0-24&2001:2:0:1::-64`, IPv6-only `0.0.0.0-0&2001:2:0:1::-64`. */
+export function subnetKey(lease: Pick<Lease, "subnet" | "ipv6Subnet">): string {
+  const v4 = lease.subnet ? `${lease.subnet.ip}-${lease.subnet.prefix}` : "0.0.0.0-0";
+  return lease.ipv6Subnet ? `${v4}&${lease.ipv6Subnet.ip}-${lease.ipv6Subnet.prefix}` : v4;
+}
+
+/** Parses a subnet key; undefined when malformed. */
+export function parseSubnetKey(key: string): { subnet?: IPNet; ipv6Subnet?: IPNet } | undefined {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})-(\d{1,2})(?:&([0-9a-fA-F:.]+)-(\d{1,3}))?$/.exec(key);
+  if (!m) return undefined;
+  const out: { subnet?: IPNet; ipv6Subnet?: IPNet } = {};
+  if (!(m[1] === "0.0.0.0" && m[2] === "0")) {
+    const r = IPNet.tryParse(`${m[1]}/${m[2]}`, true);
+    if (!r || r.net.family !== "v4") return undefined;
+    out.subnet = r.net;
+  }
+  if (m[3] !== undefined) {
+    const r = IPNet.tryParse(`${m[3]}/${m[4]}`, true);
+    if (!r || r.net.family !== "v6") return undefined;
+    out.ipv6Subnet = r.net;
+  }
+  if (!out.subnet && !out.ipv6Subnet) return undefined;
+  return out;
+}
+
+/** Flannel's LeaseAttrs JSON. Field names and shape are a compatibility contract. */
+export interface LeaseAttrsJson {
+  PublicIP: string;
+  PublicIPv6: string | null;
+  BackendType?: string;
+  BackendData?: JsonValue;
+  BackendV6Data?: JsonValue;
+}
+
+export function encodeLeaseAttrs(a: LeaseAttrs): string {
+  const j: LeaseAttrsJson = {
+    // Go's zero ip.IP4 marshals as "0.0.0.0"; an IPv6-only Flannel node writes exactly that.
+    PublicIP: a.publicIP?.toString() ?? "0.0.0.0",
+    PublicIPv6: a.publicIPv6?.toString() ?? null,
+  };
+  if (a.backendType) j.BackendType = a.backendType;
+  if (a.backendData !== undefined) j.BackendData = a.backendData;
+  if (a.backendV6Data !== undefined) j.BackendV6Data = a.backendV6Data;
+  return JSON.stringify(j);
+}
+
+/** Decodes LeaseAttrs JSON; throws a TypeError naming the field on malformed input. Keys match case-insensitively. */
+export function decodeLeaseAttrs(text: string): LeaseAttrs {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new TypeError(`lease attributes are not JSON: ${(e as Error).message}`);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new TypeError("lease attributes must be a JSON object");
+  const o = raw as Record<string, unknown>;
+  const get = (name: string): unknown => {
+    const lower = name.toLowerCase();
+    if (name in o) return o[name];
+    for (const k of Object.keys(o)) if (k.toLowerCase() === lower) return o[k];
+    return undefined;
+  };
+  const ipField = (name: string, family: Family): IPAddress | undefined => {
+    const v = get(name);
+    if (v === undefined || v === null || v === "" || v === "0.0.0.0" || v === "::") return undefined;
+    const ip = typeof v === "string" ? IPAddress.tryParse(v) : undefined;
+    if (!ip || ip.family !== family) throw new TypeError(`${name} ${JSON.stringify(v)} is not an ${family === "v4" ? "IPv4" : "IPv6"} address`);
+    return ip;
+  };
+  const backendType = get("BackendType");
+  if (backendType !== undefined && backendType !== null && typeof backendType !== "string") {
+    throw new TypeError(`BackendType ${JSON.stringify(backendType)} must be a string`);
+  }
+  const publicIP = ipField("PublicIP", "v4");
+  const publicIPv6 = ipField("PublicIPv6", "v6");
+  const backendData = get("BackendData") as JsonValue | undefined;
+  const backendV6Data = get("BackendV6Data") as JsonValue | undefined;
+  return {
+    ...(publicIP ? { publicIP } : {}),
+    ...(publicIPv6 ? { publicIPv6 } : {}),
+    backendType: (backendType as string | undefined) ?? "",
+    ...(backendData !== undefined ? { backendData } : {}),
+    ...(backendV6Data !== undefined ? { backendV6Data } : {}),
+  };
+}
+
+/** Two leases name the same node's subnet (Flannel's "same subnet" rule across v4-only, v6-only and dual-stack). */
+export function sameSubnets(a: Pick<Lease, "subnet" | "ipv6Subnet">, b: Pick<Lease, "subnet" | "ipv6Subnet">): boolean {
+  const eq = (x?: IPNet, y?: IPNet) => (x === undefined ? y === undefined : x.equals(y));
+  return eq(a.subnet, b.subnet) && eq(a.ipv6Subnet, b.ipv6Subnet);
+}

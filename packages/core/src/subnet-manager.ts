@@ -1,0 +1,25 @@
+/**
+ * The SubnetManager contract (DESIGN §5): the cluster store, the only channel between nodes. Implemented by
+ * packages/subnet-etcd and packages/subnet-kube; both deliver the same stream: a snapshot, then added/removed
+ * events about other nodes.
+ */
+import type { Lease, LeaseAttrs, LeaseEvent } from "./lease.js";
+import type { NetworkConfig } from "./network-config.js";
+
+export interface SubnetManager {
+  /** For logs: `etcd http://...` or `kube node n1`. */
+  readonly name: string;
+  /** Reads and validates the network config, retrying (with a clear log line) while it is missing. */
+  getNetworkConfig(signal: AbortSignal): Promise<NetworkConfig>;
+  /** Claims (or re-claims) this node's subnet and publishes `attrs`. */
+  acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease>;
+  /** Re-publishes this node's attributes (e.g. backend data known only after registerSubnet). */
+  updateLease(lease: Lease, attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease>;
+  /**
+   * Keeps the lease alive until `signal` aborts (etcd: renew before expiry; kube: mark the node's network
+   * available). Rejects with WeftError LEASE_LOST when the lease disappears, so the agent stops cleanly.
+   */
+  completeLease(lease: Lease, signal: AbortSignal): Promise<void>;
+  /** Snapshot first, then events; never about the local lease. Ends when `signal` aborts. */
+  watchLeases(local: Lease, signal: AbortSignal): AsyncIterable<LeaseEvent>;
+}

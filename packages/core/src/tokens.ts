@@ -1,0 +1,12 @@
+/**
+ * Typed DI tokens from one helper (STYLE 8). A token is a unique symbol carrying its value type, so
+ * `container.resolve(KERNEL)` is typed without casts. Every constructor parameter of an injectable class takes
+ * an explicit `@inject(TOKEN)`: esbuild bundles and vitest emit no decorator metadata.
+ */
+import type { InjectionToken } from "tsyringe";
+
+export type Token<T> = InjectionToken<T> & symbol & { readonly __type?: T };
+
+export function createToken<T>(name: string): Token<T> {
+  return Symbol.for(name) as Token<T>;
+}
