@@ -1,2 +1,3 @@
 export * from "./port.js";
 export * from "./process.js";
+export * from "./execa-runner.js";
