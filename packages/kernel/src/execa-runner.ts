@@ -6,7 +6,7 @@
  * Arguments are always an argv array; no shell is ever involved.
  */
 import { closeSync, openSync } from "node:fs";
-import { execa } from "execa";
+import { execa, execaSync } from "execa";
 import { WeftError } from "@weft/core";
 import type { ChildHandle, ProcessRunner, RunOptions, RunResult, SpawnOptions } from "./process.js";
 
@@ -97,6 +97,31 @@ export class ExecaRunner implements ProcessRunner {
       );
     }
     return { exitCode, stdout, stderr };
+  }
+
+  /**
+   * Synchronous variant of `run` with `reject: false`, for last-resort teardown inside a process 'exit'
+   * handler, where nothing asynchronous can run any more. Not part of the ProcessRunner port: use `run`
+   * everywhere else. Never throws; a missing program yields exit code 127.
+   */
+  runSync(file: string, args: readonly string[], options: { timeoutMs?: number } = {}): RunResult {
+    try {
+      const r = execaSync(file, args, {
+        stdin: "ignore",
+        reject: false,
+        stripFinalNewline: false,
+        encoding: "utf8",
+        ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
+      });
+      const exitCode = r.code === "ENOENT" && r.exitCode === undefined ? 127 : (r.exitCode ?? 1);
+      return {
+        exitCode,
+        stdout: typeof r.stdout === "string" ? r.stdout : "",
+        stderr: typeof r.stderr === "string" ? r.stderr : "",
+      };
+    } catch (err) {
+      return { exitCode: 1, stdout: "", stderr: String(err) };
+    }
   }
 
   spawn(file: string, args: readonly string[], options: SpawnOptions = {}): ChildHandle {
