@@ -1,1 +1,3 @@
-export {};
+export * from "./reconciler.js";
+export * from "./kinds.js";
+export * from "./datapath.js";

@@ -1,0 +1,237 @@
+/**
+ * DatapathEngine: the Datapath backends declare into, and the driver of the reconcilers.
+ *
+ * Backends declare kernel objects per owner (`local`, a peer's subnet key, ...). Two ways to apply them:
+ *   - flush(): adds/updates everything declared and removes what was retracted since the last flush. Never
+ *     removes objects nobody retracted, so an agent that restarts and has not yet re-declared every peer does
+ *     not tear down the datapath the previous agent left (restart keeps traffic flowing).
+ *   - reconcile({ prune: true }): the periodic full pass; also removes owned objects nobody declares (peers that
+ *     vanished while the agent was down, devices of a backend no longer in use). The agent only prunes once the
+ *     store's snapshot has been declared.
+ * Kinds are applied in order links → addresses → neighbours → fdb → routes (vxlan needs neighbour and FDB
+ * before the onlink route, so the kernel never has to resolve the gateway), then extra kinds, then link
+ * removals last. A recreated link loses its neighbours/FDB/routes; they are read afresh after the link step
+ * and so re-added in the same pass.
+ */
+import "reflect-metadata";
+import {
+  CORE_OBJECT_KINDS,
+  type Datapath,
+  type KernelObjects,
+  LOGGER,
+  type Logger,
+  type RouteSpec,
+  WEFT_ROUTE_PROTOCOL,
+  createToken,
+  routeTable,
+} from "@weft/core";
+import { KERNEL, type KernelPort } from "@weft/kernel";
+import { type DependencyContainer, inject, injectable } from "tsyringe";
+import { AddressReconciler, FdbReconciler, LinkReconciler, NeighbourReconciler, type OwnershipPolicy, RouteReconciler, prefixOwnership } from "./kinds.js";
+import { type KindReport, type ObjectReconciler, applyChange, diff, emptyKindReport } from "./reconciler.js";
+
+/** Reconcilers for kinds beyond the core five (WireGuard peers, IPsec connections, ...), keyed by kind name. */
+export const EXTRA_RECONCILERS = createToken<readonly ObjectReconciler<unknown>[]>("weft.extra-reconcilers");
+export const OWNERSHIP = createToken<OwnershipPolicy>("weft.ownership");
+
+export interface ReconcileReport {
+  readonly prune: boolean;
+  readonly kinds: KindReport[];
+  readonly durationMs: number;
+  /** Kernel ops sent; 0 for a pass that found no drift. */
+  readonly writes: number;
+  readonly failures: number;
+}
+
+type AnyReconciler = ObjectReconciler<unknown>;
+
+@injectable()
+export class DatapathEngine implements Datapath {
+  private readonly owners = new Map<string, KernelObjects>();
+  /** Keys retracted since the last pass, per kind: removable by flush() if nobody declares them again. */
+  private readonly retracted = new Map<string, Set<string>>();
+  private readonly reconcilers: AnyReconciler[];
+  private readonly linkReconciler: LinkReconciler;
+  private queue: Promise<unknown> = Promise.resolve();
+  lastReport?: ReconcileReport;
+
+  constructor(
+    @inject(KERNEL) private readonly kernel: KernelPort,
+    @inject(LOGGER) private readonly logger: Logger,
+    @inject(OWNERSHIP) ownership: OwnershipPolicy,
+    @inject(EXTRA_RECONCILERS) extra: readonly AnyReconciler[],
+  ) {
+    this.linkReconciler = new LinkReconciler(ownership);
+    this.reconcilers = [
+      this.linkReconciler as AnyReconciler,
+      new AddressReconciler(ownership) as AnyReconciler,
+      new NeighbourReconciler(ownership) as AnyReconciler,
+      new FdbReconciler(ownership) as AnyReconciler,
+      new RouteReconciler(ownership) as AnyReconciler,
+      ...extra,
+    ];
+    const names = new Set<string>();
+    for (const r of this.reconcilers) {
+      if (names.has(r.kind)) throw new Error(`two reconcilers for kind "${r.kind}"`);
+      names.add(r.kind);
+    }
+  }
+
+  declare(owner: string, objects: KernelObjects): void {
+    const before = this.owners.get(owner);
+    this.owners.set(owner, normalize(objects));
+    if (before) this.noteRetracted(before);
+  }
+
+  retract(owner: string): void {
+    const before = this.owners.get(owner);
+    if (!before) return;
+    this.owners.delete(owner);
+    this.noteRetracted(before);
+  }
+
+  declared(owner: string): KernelObjects | undefined {
+    return this.owners.get(owner);
+  }
+
+  /** All declared objects of one kind, deduplicated by key (a later owner's object wins). */
+  desired(kind: string): unknown[] {
+    const r = this.reconcilerFor(kind);
+    const byKey = new Map<string, unknown>();
+    for (const objs of this.owners.values()) for (const o of objectsOf(objs, kind)) byKey.set(r.key(o), o);
+    return [...byKey.values()];
+  }
+
+  flush(): Promise<void> {
+    return this.serialize(async () => {
+      await this.pass(false);
+    }).then(() => undefined);
+  }
+
+  reconcile(options: { prune: boolean }): Promise<ReconcileReport> {
+    return this.serialize(() => this.pass(options.prune));
+  }
+
+  /** Removes every object Weft owns on this node (explicit teardown). */
+  teardown(): Promise<ReconcileReport> {
+    this.owners.clear();
+    return this.reconcile({ prune: true });
+  }
+
+  private reconcilerFor(kind: string): AnyReconciler {
+    const r = this.reconcilers.find((x) => x.kind === kind);
+    if (!r) throw new Error(`no reconciler for kind "${kind}"`);
+    return r;
+  }
+
+  private noteRetracted(objs: KernelObjects): void {
+    for (const r of this.reconcilers) {
+      for (const o of objectsOf(objs, r.kind)) {
+        let set = this.retracted.get(r.kind);
+        if (!set) this.retracted.set(r.kind, (set = new Set()));
+        set.add(r.key(o));
+      }
+    }
+  }
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async pass(prune: boolean): Promise<ReconcileReport> {
+    const started = performance.now();
+    const reports: KindReport[] = [];
+    const retracted = new Map([...this.retracted].map(([k, v]) => [k, new Set(v)]));
+    this.retracted.clear();
+    const removable = (kind: string) => (key: string) => prune || (retracted.get(kind)?.has(key) ?? false);
+
+    let linkRemovals: unknown[] = [];
+    for (const r of this.reconcilers) {
+      const report = emptyKindReport(r.kind);
+      reports.push(report);
+      const desired = this.desired(r.kind);
+      let actual: unknown[];
+      try {
+        actual = await r.listOwned(this.kernel, desired);
+      } catch (err) {
+        // A failed read must not turn into "everything is missing": skip the kind this pass, retry next pass.
+        report.failures.push({ key: "*", error: err as never });
+        this.logger.error("reading kernel state failed", { kind: r.kind, error: String(err) });
+        continue;
+      }
+      const change = diff(r, desired, actual, removable(r.kind));
+      report.drifts.push(...change.drifts);
+      if (r === this.linkReconciler) {
+        // Links go last, after everything that hangs off them.
+        linkRemovals = [...change.remove];
+        await applyChange(this.kernel, r, { add: change.add, update: change.update, remove: [] }, report);
+      } else {
+        await applyChange(this.kernel, r, change, report);
+      }
+      this.logChange(r.kind, change.drifts, change.remove.length, prune);
+    }
+    if (linkRemovals.length) {
+      const report = reports[0]!;
+      await applyChange(this.kernel, this.linkReconciler as AnyReconciler, { add: [], update: [], remove: linkRemovals }, report);
+    }
+    // Retractions whose removal failed stay pending so the next flush retries them.
+    for (const rep of reports) {
+      for (const f of rep.failures) {
+        if (retracted.get(rep.kind)?.has(f.key)) this.noteRetractedKey(rep.kind, f.key);
+      }
+    }
+    const report: ReconcileReport = {
+      prune,
+      kinds: reports,
+      durationMs: performance.now() - started,
+      writes: reports.reduce((n, r) => n + r.writes, 0),
+      failures: reports.reduce((n, r) => n + r.failures.length, 0),
+    };
+    for (const rep of reports) {
+      for (const f of rep.failures.slice(0, 10)) {
+        this.logger.warn("kernel object not programmed; will retry", { kind: rep.kind, key: f.key, code: f.error?.code, error: f.error?.message });
+      }
+      if (rep.failures.length > 10) this.logger.warn("more kernel objects not programmed", { kind: rep.kind, count: rep.failures.length - 10 });
+    }
+    this.lastReport = report;
+    return report;
+  }
+
+  private noteRetractedKey(kind: string, key: string) {
+    let set = this.retracted.get(kind);
+    if (!set) this.retracted.set(kind, (set = new Set()));
+    set.add(key);
+  }
+
+  private logChange(kind: string, drifts: { key: string; reason: string }[], removed: number, prune: boolean) {
+    const repairs = drifts.filter((d) => d.reason !== "missing");
+    const missing = drifts.length - repairs.length;
+    for (const d of repairs.slice(0, 20)) this.logger.info("updating kernel object", { kind, key: d.key, reason: d.reason });
+    if (missing || removed || repairs.length > 20) {
+      this.logger.debug("reconciled", { kind, added: missing, updated: repairs.length, removed, prune });
+    }
+  }
+}
+
+function objectsOf(objs: KernelObjects, kind: string): readonly unknown[] {
+  if ((CORE_OBJECT_KINDS as readonly string[]).includes(kind)) return (objs as Record<string, readonly unknown[] | undefined>)[kind] ?? [];
+  return objs.extra?.[kind] ?? [];
+}
+
+/** Desired routes always carry Weft's protocol mark and an explicit table: that is how Weft finds them again. */
+function normalize(objs: KernelObjects): KernelObjects {
+  if (!objs.routes) return objs;
+  return {
+    ...objs,
+    routes: objs.routes.map((r: RouteSpec) => ({ ...r, protocol: WEFT_ROUTE_PROTOCOL, table: routeTable(r) })),
+  };
+}
+
+/** Registers the datapath engine and its defaults in an agent's (or a test's) child container. */
+export function registerDatapath(container: DependencyContainer, options: { ownership?: OwnershipPolicy; extraReconcilers?: readonly AnyReconciler[] } = {}): void {
+  if (!container.isRegistered(OWNERSHIP)) container.register(OWNERSHIP, { useValue: options.ownership ?? prefixOwnership() });
+  if (!container.isRegistered(EXTRA_RECONCILERS)) container.register(EXTRA_RECONCILERS, { useValue: options.extraReconcilers ?? [] });
+  container.registerSingleton(DatapathEngine);
+}

@@ -1,0 +1,113 @@
+/**
+ * One reconciler per kernel object kind (STYLE 3, after Calico Felix's route table and vxlan manager). Each
+ * knows how to list the objects Weft owns of its kind, how to key them, when an actual object satisfies a
+ * desired one, and which kernel ops turn one into the other. `reconcileKind` does the diff and applies it as
+ * ONE batch: a pass with no drift issues no writes.
+ */
+import type { KernelError, KernelOp, KernelPort } from "@weft/kernel";
+
+export interface Change<T> {
+  readonly add: readonly T[];
+  readonly update: readonly { readonly desired: T; readonly actual: T }[];
+  readonly remove: readonly T[];
+}
+
+/** Why an update is needed, for the log; undefined when `actual` already satisfies `desired`. */
+export type Drift = string | undefined;
+
+export interface ObjectReconciler<T> {
+  readonly kind: string;
+  key(obj: T): string;
+  /** Objects of this kind that Weft owns, as the kernel has them now. `desired` lets a reconciler scope its reads. */
+  listOwned(kernel: KernelPort, desired: readonly T[]): Promise<T[]>;
+  /** How `actual` differs from `desired`, or undefined when it satisfies it. */
+  drift(desired: T, actual: T): Drift;
+  /** Kernel ops for one object; `remove` ops for the prune/retract step. */
+  addOps(obj: T): KernelOp[];
+  updateOps(desired: T, actual: T): KernelOp[];
+  removeOps(obj: T): KernelOp[];
+}
+
+export interface KindReport {
+  readonly kind: string;
+  added: number;
+  updated: number;
+  removed: number;
+  /** Ops sent to the kernel in this pass (0 when there was no drift). */
+  writes: number;
+  readonly failures: { readonly key: string; readonly error: KernelError }[];
+  readonly drifts: { readonly key: string; readonly reason: string }[];
+}
+
+export function emptyKindReport(kind: string): KindReport {
+  return { kind, added: 0, updated: 0, removed: 0, writes: 0, failures: [], drifts: [] };
+}
+
+/** The diff of desired against actual (owned) objects. `removable` says which owned-but-undesired keys may go. */
+export function diff<T>(
+  r: ObjectReconciler<T>,
+  desired: readonly T[],
+  actual: readonly T[],
+  removable: (key: string) => boolean,
+): Change<T> & { drifts: { key: string; reason: string }[] } {
+  const actualByKey = new Map<string, T>();
+  for (const a of actual) actualByKey.set(r.key(a), a);
+  const desiredKeys = new Set<string>();
+  const add: T[] = [];
+  const update: { desired: T; actual: T }[] = [];
+  const drifts: { key: string; reason: string }[] = [];
+  for (const d of desired) {
+    const k = r.key(d);
+    if (desiredKeys.has(k)) continue;
+    desiredKeys.add(k);
+    const a = actualByKey.get(k);
+    if (a === undefined) {
+      add.push(d);
+      drifts.push({ key: k, reason: "missing" });
+      continue;
+    }
+    const why = r.drift(d, a);
+    if (why !== undefined) {
+      update.push({ desired: d, actual: a });
+      drifts.push({ key: k, reason: why });
+    }
+  }
+  const remove: T[] = [];
+  for (const [k, a] of actualByKey) if (!desiredKeys.has(k) && removable(k)) remove.push(a);
+  return { add, update, remove, drifts };
+}
+
+/**
+ * Applies a change as one kernel batch and records per-object failures. Ops of one object stay together so a
+ * failure is attributed to the object's key.
+ */
+export async function applyChange<T>(kernel: KernelPort, r: ObjectReconciler<T>, change: Change<T>, report: KindReport): Promise<void> {
+  const ops: KernelOp[] = [];
+  const owners: { key: string; kind: "add" | "update" | "remove" }[] = [];
+  const push = (key: string, kind: "add" | "update" | "remove", list: KernelOp[]) => {
+    for (const op of list) {
+      ops.push(op);
+      owners.push({ key, kind });
+    }
+  };
+  for (const o of change.add) push(r.key(o), "add", r.addOps(o));
+  for (const u of change.update) push(r.key(u.desired), "update", r.updateOps(u.desired, u.actual));
+  for (const o of change.remove) push(r.key(o), "remove", r.removeOps(o));
+  if (ops.length === 0) return;
+  const results = await kernel.apply(ops);
+  report.writes += ops.length;
+  const failed = new Map<string, KernelError>();
+  results.forEach((res, i) => {
+    const owner = owners[i]!;
+    if (res.ok) return;
+    // Removing what is already gone is success: the goal state holds.
+    if (owner.kind === "remove" && res.error.code === "KERNEL_NOT_FOUND") return;
+    if (!failed.has(owner.key)) failed.set(owner.key, res.error);
+  });
+  const count = (list: readonly T[] | readonly { desired: T }[], get: (x: never) => T) =>
+    list.filter((x) => !failed.has(r.key(get(x as never)))).length;
+  report.added += count(change.add, (x: T) => x);
+  report.updated += count(change.update, (x: { desired: T }) => x.desired);
+  report.removed += count(change.remove, (x: T) => x);
+  for (const [key, error] of failed) report.failures.push({ key, error });
+}
