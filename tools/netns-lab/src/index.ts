@@ -6,3 +6,4 @@ export * from "./guards.js";
 export * from "./cleanup.js";
 export * from "./netns.js";
 export { labRunner } from "./runner.js";
+export * from "./etcd.js";
