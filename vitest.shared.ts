@@ -30,5 +30,8 @@ const shared = defineConfig({
 });
 
 export function weftProject(name: string) {
-  return mergeConfig(shared, defineProject({ test: { name: `${name}:${tier}` } }));
+  // Under tools/ci/test-all.sh every package and tier also writes a JSON report, summed into one closing line.
+  const reportDir = process.env.WEFT_REPORT_DIR;
+  const reporters = reportDir ? ["default", ["json", { outputFile: `${reportDir}/${name}-${tier}.json` }]] : ["default"];
+  return mergeConfig(shared, defineProject({ test: { name: `${name}:${tier}`, reporters: reporters as never } }));
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+// Sums the vitest JSON reports of all packages and tiers into one closing line: "N passed, N failed, N skipped".
+// Exits non-zero when anything failed or when no test ran at all.
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const dir = process.argv[2];
+let passed = 0, failed = 0, skipped = 0;
+const perTier = {};
+for (const f of readdirSync(dir).filter((f) => f.endsWith(".json"))) {
+  const r = JSON.parse(readFileSync(join(dir, f), "utf8"));
+  const tier = f.replace(/\.json$/, "").split("-").pop();
+  perTier[tier] ??= { passed: 0, failed: 0, skipped: 0 };
+  passed += r.numPassedTests ?? 0;
+  // A file that fails to load has no failed tests but a failed suite: count it, or a broken import would pass.
+  const f_ = (r.numFailedTests ?? 0) || (r.numFailedTestSuites ?? 0) || (r.success === false ? 1 : 0);
+  failed += f_;
+  skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+  perTier[tier].passed += r.numPassedTests ?? 0;
+  perTier[tier].failed += f_;
+  perTier[tier].skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+}
+for (const [tier, t] of Object.entries(perTier)) console.log(`  ${tier}: ${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped`);
+console.log(`Tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(failed > 0 || passed === 0 ? 1 : 0);
