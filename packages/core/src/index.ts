@@ -9,3 +9,4 @@ export * from "./logger.js";
 export * from "./tokens.js";
 export * from "./core-tokens.js";
 export * from "./registry.js";
+export * from "./subnet-env.js";
