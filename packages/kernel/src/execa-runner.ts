@@ -104,10 +104,10 @@ export class ExecaRunner implements ProcessRunner {
    * handler, where nothing asynchronous can run any more. Not part of the ProcessRunner port: use `run`
    * everywhere else. Never throws; a missing program yields exit code 127.
    */
-  runSync(file: string, args: readonly string[], options: { timeoutMs?: number } = {}): RunResult {
+  runSync(file: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): RunResult {
     try {
       const r = execaSync(file, args, {
-        stdin: "ignore",
+        ...(options.input !== undefined ? { input: options.input } : { stdin: "ignore" as const }),
         reject: false,
         stripFinalNewline: false,
         encoding: "utf8",

@@ -7,3 +7,4 @@ export * from "./cleanup.js";
 export * from "./netns.js";
 export { labRunner } from "./runner.js";
 export * from "./etcd.js";
+export * from "./lab.js";

@@ -70,6 +70,14 @@ class Netns implements TestNetns {
 }
 
 /**
+ * A TestNetns handle for an existing namespace `name`, NOT registered for cleanup (its owner tears it down,
+ * e.g. a Lab deletes all its namespaces in one batch).
+ */
+export function adoptNetns(name: string): TestNetns {
+  return new Netns(name);
+}
+
+/**
  * Creates a namespace named `<prefix><unique suffix>` (<= 15 characters), brings `lo` up, and registers it
  * for teardown. Default prefix "wn".
  */
