@@ -70,6 +70,11 @@ export interface BackendModule<C = unknown> {
   readonly configSchema: Schema<C>;
   /** Bytes of encapsulation the backend adds for an underlay of `family`; 0 when it does not encapsulate. */
   mtuOverhead(config: C, family: Family): number;
+  /**
+   * The underlay MTU the backend was configured with (Flannel's `MTU` key of vxlan and wireguard), when it
+   * overrides the interface's. The agent advertises (this ?? interface MTU) − mtuOverhead as the pod MTU.
+   */
+  underlayMtu?(config: C): number | undefined;
   /** Binds the module's Backend implementation to BACKEND in the agent's child container. */
   register(container: DependencyContainer): void;
 }

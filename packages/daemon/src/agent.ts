@@ -1,0 +1,347 @@
+/**
+ * The agent's run loop (reference/flannel.md §1.2 is the floor):
+ *
+ *   config → backend module + its config → interface and public IP → (nothing in the kernel changed yet)
+ *   → acquire lease → register subnet (devices) → publish backend data → subnet.env → traffic rules
+ *   → watch peers: every event goes to the backend; the datapath engine applies it in batches
+ *   → after the first snapshot, a full reconcile with prune removes peers that vanished while we were down
+ *   → every --resync-interval: full reconcile (repairs drift), traffic rules re-checked, failed peers retried.
+ *
+ * Stopping (SIGTERM/SIGINT) leaves devices, routes and rules in place for the next agent to adopt.
+ */
+import "reflect-metadata";
+import {
+  BACKEND,
+  BACKEND_CONFIG,
+  type BackendModule,
+  type BackendRegistry,
+  DATAPATH,
+  EXTERNAL_INTERFACE,
+  type ExternalInterface,
+  type Family,
+  type IPNet,
+  LOGGER,
+  type Lease,
+  type LeaseAttrs,
+  type Logger,
+  NETWORK_CONFIG,
+  type NetworkConfig,
+  STATE_DIR,
+  SUBNET_MANAGER,
+  type SubnetManager,
+  WeftError,
+  errorMessage,
+  isWeftError,
+} from "@weft/core";
+import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
+import { DatapathEngine, type ReconcileReport, registerDatapath } from "@weft/reconcile";
+import { container as rootContainer } from "tsyringe";
+import type { Flags } from "./flags.js";
+import type { AgentMetrics } from "./metrics.js";
+import { PeerSet } from "./peers.js";
+import { readSubnetFile, writeSubnetFile } from "./subnet-file.js";
+
+export interface TrafficFamilyPlan {
+  readonly network: IPNet;
+  readonly subnet: IPNet;
+  readonly previous?: { readonly network: IPNet; readonly subnet: IPNet };
+}
+export interface TrafficPlan {
+  readonly v4?: TrafficFamilyPlan;
+  readonly v6?: TrafficFamilyPlan;
+  readonly masquerade: boolean;
+  readonly forward: boolean;
+  readonly fullyRandom: boolean;
+}
+export interface TrafficRulesPort {
+  ensure(plan: TrafficPlan): Promise<{ changed: boolean }>;
+  cleanup(): Promise<void>;
+}
+
+export interface InterfaceChoice {
+  iface: string[];
+  ifaceRegex: string[];
+  ifaceCanReach?: string;
+  publicIP?: string;
+  publicIPv6?: string;
+  families: { v4: boolean; v6: boolean };
+}
+
+export interface AgentDeps {
+  readonly flags: Flags;
+  readonly logger: Logger;
+  readonly kernel: KernelPort;
+  readonly runner: ProcessRunner;
+  readonly registry: BackendRegistry;
+  readonly metrics: AgentMetrics;
+  readonly subnetManager: SubnetManager;
+  chooseInterface(kernel: KernelPort, choice: InterfaceChoice): Promise<ExternalInterface>;
+  /** Traffic rules for the mode in use; the other mode is cleaned up. */
+  trafficRules(mode: "iptables" | "nftables"): { rules: TrafficRulesPort; cleanupOther(): Promise<void> };
+  /** Public IPs stored on the node (kube `node-public-ip` annotations); they override the flags. */
+  storedPublicIPs?(): Promise<{ v4?: string; v6?: string }>;
+}
+
+type Phase = "starting" | "lease" | "subnet-file" | "peers" | "running" | "stopped";
+
+export class Agent {
+  private phase: Phase = "starting";
+  private peers?: PeerSet;
+  private engine?: DatapathEngine;
+  private lastFailures = 0;
+  private firstReconcileDone = false;
+  lease?: Lease;
+  mtu?: number;
+
+  constructor(private readonly deps: AgentDeps) {}
+
+  ready(): { ready: boolean; reason: string } {
+    if (this.phase !== "running") return { ready: false, reason: `phase ${this.phase}` };
+    if (this.lastFailures > 0) return { ready: false, reason: `${this.lastFailures} kernel objects not programmed` };
+    return { ready: true, reason: "" };
+  }
+
+  peerStatuses() {
+    return this.peers?.statuses() ?? [];
+  }
+
+  /** Runs until `signal` aborts (resolves) or the agent cannot go on (rejects). */
+  async run(signal: AbortSignal): Promise<void> {
+    const { flags, logger, subnetManager: sm, registry, kernel } = this.deps;
+
+    // 1. Configuration. Everything here is validated before anything on the node is touched.
+    const config = await sm.getNetworkConfig(signal);
+    for (const w of config.warnings) logger.warn(w);
+    const module = registry.get(config.backendType);
+    const backendConfig = module.configSchema.parse(config.backend, "Backend");
+    const stored = (await this.deps.storedPublicIPs?.()) ?? {};
+    const iface = await this.deps.chooseInterface(kernel, {
+      iface: flags.iface,
+      ifaceRegex: flags["iface-regex"],
+      ...(flags["iface-can-reach"] ? { ifaceCanReach: flags["iface-can-reach"] } : {}),
+      ...((stored.v4 ?? flags["public-ip"]) ? { publicIP: stored.v4 ?? flags["public-ip"] } : {}),
+      ...((stored.v6 ?? flags["public-ipv6"]) ? { publicIPv6: stored.v6 ?? flags["public-ipv6"] } : {}),
+      families: { v4: config.enableIPv4, v6: config.enableIPv6 },
+    });
+    const underlayFamily: Family = iface.ifaceAddr ? "v4" : "v6";
+    const overhead = module.mtuOverhead(backendConfig, underlayFamily);
+    this.mtu = (module.underlayMtu?.(backendConfig) ?? iface.mtu) - overhead;
+    if (this.mtu < 576 && config.enableIPv4) {
+      throw new WeftError("CONFIG_INVALID", `pod MTU ${this.mtu} (underlay ${iface.mtu} − ${module.type} overhead ${overhead}) is too small: raise the underlay MTU`);
+    }
+    logger.info("configuration valid", {
+      backend: module.type,
+      iface: iface.name,
+      publicIP: iface.extAddr?.toString(),
+      publicIPv6: iface.extV6Addr?.toString(),
+      mtu: this.mtu,
+      store: sm.name,
+    });
+
+    // 2. The agent's container: core services, the datapath engine, the chosen backend.
+    const c = rootContainer.createChildContainer();
+    c.register(LOGGER, { useValue: logger });
+    c.register(NETWORK_CONFIG, { useValue: config });
+    c.register(BACKEND_CONFIG, { useValue: backendConfig });
+    c.register(EXTERNAL_INTERFACE, { useValue: iface });
+    c.register(SUBNET_MANAGER, { useValue: sm });
+    c.register(KERNEL, { useValue: kernel });
+    c.register(PROCESS_RUNNER, { useValue: this.deps.runner });
+    c.register(STATE_DIR, { useValue: flags["state-dir"] });
+    registerDatapath(c);
+    const engine = c.resolve(DatapathEngine);
+    c.register(DATAPATH, { useValue: engine });
+    this.engine = engine;
+    module.register(c);
+    const backend = c.resolve(BACKEND);
+
+    // 3. Lease, devices, published data.
+    await this.ensureForwarding(config);
+    this.phase = "lease";
+    const attrs: LeaseAttrs = {
+      ...(iface.extAddr && config.enableIPv4 ? { publicIP: iface.extAddr } : {}),
+      ...(iface.extV6Addr && config.enableIPv6 ? { publicIPv6: iface.extV6Addr } : {}),
+      backendType: module.type,
+    };
+    let lease = await sm.acquireLease(attrs, signal);
+    logger.info("lease acquired", { subnet: lease.subnet?.toString(), ipv6Subnet: lease.ipv6Subnet?.toString() });
+    const data = await backend.registerSubnet({ lease, config, iface });
+    lease = await sm.updateLease(
+      lease,
+      { ...attrs, ...(data.v4 !== undefined ? { backendData: data.v4 } : {}), ...(data.v6 !== undefined ? { backendV6Data: data.v6 } : {}) },
+      signal,
+    );
+    this.lease = lease;
+    this.setLeaseMetric(lease);
+    await engine.flush();
+
+    // 4. subnet.env and traffic rules.
+    this.phase = "subnet-file";
+    const previous = readSubnetFile(flags["subnet-file"]);
+    if (previous.error) logger.warn(`ignoring the previous subnet file: ${previous.error}`);
+    writeSubnetFile(flags["subnet-file"], {
+      ...(config.v4 ? { network: config.v4.network } : {}),
+      ...(lease.subnet ? { subnet: lease.subnet } : {}),
+      ...(config.v6 ? { ipv6Network: config.v6.network } : {}),
+      ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet } : {}),
+      mtu: this.mtu,
+      ipMasq: flags["ip-masq"],
+    });
+    const traffic = this.deps.trafficRules(config.enableNFTables ? "nftables" : "iptables");
+    await traffic.cleanupOther();
+    const plan = this.trafficPlan(config, lease, previous.env);
+    await traffic.rules.ensure(plan);
+    // The previous network/subnet only matters for the first pass (removing stale rules).
+    const steadyPlan = this.trafficPlan(config, lease, undefined);
+
+    // 5. Peers, the lease keeper and the resync timer, until stopped.
+    this.phase = "peers";
+    const peers = new PeerSet(backend, logger);
+    this.peers = peers;
+    const inner = new AbortController();
+    const stop = () => inner.abort();
+    signal.addEventListener("abort", stop, { once: true });
+    let fatal: unknown;
+    const fail = (err: unknown) => {
+      if (!inner.signal.aborted) {
+        fatal = err;
+        inner.abort();
+      }
+    };
+
+    const keeper = sm.completeLease(lease, inner.signal).catch(fail);
+    const watcher = (async () => {
+      let backoff = 100;
+      while (!inner.signal.aborted) {
+        try {
+          for await (const ev of sm.watchLeases(lease, inner.signal)) {
+            backoff = 100;
+            const changed = await peers.apply(ev);
+            if (ev.type === "snapshot" && !this.firstReconcileDone) {
+              await this.reconcile(true);
+              this.firstReconcileDone = true;
+              this.phase = "running";
+              logger.info("datapath programmed for every known peer", { peers: peers.counts() });
+            } else if (changed) {
+              await engine.flush();
+            }
+            this.updatePeerMetrics();
+          }
+          if (!inner.signal.aborted) throw new Error("lease watch ended unexpectedly");
+        } catch (err) {
+          if (inner.signal.aborted) return;
+          if (isWeftError(err) && !err.transient) return fail(err);
+          logger.warn(`lease watch failed, retrying in ${backoff} ms: ${errorMessage(err)}`);
+          await sleep(backoff, inner.signal);
+          backoff = Math.min(backoff * 2, 5000);
+        }
+      }
+    })();
+    const resync = (async () => {
+      while (!inner.signal.aborted) {
+        await sleep(flags["resync-interval"] * 1000, inner.signal);
+        if (inner.signal.aborted) return;
+        try {
+          if (await peers.retryFailed()) await engine.flush();
+          await this.reconcile(peers.snapshotSeen);
+          const r = await traffic.rules.ensure(steadyPlan);
+          if (r.changed) {
+            this.deps.metrics.trafficRuleRepairs.inc();
+            logger.warn("traffic rules had drifted and were rewritten");
+          }
+          this.updatePeerMetrics();
+        } catch (err) {
+          logger.error(`resync failed: ${errorMessage(err)}`);
+        }
+      }
+    })();
+
+    await Promise.all([keeper, watcher, resync]);
+    signal.removeEventListener("abort", stop);
+    this.phase = "stopped";
+    await backend.close("restart").catch((err) => logger.warn(`backend close: ${errorMessage(err)}`));
+    if (fatal !== undefined) throw fatal;
+  }
+
+  private async reconcile(prune: boolean): Promise<ReconcileReport> {
+    const engine = this.engine!;
+    const report = await engine.reconcile({ prune });
+    const m = this.deps.metrics;
+    m.reconcileDuration.observe({ prune: String(prune) }, report.durationMs / 1000);
+    for (const k of report.kinds) {
+      // Changes made by a periodic pass are repairs of drift (someone or something changed the kernel).
+      if (this.firstReconcileDone) {
+        const n = k.added + k.updated + k.removed;
+        if (n > 0) {
+          m.driftRepairs.inc({ kind: k.kind }, n);
+          this.deps.logger.warn("repaired kernel drift", { kind: k.kind, added: k.added, updated: k.updated, removed: k.removed, examples: k.drifts.slice(0, 3) });
+        }
+      }
+      for (const f of k.failures) m.kernelErrors.inc({ kind: k.kind, code: f.error?.code ?? "unknown" });
+    }
+    this.lastFailures = report.failures;
+    m.ready.set(this.ready().ready ? 1 : 0);
+    return report;
+  }
+
+  private updatePeerMetrics() {
+    const m = this.deps.metrics;
+    const counts = this.peers?.counts() ?? {};
+    for (const [state, n] of Object.entries(counts)) m.peers.set({ state }, n);
+    m.ready.set(this.ready().ready ? 1 : 0);
+    const stats = (this.deps.subnetManager as unknown as { stats?: { malformedPeers?: number; watchReconnects?: number } }).stats;
+    if (stats) {
+      m.malformedPeers.set((stats.malformedPeers ?? 0) + (counts.skipped ?? 0));
+      m.watchReconnects.set(stats.watchReconnects ?? 0);
+    } else m.malformedPeers.set(counts.skipped ?? 0);
+  }
+
+  private setLeaseMetric(lease: Lease) {
+    this.deps.metrics.leaseExpiry.set(lease.expiration ? lease.expiration.getTime() / 1000 : 0);
+  }
+
+  private trafficPlan(config: NetworkConfig, lease: Lease, prev: ReturnType<typeof readSubnetFile>["env"]): TrafficPlan {
+    const flags = this.deps.flags;
+    const fam = (network?: IPNet, subnet?: IPNet, pNet?: IPNet, pSub?: IPNet): TrafficFamilyPlan | undefined => {
+      if (!network || !subnet) return undefined;
+      const changed = pNet && pSub && (!pNet.equals(network) || !pSub.equals(subnet));
+      return { network, subnet, ...(changed ? { previous: { network: pNet!, subnet: pSub! } } : {}) };
+    };
+    const v4 = fam(config.v4?.network, lease.subnet, prev?.network, prev?.subnet?.network);
+    const v6 = fam(config.v6?.network, lease.ipv6Subnet, prev?.ipv6Network, prev?.ipv6Subnet?.network);
+    return {
+      ...(v4 ? { v4 } : {}),
+      ...(v6 ? { v6 } : {}),
+      masquerade: flags["ip-masq"],
+      forward: flags["iptables-forward-rules"],
+      fullyRandom: !flags["ip-masq-fully-random-disable"],
+    };
+  }
+
+  /** Pods on other nodes are only reachable when this node forwards; say so when it had to be switched on. */
+  private async ensureForwarding(config: NetworkConfig) {
+    const keys = [...(config.enableIPv4 ? ["net.ipv4.ip_forward"] : []), ...(config.enableIPv6 ? ["net.ipv6.conf.all.forwarding"] : [])];
+    for (const key of keys) {
+      const v = await this.deps.kernel.getSysctl(key);
+      if (v.trim() !== "1") {
+        await this.deps.kernel.setSysctl(key, "1");
+        this.deps.logger.info(`enabled ${key} (it was ${v.trim()}): nodes must forward pod traffic`);
+      }
+    }
+  }
+}
+
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+export type { BackendModule };

@@ -1,0 +1,162 @@
+/**
+ * weftd's command line. Flag names follow flanneld's so operators can switch (reference/flannel.md §6.4), with
+ * Weft's defaults; every flag can also come from `WEFTD_<FLAG_NAME>` (`--etcd-endpoints` ← WEFTD_ETCD_ENDPOINTS),
+ * a command-line value winning. Accepted forms: `--name value`, `--name=value`, and `--bool` / `--bool=false`;
+ * Go-style single-dash `-name` works too, as flanneld's users type it.
+ */
+import { WeftError } from "@weft/core";
+
+type Kind = "string" | "bool" | "int" | "list" | "commaList";
+
+interface FlagDef {
+  readonly kind: Kind;
+  readonly default?: unknown;
+  readonly help: string;
+  /** Never echoed in errors or logs. */
+  readonly secret?: boolean;
+  readonly min?: number;
+  readonly max?: number;
+}
+
+export const FLAG_DEFS = {
+  "etcd-endpoints": { kind: "commaList", default: ["http://127.0.0.1:2379"], help: "etcd endpoints, comma separated" },
+  "etcd-prefix": { kind: "string", default: "/weft.io/network", help: "etcd key prefix (Flannel's is /coreos.com/network)" },
+  "etcd-certfile": { kind: "string", default: "", help: "TLS client certificate for etcd" },
+  "etcd-keyfile": { kind: "string", default: "", help: "TLS client key for etcd" },
+  "etcd-cafile": { kind: "string", default: "", help: "CA bundle for etcd's server certificate" },
+  "etcd-username": { kind: "string", default: "", help: "etcd username" },
+  "etcd-password": { kind: "string", default: "", help: "etcd password (prefer WEFTD_ETCD_PASSWORD)", secret: true },
+  "etcd-lease-ttl": { kind: "int", default: 86400, min: 5, help: "seconds an etcd subnet lease lives without renewal" },
+  "kube-subnet-mgr": { kind: "bool", default: false, help: "use the Kubernetes API (node podCIDR and annotations) instead of etcd" },
+  "kubeconfig-file": { kind: "string", default: "", help: "kubeconfig to use outside a pod" },
+  "kube-api-url": { kind: "string", default: "", help: "Kubernetes API server URL, outside a pod" },
+  "kube-annotation-prefix": { kind: "string", default: "weft.io", help: "node annotation prefix (Flannel's is flannel.alpha.coreos.com)" },
+  "net-config-path": { kind: "string", default: "/etc/weft/net-conf.json", help: "network config file (kube mode)" },
+  iface: { kind: "list", default: [], help: "interface (name or IP) to use for the underlay; repeatable, first match wins" },
+  "iface-regex": { kind: "list", default: [], help: "regex matched against interface IPs, then names; repeatable" },
+  "iface-can-reach": { kind: "string", default: "", help: "use the interface that routes to this IP" },
+  "public-ip": { kind: "string", default: "", help: "IPv4 address to advertise (must be on an interface)" },
+  "public-ipv6": { kind: "string", default: "", help: "IPv6 address to advertise (must be on an interface)" },
+  "ip-masq": { kind: "bool", default: false, help: "masquerade traffic leaving the pod network" },
+  "ip-masq-fully-random-disable": { kind: "bool", default: false, help: "do not use --random-fully for masquerade" },
+  "iptables-forward-rules": { kind: "bool", default: true, help: "accept forwarded pod-network traffic in the filter table" },
+  "subnet-file": { kind: "string", default: "/run/weft/subnet.env", help: "where to write subnet.env" },
+  "subnet-lease-renew-margin": { kind: "int", default: 60, min: 1, max: 1439, help: "minutes before expiry to renew the etcd lease" },
+  "healthz-ip": { kind: "string", default: "0.0.0.0", help: "address for /healthz, /readyz and /metrics" },
+  "healthz-port": { kind: "int", default: 0, min: 0, max: 65535, help: "port for /healthz, /readyz and /metrics (0 = off)" },
+  "set-node-network-unavailable": { kind: "bool", default: true, help: "kube: set NetworkUnavailable=False once up" },
+  "state-dir": { kind: "string", default: "/var/lib/weft", help: "state kept across restarts (keys, VTEP MACs)" },
+  "resync-interval": { kind: "int", default: 10, min: 1, max: 3600, help: "seconds between full reconciles of kernel state and rules" },
+  "backend-module": { kind: "list", default: [], help: "third-party backend module (package name or path); repeatable" },
+  "log-level": { kind: "string", default: "info", help: "debug, info, warn or error" },
+  teardown: { kind: "bool", default: false, help: "remove every device, route and rule Weft owns on this node, then exit" },
+  version: { kind: "bool", default: false, help: "print the version and exit" },
+  help: { kind: "bool", default: false, help: "print this help and exit" },
+} as const satisfies Record<string, FlagDef>;
+
+export type FlagName = keyof typeof FLAG_DEFS;
+type ValueOf<K extends Kind> = K extends "bool" ? boolean : K extends "int" ? number : K extends "list" | "commaList" ? string[] : string;
+export type Flags = { -readonly [N in FlagName]: ValueOf<(typeof FLAG_DEFS)[N]["kind"]> };
+
+const LOG_LEVELS = ["debug", "info", "warn", "error"];
+
+export function envName(flag: string): string {
+  return "WEFTD_" + flag.toUpperCase().replace(/-/g, "_");
+}
+
+function bad(msg: string): never {
+  throw new WeftError("CONFIG_INVALID", msg);
+}
+
+function convert(name: FlagName, raw: string, origin: string): unknown {
+  const def: FlagDef = FLAG_DEFS[name];
+  const shown = def.secret ? "(hidden)" : JSON.stringify(raw);
+  switch (def.kind) {
+    case "bool":
+      if (/^(true|1|yes)$/i.test(raw)) return true;
+      if (/^(false|0|no)$/i.test(raw)) return false;
+      return bad(`${origin} ${shown} is not a boolean: use true or false`);
+    case "int": {
+      if (!/^-?\d+$/.test(raw.trim())) return bad(`${origin} ${shown} is not an integer`);
+      const n = Number(raw);
+      if ((def.min !== undefined && n < def.min) || (def.max !== undefined && n > def.max)) {
+        return bad(`${origin} ${n} is out of range: must be between ${def.min ?? "-inf"} and ${def.max ?? "inf"}`);
+      }
+      return n;
+    }
+    case "commaList":
+      return raw
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+    default:
+      return raw;
+  }
+}
+
+/** Parses argv (without node and script) and the environment. Throws WeftError CONFIG_INVALID with one line. */
+export function parseFlags(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): Flags {
+  const out: Record<string, unknown> = {};
+  const fromCli = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const m = /^--?([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
+    if (!m) bad(`unexpected argument ${JSON.stringify(arg)}: weftd takes only flags; see --help`);
+    const name = m[1]! as FlagName;
+    if (!(name in FLAG_DEFS)) {
+      const close = Object.keys(FLAG_DEFS).filter((f) => f.includes(name) || name.includes(f));
+      bad(`unknown flag --${name}${close.length ? `: did you mean --${close[0]}?` : ": see --help"}`);
+    }
+    const def: FlagDef = FLAG_DEFS[name];
+    let raw = m[2];
+    if (raw === undefined) {
+      if (def.kind === "bool") raw = "true";
+      else {
+        raw = argv[++i];
+        if (raw === undefined) bad(`flag --${name} needs a value`);
+      }
+    }
+    const v = convert(name, raw!, `--${name}`);
+    if (def.kind === "list") {
+      out[name] = [...((fromCli.has(name) ? out[name] : []) as string[]), v as string];
+    } else out[name] = v;
+    fromCli.add(name);
+  }
+  for (const name of Object.keys(FLAG_DEFS) as FlagName[]) {
+    if (fromCli.has(name)) continue;
+    const e = env[envName(name)];
+    if (e !== undefined && e !== "") {
+      const def: FlagDef = FLAG_DEFS[name];
+      // A repeatable flag from the environment takes a comma-separated list.
+      out[name] = def.kind === "list" ? e.split(",").map((s) => s.trim()).filter(Boolean) : convert(name, e, envName(name));
+      continue;
+    }
+    out[name] = structuredClone(FLAG_DEFS[name].default);
+  }
+  const flags = out as Flags;
+  if (!LOG_LEVELS.includes(flags["log-level"])) bad(`--log-level ${JSON.stringify(flags["log-level"])} is not one of ${LOG_LEVELS.join(", ")}`);
+  if (flags["subnet-lease-renew-margin"] * 60 >= flags["etcd-lease-ttl"]) {
+    bad(`--subnet-lease-renew-margin ${flags["subnet-lease-renew-margin"]} minutes is not shorter than --etcd-lease-ttl ${flags["etcd-lease-ttl"]} seconds: lower the margin`);
+  }
+  if ((flags["etcd-certfile"] === "") !== (flags["etcd-keyfile"] === "")) {
+    bad("--etcd-certfile and --etcd-keyfile must be given together for TLS client authentication");
+  }
+  return flags;
+}
+
+export function helpText(): string {
+  const lines = ["Usage: weftd [flags]", "", "Every flag can also be set with WEFTD_<FLAG_NAME>; the command line wins.", ""];
+  for (const [name, def] of Object.entries(FLAG_DEFS) as [string, FlagDef][]) {
+    const d = def.default;
+    const shown = def.secret || d === "" || (Array.isArray(d) && d.length === 0) ? "" : ` (default ${Array.isArray(d) ? d.join(",") : String(d)})`;
+    lines.push(`  --${name}${def.kind === "bool" ? "" : " <value>"}`.padEnd(40) + def.help + shown);
+  }
+  return lines.join("\n");
+}
+
+/** Flags safe to log: secrets replaced. */
+export function redactedFlags(flags: Flags): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, v] of Object.entries(flags)) out[name] = (FLAG_DEFS as Record<string, FlagDef>)[name]?.secret && v ? "(hidden)" : v;
+  return out;
+}

@@ -1,0 +1,35 @@
+/** /healthz (alive), /readyz (datapath programmed), /metrics (Prometheus). */
+import { createServer, type Server } from "node:http";
+import type { AgentMetrics } from "./metrics.js";
+
+export interface HealthSource {
+  ready(): { ready: boolean; reason: string };
+}
+
+export async function startHealthServer(host: string, port: number, health: HealthSource, metrics: AgentMetrics): Promise<Server> {
+  const server = createServer((req, res) => {
+    const url = (req.url ?? "/").split("?")[0];
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { Allow: "GET, HEAD" }).end();
+      return;
+    }
+    if (url === "/healthz") {
+      res.writeHead(200, { "Content-Type": "text/plain" }).end("weftd is running\n");
+    } else if (url === "/readyz") {
+      const r = health.ready();
+      res.writeHead(r.ready ? 200 : 503, { "Content-Type": "text/plain" }).end(r.ready ? "weftd is ready\n" : `weftd is not ready: ${r.reason}\n`);
+    } else if (url === "/metrics") {
+      metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { "Content-Type": metrics.registry.contentType }).end(text),
+        (err) => res.writeHead(500).end(String(err)),
+      );
+    } else {
+      res.writeHead(404, { "Content-Type": "text/plain" }).end("not found: try /healthz, /readyz or /metrics\n");
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}

@@ -1,0 +1,33 @@
+/**
+ * Prometheus metrics (flanneld has none). Names are part of the operator contract; see docs/operations.md.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly peers = new Gauge({ name: "weft_peers", help: "Peers known from the store, by state", labelNames: ["state"] as const, registers: [this.registry] });
+  readonly reconcileDuration = new Histogram({
+    name: "weft_reconcile_duration_seconds",
+    help: "Duration of reconcile passes",
+    labelNames: ["prune"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly driftRepairs = new Counter({
+    name: "weft_drift_repairs_total",
+    help: "Kernel objects added, changed or removed by periodic reconciles because the kernel had drifted",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+  readonly kernelErrors = new Counter({
+    name: "weft_kernel_errors_total",
+    help: "Kernel operations that failed, by object kind and error code",
+    labelNames: ["kind", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly leaseExpiry = new Gauge({ name: "weft_lease_expiry_timestamp_seconds", help: "When this node's subnet lease expires unless renewed (0 = never)", registers: [this.registry] });
+  readonly watchReconnects = new Gauge({ name: "weft_store_watch_reconnects", help: "Times the store watch reconnected", registers: [this.registry] });
+  readonly malformedPeers = new Gauge({ name: "weft_malformed_peers", help: "Peer leases skipped because they were malformed (store and backend)", registers: [this.registry] });
+  readonly trafficRuleRepairs = new Counter({ name: "weft_traffic_rule_repairs_total", help: "Times masquerade/forward rules were rewritten because they had drifted", registers: [this.registry] });
+  readonly ready = new Gauge({ name: "weft_ready", help: "1 once the lease is held, subnet.env written and every known peer programmed", registers: [this.registry] });
+}
