@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { helpText, parseFlags, redactedFlags } from "./flags.js";
+
+const err = (argv: string[], env: Record<string, string> = {}) => {
+  try {
+    parseFlags(argv, env);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error("expected an error");
+};
+
+describe("weftd flags", () => {
+  it("has Weft's defaults", () => {
+    const f = parseFlags([]);
+    expect(f["etcd-prefix"]).toBe("/weft.io/network");
+    expect(f["subnet-file"]).toBe("/run/weft/subnet.env");
+    expect(f["kube-annotation-prefix"]).toBe("weft.io");
+    expect(f["resync-interval"]).toBe(10);
+    expect(f["iptables-forward-rules"]).toBe(true);
+    expect(f.iface).toEqual([]);
+  });
+  it("accepts flanneld's forms: --x v, --x=v, -x v, bare booleans, repeatable lists, comma lists", () => {
+    const f = parseFlags(["--iface", "eth0", "-iface=198.18.0.1", "--ip-masq", "--etcd-endpoints=http://a:2379,http://b:2379", "--iptables-forward-rules=false", "-kube-subnet-mgr"]);
+    expect(f.iface).toEqual(["eth0", "198.18.0.1"]);
+    expect(f["ip-masq"]).toBe(true);
+    expect(f["kube-subnet-mgr"]).toBe(true);
+    expect(f["iptables-forward-rules"]).toBe(false);
+    expect(f["etcd-endpoints"]).toEqual(["http://a:2379", "http://b:2379"]);
+  });
+  it("reads WEFTD_* from the environment; the command line wins", () => {
+    const f = parseFlags(["--etcd-prefix", "/cli"], { WEFTD_ETCD_PREFIX: "/env", WEFTD_IP_MASQ: "true", WEFTD_IFACE: "eth1,eth2", WEFTD_HEALTHZ_PORT: "8081" });
+    expect(f["etcd-prefix"]).toBe("/cli");
+    expect(f["ip-masq"]).toBe(true);
+    expect(f.iface).toEqual(["eth1", "eth2"]);
+    expect(f["healthz-port"]).toBe(8081);
+  });
+  it("rejects bad input with one line naming the flag, the value and the fix", () => {
+    expect(err(["--resync-interval", "0"])).toBe("--resync-interval 0 is out of range: must be between 1 and 3600");
+    expect(err(["--healthz-port", "http"])).toContain('--healthz-port "http" is not an integer');
+    expect(err([], { WEFTD_IP_MASQ: "maybe" })).toContain('WEFTD_IP_MASQ "maybe" is not a boolean');
+    expect(err(["--ifce", "eth0"])).toContain("unknown flag --ifce");
+    expect(err(["--iface"])).toContain("--iface needs a value");
+    expect(err(["eth0"])).toContain("unexpected argument");
+    expect(err(["--subnet-lease-renew-margin", "1440"])).toContain("out of range");
+    expect(err(["--etcd-certfile", "/c.pem"])).toContain("--etcd-keyfile must be given together");
+    expect(err(["--log-level", "loud"])).toContain("--log-level");
+  });
+  it("never echoes the etcd password", () => {
+    const f = parseFlags(["--etcd-password", "s3cret"]);
+    expect(JSON.stringify(redactedFlags(f))).not.toContain("s3cret");
+    expect(helpText()).not.toContain("s3cret");
+    expect(helpText()).toContain("--etcd-endpoints");
+  });
+});
