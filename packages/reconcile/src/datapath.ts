@@ -26,12 +26,18 @@ import {
   routeTable,
 } from "@weft/core";
 import { KERNEL, type KernelPort } from "@weft/kernel";
-import { type DependencyContainer, inject, injectable } from "tsyringe";
+import { type DependencyContainer, inject, injectable, instanceCachingFactory } from "tsyringe";
 import { AddressReconciler, FdbReconciler, LinkReconciler, NeighbourReconciler, type OwnershipPolicy, RouteReconciler, prefixOwnership } from "./kinds.js";
 import { type KindReport, type ObjectReconciler, applyChange, diff, emptyKindReport } from "./reconciler.js";
 
 /** Reconcilers for kinds beyond the core five (WireGuard peers, IPsec connections, ...), keyed by kind name. */
-export const EXTRA_RECONCILERS = createToken<readonly ObjectReconciler<unknown>[]>("weft.extra-reconcilers");
+export const EXTRA_RECONCILERS = createToken<readonly ObjectReconciler<unknown, unknown>[]>("weft.extra-reconcilers");
+/**
+ * One reconciler for an extra kind, contributed by whoever brings the kind (a backend's `register`, the
+ * agent's traffic rules). Register it any number of times, before or after registerDatapath; the engine
+ * gets every contribution after the `extraReconcilers` passed to registerDatapath.
+ */
+export const RECONCILER_CONTRIBUTION = createToken<ObjectReconciler<unknown, unknown>>("weft.reconciler-contribution");
 export const OWNERSHIP = createToken<OwnershipPolicy>("weft.ownership");
 
 export interface ReconcileReport {
@@ -43,7 +49,7 @@ export interface ReconcileReport {
   readonly failures: number;
 }
 
-type AnyReconciler = ObjectReconciler<unknown>;
+type AnyReconciler = ObjectReconciler<unknown, unknown>;
 
 @injectable()
 export class DatapathEngine implements Datapath {
@@ -232,6 +238,14 @@ function normalize(objs: KernelObjects): KernelObjects {
 /** Registers the datapath engine and its defaults in an agent's (or a test's) child container. */
 export function registerDatapath(container: DependencyContainer, options: { ownership?: OwnershipPolicy; extraReconcilers?: readonly AnyReconciler[] } = {}): void {
   if (!container.isRegistered(OWNERSHIP)) container.register(OWNERSHIP, { useValue: options.ownership ?? prefixOwnership() });
-  if (!container.isRegistered(EXTRA_RECONCILERS)) container.register(EXTRA_RECONCILERS, { useValue: options.extraReconcilers ?? [] });
+  if (!container.isRegistered(EXTRA_RECONCILERS)) {
+    // A factory, so contributions registered after this call are still seen when the engine is first resolved.
+    container.register(EXTRA_RECONCILERS, {
+      useFactory: instanceCachingFactory((c) => [
+        ...(options.extraReconcilers ?? []),
+        ...(c.isRegistered(RECONCILER_CONTRIBUTION, true) ? c.resolveAll(RECONCILER_CONTRIBUTION) : []),
+      ]),
+    });
+  }
   container.registerSingleton(DatapathEngine);
 }

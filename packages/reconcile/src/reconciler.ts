@@ -4,7 +4,7 @@
  * desired one, and which kernel ops turn one into the other. `reconcileKind` does the diff and applies it as
  * ONE batch: a pass with no drift issues no writes.
  */
-import type { KernelError, KernelOp, KernelPort } from "@weft/kernel";
+import type { KernelError, KernelOp, KernelPort, OpResult } from "@weft/kernel";
 
 export interface Change<T> {
   readonly add: readonly T[];
@@ -15,7 +15,11 @@ export interface Change<T> {
 /** Why an update is needed, for the log; undefined when `actual` already satisfies `desired`. */
 export type Drift = string | undefined;
 
-export interface ObjectReconciler<T> {
+/**
+ * `Op` is KernelOp for every kind the kernel port can write. A kind whose writes are not kernel-port ops (an
+ * ethtool feature through the ProcessRunner, say) names its own op type and supplies `apply`.
+ */
+export interface ObjectReconciler<T, Op = KernelOp> {
   readonly kind: string;
   key(obj: T): string;
   /** Objects of this kind that Weft owns, as the kernel has them now. `desired` lets a reconciler scope its reads. */
@@ -23,9 +27,14 @@ export interface ObjectReconciler<T> {
   /** How `actual` differs from `desired`, or undefined when it satisfies it. */
   drift(desired: T, actual: T): Drift;
   /** Kernel ops for one object; `remove` ops for the prune/retract step. */
-  addOps(obj: T): KernelOp[];
-  updateOps(desired: T, actual: T): KernelOp[];
-  removeOps(obj: T): KernelOp[];
+  addOps(obj: T): Op[];
+  updateOps(desired: T, actual: T): Op[];
+  removeOps(obj: T): Op[];
+  /**
+   * Applies this kind's ops itself instead of through `KernelPort.apply`; same contract: every op attempted in
+   * order, one result per op, a throw only for a broken transport. Leave it out when `Op` is KernelOp.
+   */
+  apply?(ops: readonly Op[]): Promise<OpResult[]>;
 }
 
 export interface KindReport {
@@ -44,8 +53,8 @@ export function emptyKindReport(kind: string): KindReport {
 }
 
 /** The diff of desired against actual (owned) objects. `removable` says which owned-but-undesired keys may go. */
-export function diff<T>(
-  r: ObjectReconciler<T>,
+export function diff<T, Op>(
+  r: ObjectReconciler<T, Op>,
   desired: readonly T[],
   actual: readonly T[],
   removable: (key: string) => boolean,
@@ -81,10 +90,10 @@ export function diff<T>(
  * Applies a change as one kernel batch and records per-object failures. Ops of one object stay together so a
  * failure is attributed to the object's key.
  */
-export async function applyChange<T>(kernel: KernelPort, r: ObjectReconciler<T>, change: Change<T>, report: KindReport): Promise<void> {
-  const ops: KernelOp[] = [];
+export async function applyChange<T, Op>(kernel: KernelPort, r: ObjectReconciler<T, Op>, change: Change<T>, report: KindReport): Promise<void> {
+  const ops: Op[] = [];
   const owners: { key: string; kind: "add" | "update" | "remove" }[] = [];
-  const push = (key: string, kind: "add" | "update" | "remove", list: KernelOp[]) => {
+  const push = (key: string, kind: "add" | "update" | "remove", list: Op[]) => {
     for (const op of list) {
       ops.push(op);
       owners.push({ key, kind });
@@ -94,7 +103,7 @@ export async function applyChange<T>(kernel: KernelPort, r: ObjectReconciler<T>,
   for (const u of change.update) push(r.key(u.desired), "update", r.updateOps(u.desired, u.actual));
   for (const o of change.remove) push(r.key(o), "remove", r.removeOps(o));
   if (ops.length === 0) return;
-  const results = await kernel.apply(ops);
+  const results = r.apply ? await r.apply(ops) : await kernel.apply(ops as unknown as KernelOp[]);
   report.writes += ops.length;
   const failed = new Map<string, KernelError>();
   results.forEach((res, i) => {
