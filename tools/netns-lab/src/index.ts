@@ -8,3 +8,4 @@ export * from "./netns.js";
 export { labRunner } from "./runner.js";
 export * from "./etcd.js";
 export * from "./lab.js";
+export * from "./weft-cluster.js";

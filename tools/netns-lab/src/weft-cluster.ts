@@ -1,0 +1,225 @@
+/**
+ * WeftCluster: a real Weft cluster on this machine — a Lab of node namespaces, a real etcd reached over a unix
+ * socket (so it works from every namespace without a root-ns address), one `weftd` process per node running
+ * inside its namespace, and optionally one pod per node on a `cni0` bridge addressed from the node's lease.
+ * Used by the agent's cluster tests, backend cluster tests, the demo and the datapath benchmark.
+ */
+import { mkdirSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { IPPrefix, parseSubnetEnv, type SubnetEnv } from "@weft/core";
+import type { ChildHandle } from "@weft/kernel";
+import { registerCleanup } from "./cleanup.js";
+import { type EtcdServer, etcdHttp, etcdPut, startEtcd } from "./etcd.js";
+import { uniqueName } from "./guards.js";
+import { Lab, type LabNode, type LabPod } from "./lab.js";
+import { labRunner } from "./runner.js";
+
+export interface WeftClusterOptions {
+  readonly nodes: number;
+  /** Absolute path of weftd's entry (packages/daemon/dist/main.js). */
+  readonly weftd: string;
+  /** The Backend section of the network config. */
+  readonly backend: Record<string, unknown>;
+  /** Pod network (default 198.19.0.0/16) and, for IPv6/dual-stack, 2001:2:0:f000::/52-style networks inside 2001:2::/48. */
+  readonly network?: string;
+  readonly ipv6Network?: string;
+  readonly enableIPv4?: boolean;
+  readonly subnetLen?: number;
+  readonly ipv6SubnetLen?: number;
+  readonly extraConfig?: Record<string, unknown>;
+  /** Extra weftd flags for every node. */
+  readonly flags?: readonly string[];
+  readonly resyncInterval?: number;
+  readonly mtu?: number;
+  /** Create a pod per node once its agent is ready (default true). */
+  readonly pods?: boolean;
+  readonly name?: string;
+}
+
+export interface WeftNode {
+  readonly lab: LabNode;
+  readonly dir: string;
+  readonly subnetFile: string;
+  readonly stateDir: string;
+  readonly logFile: string;
+  proc?: ChildHandle;
+  pod?: LabPod;
+}
+
+export const HEALTH_PORT = 9099;
+
+export class WeftCluster {
+  readonly nodes: WeftNode[] = [];
+  private destroyed?: Promise<void>;
+  private unregister: () => void = () => undefined;
+
+  private constructor(
+    readonly lab: Lab,
+    readonly etcd: EtcdServer,
+    readonly prefix: string,
+    readonly dir: string,
+    readonly options: WeftClusterOptions,
+  ) {}
+
+  /** Builds the lab, starts etcd, writes the config, starts every agent, waits until all are ready, adds pods. */
+  static async start(options: WeftClusterOptions): Promise<WeftCluster> {
+    if (!existsSync(options.weftd)) throw new Error(`weftd not found at ${options.weftd}: run npm run build first`);
+    const dir = join(tmpdir(), uniqueName("weftc", 8));
+    mkdirSync(dir, { recursive: true });
+    const lab = await Lab.create({ nodes: options.nodes, ipv6: options.ipv6Network !== undefined, ...(options.mtu ? { mtu: options.mtu } : {}), name: options.name ?? "wc" });
+    let etcd: EtcdServer | undefined;
+    try {
+      etcd = await startEtcd({ listen: "unix" });
+      const cluster = new WeftCluster(lab, etcd, `/weft-test/${uniqueName("c", 8)}/network`, dir, options);
+      cluster.unregister = registerCleanup(() => cluster.destroy());
+      await etcdPut(etcd.endpoint, `${cluster.prefix}/config`, JSON.stringify(cluster.netConf()));
+      for (const n of lab.nodes) {
+        const nd = join(dir, `n${n.index}`);
+        mkdirSync(nd, { recursive: true });
+        cluster.nodes.push({ lab: n, dir: nd, subnetFile: join(nd, "subnet.env"), stateDir: join(nd, "state"), logFile: join(nd, "weftd.log") });
+      }
+      await Promise.all(cluster.nodes.map((n) => cluster.startAgent(n)));
+      await Promise.all(cluster.nodes.map((n) => cluster.waitReady(n)));
+      if (options.pods !== false) for (const n of cluster.nodes) await cluster.addPod(n);
+      return cluster;
+    } catch (err) {
+      await lab.destroy().catch(() => undefined);
+      await etcd?.stop().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  netConf(): Record<string, unknown> {
+    const o = this.options;
+    return {
+      ...(o.enableIPv4 === false ? { EnableIPv4: false } : { Network: o.network ?? "198.19.0.0/16" }),
+      ...(o.subnetLen ? { SubnetLen: o.subnetLen } : {}),
+      ...(o.ipv6Network ? { EnableIPv6: true, IPv6Network: o.ipv6Network } : {}),
+      ...(o.ipv6SubnetLen ? { IPv6SubnetLen: o.ipv6SubnetLen } : {}),
+      Backend: o.backend,
+      ...o.extraConfig,
+    };
+  }
+
+  agentArgs(n: WeftNode, extra: readonly string[] = []): string[] {
+    return [
+      "--etcd-endpoints", this.etcd.endpoint,
+      "--etcd-prefix", this.prefix,
+      "--iface", "eth0",
+      "--subnet-file", n.subnetFile,
+      "--state-dir", n.stateDir,
+      "--healthz-ip", "127.0.0.1",
+      "--healthz-port", String(HEALTH_PORT),
+      "--resync-interval", String(this.options.resyncInterval ?? 2),
+      "--etcd-lease-ttl", "600",
+      ...(this.options.flags ?? []),
+      ...extra,
+    ];
+  }
+
+  /** Starts weftd inside the node's namespace (a direct child of this process; stopped by PID only). */
+  async startAgent(n: WeftNode, extra: readonly string[] = []): Promise<ChildHandle> {
+    if (n.proc) throw new Error(`node ${n.lab.index}: weftd already running (pid ${n.proc.pid})`);
+    const proc = labRunner.spawn("ip", ["netns", "exec", n.lab.netns.name, process.execPath, this.options.weftd, ...this.agentArgs(n, extra)], {
+      stdoutFile: n.logFile,
+      stderrFile: n.logFile,
+    });
+    n.proc = proc;
+    void proc.exited.then(() => {
+      if (n.proc === proc) n.proc = undefined;
+    });
+    return proc;
+  }
+
+  /** SIGTERM (or the given signal) to the node's weftd by PID, and wait for it to exit. */
+  async stopAgent(n: WeftNode, signal: NodeJS.Signals = "SIGTERM"): Promise<{ code: number | null; signal: string | null }> {
+    const p = n.proc;
+    if (!p) return { code: null, signal: null };
+    p.kill(signal);
+    const r = await p.exited;
+    n.proc = undefined;
+    return r;
+  }
+
+  async health(n: WeftNode, path: "/readyz" | "/healthz" | "/metrics"): Promise<{ ok: boolean; body: string }> {
+    const r = await n.lab.netns.run("curl", ["-s", "-m", "2", "-w", "\n%{http_code}", `http://127.0.0.1:${HEALTH_PORT}${path}`], { reject: false });
+    const lines = r.stdout.trimEnd().split("\n");
+    const code = lines.pop();
+    return { ok: code === "200", body: lines.join("\n") };
+  }
+
+  async waitReady(n: WeftNode, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if ((await this.health(n, "/readyz")).ok) return;
+      if (!n.proc) throw new Error(`node ${n.lab.index}: weftd exited before it was ready; log:\n${this.log(n).slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`node ${n.lab.index}: weftd not ready after ${timeoutMs} ms; log:\n${this.log(n).slice(-3000)}`);
+  }
+
+  log(n: WeftNode): string {
+    return existsSync(n.logFile) ? readFileSync(n.logFile, "utf8") : "";
+  }
+
+  subnetEnv(n: WeftNode): SubnetEnv {
+    return parseSubnetEnv(readFileSync(n.subnetFile, "utf8"));
+  }
+
+  /** A pod on the node's `cni0` bridge with the 10th address of its subnet(s), gateway = first address. */
+  async addPod(n: WeftNode): Promise<LabPod> {
+    const env = this.subnetEnv(n);
+    const v4 = env.subnet ? IPPrefix.of(env.subnet.network.ip.add(10), env.subnet.prefix) : undefined;
+    const v6 = env.ipv6Subnet ? IPPrefix.of(env.ipv6Subnet.network.ip.add(10), env.ipv6Subnet.prefix) : undefined;
+    const pod = await this.lab.addPod(n.lab, {
+      bridge: "cni0",
+      ip: (v4 ?? v6)!.toString(),
+      gateway: (env.subnet ?? env.ipv6Subnet)!.ip.toString(),
+      ...(v4 && v6 ? { ipv6: v6.toString(), gatewayV6: env.ipv6Subnet!.ip.toString() } : {}),
+      ...(env.mtu ? { mtu: env.mtu } : {}),
+    });
+    n.pod = pod;
+    return pod;
+  }
+
+  /** The subnet keys under <prefix>/subnets/ with their values, read straight from etcd. */
+  async leases(): Promise<Record<string, string>> {
+    const key = Buffer.from(`${this.prefix}/subnets/`).toString("base64");
+    const end = Buffer.from(`${this.prefix}/subnets0`).toString("base64");
+    const r = await etcdHttp(this.etcd.endpoint, "/v3/kv/range", { key, range_end: end });
+    const kvs = ((r.body as { kvs?: { key: string; value: string }[] }).kvs ?? []);
+    return Object.fromEntries(kvs.map((kv) => [Buffer.from(kv.key, "base64").toString().slice(`${this.prefix}/subnets/`.length), Buffer.from(kv.value, "base64").toString()]));
+  }
+
+  /** Pings between every pair of pods; returns the failures ("" when all pass). */
+  async pingMatrix(opts: { family?: "v4" | "v6"; size?: number; dontFragment?: boolean } = {}): Promise<string[]> {
+    const failures: string[] = [];
+    const pods = this.nodes.map((n) => n.pod).filter((p): p is LabPod => !!p);
+    await Promise.all(
+      pods.flatMap((a) =>
+        pods
+          .filter((b) => b !== a)
+          .map(async (b) => {
+            const to = opts.family === "v6" ? b.ipv6 ?? b.ip : b.ip;
+            const ok = await this.lab.ping(a.netns, to.split("/")[0]!, { count: 2, timeoutS: 2, ...(opts.size ? { size: opts.size } : {}), ...(opts.dontFragment ? { dontFragment: true } : {}) });
+            if (!ok) failures.push(`${a.netns.name} -> ${to}`);
+          }),
+      ),
+    );
+    return failures;
+  }
+
+  destroy(): Promise<void> {
+    this.destroyed ??= (async () => {
+      this.unregister();
+      await Promise.all(this.nodes.map((n) => this.stopAgent(n, "SIGKILL").catch(() => undefined)));
+      await this.lab.destroy().catch(() => undefined);
+      await this.etcd.stop().catch(() => undefined);
+      if (!process.env.WEFT_KEEP_LOGS) rmSync(this.dir, { recursive: true, force: true });
+    })();
+    return this.destroyed;
+  }
+}
+
