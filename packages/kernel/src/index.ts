@@ -1,3 +1,5 @@
 export * from "./port.js";
 export * from "./process.js";
 export * from "./execa-runner.js";
+export { LinuxKernel, type LinuxKernelOptions, registerLinuxKernel } from "./linux/linux-kernel.js";
+export { classifyKernelMessage } from "./linux/classify.js";

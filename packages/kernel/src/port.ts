@@ -21,7 +21,10 @@ import {
 
 export type KernelOp =
   | { readonly op: "link.add"; readonly link: LinkSpec }
-  /** Changes mtu / up / master / address of an existing link; unset fields are left alone. */
+  /**
+   * Changes mtu / up / master / address / addrGenMode of an existing link; unset fields are left alone.
+   * `addrGenMode` is applied before `up`, so a link brought up with "none" never gets a link-local address.
+   */
   | {
       readonly op: "link.set";
       readonly name: string;
@@ -30,6 +33,7 @@ export type KernelOp =
       /** Bridge to enslave to; `null` releases the link from its master. */
       readonly master?: string | null;
       readonly address?: string;
+      readonly addrGenMode?: LinkSpec["addrGenMode"];
     }
   | { readonly op: "link.del"; readonly name: string }
   | { readonly op: "addr.add" | "addr.replace" | "addr.del"; readonly addr: AddressSpec }
@@ -71,6 +75,17 @@ export interface RouteQuery {
 /** A neighbour as read back (state may be any kernel NUD state; only some are settable). */
 export type Neighbour = Omit<NeighbourSpec, "state" | "lladdr"> & { readonly lladdr?: string; readonly state: string };
 
+/**
+ * Read-back conventions (both implementations, checked by the contract suite):
+ * - addresses and CIDRs in canonical form (IPv6 compressed), MACs lower-case; IPv4 host routes as /32;
+ * - routes always carry family, dst, type, table, protocol; scope when it is global/link/host; metric for
+ *   IPv6 always (the kernel's default is 1024) and for IPv4 only when non-zero; no dev on blackhole /
+ *   unreachable / prohibit routes; only those three types and unicast are listed (local, broadcast, ... and
+ *   multipath routes are left out);
+ * - neighbours: state lower-case ("permanent"); multicast and unspecified destinations (kernel-made NOARP
+ *   entries) are left out;
+ * - a `dev` that does not exist: KERNEL_NOT_FOUND (thrown).
+ */
 export interface KernelPort {
   listLinks(): Promise<Link[]>;
   listAddresses(dev?: string): Promise<Address[]>;
@@ -85,6 +100,52 @@ export interface KernelPort {
 }
 
 export const KERNEL = createToken<KernelPort>("weft.kernel");
+
+/** A short, human-readable form of an op for error messages and logs (iproute2-like; never executed). */
+export function describeOp(op: KernelOp): string {
+  switch (op.op) {
+    case "link.add":
+      return `link add ${op.link.name} type ${op.link.kind}`;
+    case "link.set": {
+      const parts = [`link set ${op.name}`];
+      if (op.mtu !== undefined) parts.push(`mtu ${op.mtu}`);
+      if (op.address !== undefined) parts.push(`address ${op.address}`);
+      if (op.master !== undefined) parts.push(op.master === null ? "nomaster" : `master ${op.master}`);
+      if (op.addrGenMode !== undefined) parts.push(`addrgenmode ${op.addrGenMode}`);
+      if (op.up !== undefined) parts.push(op.up ? "up" : "down");
+      return parts.join(" ");
+    }
+    case "link.del":
+      return `link del ${op.name}`;
+    case "addr.add":
+    case "addr.replace":
+    case "addr.del":
+      return `addr ${op.op.slice(5)} ${op.addr.address} dev ${op.addr.dev}`;
+    case "route.add":
+    case "route.replace":
+    case "route.del": {
+      const r = op.route;
+      const parts = [`route ${op.op.slice(6)}`];
+      if (r.type && r.type !== "unicast") parts.push(r.type);
+      parts.push(r.dst);
+      if (r.gateway) parts.push(`via ${r.gateway}`);
+      if (r.dev) parts.push(`dev ${r.dev}`);
+      if (r.table !== undefined) parts.push(`table ${r.table}`);
+      if (r.protocol !== undefined) parts.push(`proto ${r.protocol}`);
+      if (r.metric !== undefined) parts.push(`metric ${r.metric}`);
+      return parts.join(" ");
+    }
+    case "neigh.add":
+    case "neigh.replace":
+    case "neigh.del":
+      return `neigh ${op.op.slice(6)} ${op.neigh.ip} dev ${op.neigh.dev}`;
+    case "fdb.add":
+    case "fdb.append":
+    case "fdb.replace":
+    case "fdb.del":
+      return `fdb ${op.op.slice(4)} ${op.fdb.mac} dev ${op.fdb.dev}${op.fdb.dst ? ` dst ${op.fdb.dst}` : ""}`;
+  }
+}
 
 /** Throws the first failure of a batch (for callers that want all-or-error semantics). */
 export function throwOnFailure(results: readonly OpResult[]): void {
