@@ -3,3 +3,4 @@ export * from "./process.js";
 export * from "./execa-runner.js";
 export { LinuxKernel, type LinuxKernelOptions, registerLinuxKernel } from "./linux/linux-kernel.js";
 export { classifyKernelMessage } from "./linux/classify.js";
+export { validateKernelOp } from "./linux/commands.js";

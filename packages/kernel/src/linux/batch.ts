@@ -23,8 +23,7 @@ import { IPAddress } from "@weft/core";
 import { describeOp, KernelError, type KernelOp, type OpResult } from "../port.js";
 import type { RunResult } from "../process.js";
 import { classifyKernelMessage } from "./classify.js";
-import { type CompiledOp, type Tool, compileOp } from "./commands.js";
-import { InvalidValue } from "./validate.js";
+import { type CompiledOp, type Tool, compileOp, validateKernelOp } from "./commands.js";
 
 export const SENTINEL = "weft-sentinel";
 
@@ -91,13 +90,12 @@ export class BatchExecutor {
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
     const results: Array<OpResult | undefined> = new Array(ops.length);
     const compiled: Array<CompiledOp | undefined> = ops.map((op, i) => {
-      try {
-        return compileOp(op);
-      } catch (err) {
-        if (!(err instanceof InvalidValue)) throw err;
-        results[i] = { ok: false, error: new KernelError("KERNEL_INVALID", `${describeOp(op)}: ${err.message}; nothing was sent`, op) };
+      const invalid = validateKernelOp(op);
+      if (invalid) {
+        results[i] = { ok: false, error: invalid };
         return undefined;
       }
+      return compileOp(op);
     });
 
     // Consecutive ops of one tool form one group; ops refused above do not split a group.

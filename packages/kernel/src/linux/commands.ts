@@ -16,7 +16,7 @@
  *   MTU later fails with EINVAL.
  */
 import type { LinkSpec, RouteSpec } from "@weft/core";
-import type { KernelOp } from "../port.js";
+import { describeOp, KernelError, type KernelOp } from "../port.js";
 import * as v from "./validate.js";
 
 export type Tool = "ip" | "bridge";
@@ -174,4 +174,18 @@ function routeLine(verb: "add" | "replace" | "del", r: RouteSpec): string {
   if (r.src !== undefined && verb !== "del") parts.push("src", v.address("route.src", r.src, family).toString());
   if (r.mtu !== undefined && verb !== "del") parts.push("mtu", v.integer("route.mtu", r.mtu, 0, U32));
   return parts.join(" ");
+}
+
+/**
+ * The value checks LinuxKernel applies before sending an op, as a KernelError (KERNEL_INVALID) or undefined.
+ * Exported so that other KernelPort implementations (the fake) refuse exactly what the adapter refuses.
+ */
+export function validateKernelOp(op: KernelOp): KernelError | undefined {
+  try {
+    compileOp(op);
+    return undefined;
+  } catch (err) {
+    if (err instanceof v.InvalidValue) return new KernelError("KERNEL_INVALID", `${describeOp(op)}: ${err.message}; nothing was sent`, op);
+    throw err;
+  }
 }
