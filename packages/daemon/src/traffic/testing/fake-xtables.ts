@@ -1,0 +1,166 @@
+/**
+ * A stateful in-memory stand-in for iptables-save / iptables-restore (and the ip6tables pair), as a
+ * ProcessRunner, for unit tests of IptablesTrafficRules without root. It keeps tables of chains and rules,
+ * prints them the way iptables-save does, and applies restore payloads atomically with iptables-restore's
+ * --noflush rules: `:CHAIN` creates or flushes a user chain, `-A` appends, `-D` deletes the first identical
+ * rule (a missing one fails the whole payload), `-X` deletes an empty, unreferenced user chain, and nothing is
+ * committed when any line fails ("line N failed", exit 1). Specs are compared as text, so tests must feed it
+ * canonical (iptables-save style) rules, as the real tools would print them.
+ */
+import type { ChildHandle, ProcessRunner, RunOptions, RunResult } from "@weft/kernel";
+import { processMissingError } from "@weft/kernel";
+
+type Table = { chains: Map<string, string>; rules: Array<{ chain: string; spec: string }> };
+type Tables = Map<string, Table>;
+
+const BUILTIN: Readonly<Record<string, readonly string[]>> = {
+  nat: ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+  filter: ["INPUT", "FORWARD", "OUTPUT"],
+};
+
+function emptyTable(name: string): Table {
+  return { chains: new Map((BUILTIN[name] ?? []).map((c) => [c, "ACCEPT"])), rules: [] };
+}
+
+function clone(t: Tables): Tables {
+  return new Map([...t].map(([k, v]) => [k, { chains: new Map(v.chains), rules: v.rules.map((r) => ({ ...r })) }]));
+}
+
+export class FakeXtables implements ProcessRunner {
+  /** Per family ("v4" for iptables-*, "v6" for ip6tables-*). */
+  private readonly state = new Map<"v4" | "v6", Tables>([
+    ["v4", new Map()],
+    ["v6", new Map()],
+  ]);
+  /** Number of restore payloads committed (not --test); a write counter a test may read as state. */
+  commits = 0;
+  /** Programs that behave as not installed. */
+  readonly missing = new Set<string>();
+  /** When false, any payload with --random-fully is rejected (an iptables older than 1.6.2). */
+  randomFully = true;
+
+  /** Adds a rule by hand (what an operator or another agent would do), e.g. `("v4","nat","POSTROUTING","-j X")`. */
+  addRule(family: "v4" | "v6", table: string, chain: string, spec: string): void {
+    const t = this.table(this.state.get(family)!, table);
+    if (!t.chains.has(chain)) t.chains.set(chain, "-");
+    t.rules.push({ chain, spec });
+  }
+
+  /** Deletes the first rule of `chain` whose spec contains `fragment`; returns whether one was found. */
+  deleteRuleContaining(family: "v4" | "v6", table: string, chain: string, fragment: string): boolean {
+    const t = this.table(this.state.get(family)!, table);
+    const i = t.rules.findIndex((r) => r.chain === chain && r.spec.includes(fragment));
+    if (i < 0) return false;
+    t.rules.splice(i, 1);
+    return true;
+  }
+
+  /** `iptables -t <table> -S` output lines (policies, chains, rules). */
+  listRules(family: "v4" | "v6", table: string): string[] {
+    const t = this.table(clone(this.state.get(family)!), table);
+    const lines: string[] = [];
+    for (const [c, p] of t.chains) if (p !== "-") lines.push(`-P ${c} ${p}`);
+    for (const [c, p] of t.chains) if (p === "-") lines.push(`-N ${c}`);
+    for (const [c] of t.chains) for (const r of t.rules) if (r.chain === c) lines.push(`-A ${r.chain} ${r.spec}`);
+    return lines;
+  }
+
+  private table(tables: Tables, name: string): Table {
+    let t = tables.get(name);
+    if (!t) {
+      t = emptyTable(name);
+      tables.set(name, t);
+    }
+    return t;
+  }
+
+  async run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    if (this.missing.has(file)) throw processMissingError(file);
+    const family = file.startsWith("ip6tables") ? "v6" : file.startsWith("iptables") ? "v4" : undefined;
+    if (!family) return this.result({ exitCode: 127, stdout: "", stderr: `${file}: not simulated` }, options, file, args);
+    if (file.endsWith("-save")) return this.result(this.save(family, args), options, file, args);
+    if (file.endsWith("-restore")) return this.result(this.restore(family, args, options.input ?? ""), options, file, args);
+    return this.result({ exitCode: 2, stdout: "", stderr: `${file}: not simulated` }, options, file, args);
+  }
+
+  spawn(): ChildHandle {
+    throw new Error("FakeXtables does not spawn processes");
+  }
+
+  private result(r: RunResult, options: RunOptions, file: string, args: readonly string[]): RunResult {
+    if (r.exitCode !== 0 && options.reject !== false) throw new Error(`${file} ${args.join(" ")}: ${r.stderr}`);
+    return r;
+  }
+
+  private save(family: "v4" | "v6", args: readonly string[]): RunResult {
+    const i = args.indexOf("-t");
+    const names = i >= 0 ? [args[i + 1]!] : [...this.state.get(family)!.keys()];
+    let out = "";
+    for (const name of names) {
+      // Like iptables-nft: listing a table prints its built-in chains without creating it.
+      const t = this.state.get(family)!.get(name) ?? emptyTable(name);
+      out += `# Generated by fake-xtables\n*${name}\n`;
+      for (const [c, p] of t.chains) out += `:${c} ${p} [0:0]\n`;
+      for (const [c] of t.chains) for (const r of t.rules) if (r.chain === c) out += `-A ${r.chain} ${r.spec}\n`;
+      out += "COMMIT\n# Completed\n";
+    }
+    return { exitCode: 0, stdout: out, stderr: "" };
+  }
+
+  private restore(family: "v4" | "v6", args: readonly string[], input: string): RunResult {
+    if (!args.includes("--noflush")) return { exitCode: 2, stdout: "", stderr: "fake-xtables: only --noflush payloads are simulated" };
+    const work = clone(this.state.get(family)!);
+    let table: Table | undefined;
+    const lines = input.split("\n");
+    const fail = (n: number, why: string): RunResult => ({ exitCode: 1, stdout: "", stderr: `${why}\nError occurred at line: ${n}\nline ${n} failed\n` });
+    for (let n = 1; n <= lines.length; n++) {
+      const line = lines[n - 1]!.trim();
+      if (line === "" || line.startsWith("#")) continue;
+      if (line.startsWith("*")) {
+        table = this.table(work, line.slice(1));
+        continue;
+      }
+      if (!table) return fail(n, "no table selected");
+      if (line === "COMMIT") {
+        table = undefined;
+        continue;
+      }
+      if (line.startsWith(":")) {
+        const [name, policy] = line.slice(1).split(/\s+/);
+        if (!name) return fail(n, "bad chain line");
+        if (policy === "-") {
+          if (table.chains.has(name)) table.rules = table.rules.filter((r) => r.chain !== name);
+          else table.chains.set(name, "-");
+        } else table.chains.set(name, policy ?? "ACCEPT");
+        continue;
+      }
+      const m = /^-([ADX]) (\S+)(?: (.*))?$/.exec(line);
+      if (!m) return fail(n, `unsupported line: ${line}`);
+      const [, op, chain, spec = ""] = m;
+      if (!table.chains.has(chain!)) return fail(n, `iptables-restore: Chain '${chain}' does not exist`);
+      if (op === "A") {
+        if (!this.randomFully && spec.includes("--random-fully")) return fail(n, "unknown option \"--random-fully\"");
+        const target = /-j (\S+)/.exec(spec)?.[1];
+        if (target && /^[A-Z][A-Z0-9-]*$/.test(target) && !["RETURN", "ACCEPT", "DROP", "MASQUERADE", "SNAT", "DNAT"].includes(target) && !table.chains.has(target)) {
+          return fail(n, `Couldn't load target \`${target}'`);
+        }
+        table.rules.push({ chain: chain!, spec: spec.trim() });
+      } else if (op === "D") {
+        const i = table.rules.findIndex((r) => r.chain === chain && r.spec === spec.trim());
+        if (i < 0) return fail(n, "iptables-restore: Bad rule (does a matching rule exist in that chain?)");
+        table.rules.splice(i, 1);
+      } else {
+        if (table.chains.get(chain!) !== "-") return fail(n, "cannot delete a built-in chain");
+        if (table.rules.some((r) => r.chain === chain)) return fail(n, "Directory not empty");
+        if (table.rules.some((r) => new RegExp(`-[jg] ${chain}(\\s|$)`).test(r.spec))) return fail(n, "Device or resource busy");
+        table.chains.delete(chain!);
+      }
+    }
+    if (table) return fail(lines.length, "COMMIT expected at line " + lines.length);
+    if (!args.includes("--test")) {
+      this.state.set(family, work);
+      this.commits++;
+    }
+    return { exitCode: 0, stdout: "", stderr: "" };
+  }
+}
