@@ -4,3 +4,4 @@ export * from "./execa-runner.js";
 export { LinuxKernel, type LinuxKernelOptions, registerLinuxKernel } from "./linux/linux-kernel.js";
 export { classifyKernelMessage } from "./linux/classify.js";
 export { validateKernelOp } from "./linux/commands.js";
+export { NetnsPathKernel, netnsPathRunner, netnsNameOf } from "./linux/netns-path.js";

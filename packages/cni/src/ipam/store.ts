@@ -1,0 +1,130 @@
+/**
+ * host-local's on-disk store, byte for byte (checked against /usr/lib/cni/host-local 1.1.1):
+ *
+ *   <dataDir>/<network name>/
+ *     198.19.1.2              one file per reserved address (IPv6 in RFC 5952 form, e.g. 2001:2:0:1::2),
+ *                             mode 0644, content "<container id>\r\n<ifname>"
+ *     last_reserved_ip.<n>    the last address handed out from range set n (no newline)
+ *     lock                    host-local's flock target (empty; created so the layout matches)
+ *     weft.lock               weft-cni's O_EXCL mutex while an operation runs (see lock.ts)
+ *
+ * Reservation files written by older host-local versions hold only the container id; they are matched on the id.
+ */
+import { constants } from "node:fs";
+import { mkdir, open, readdir, readFile, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { IPAddress } from "@weft/core";
+import { FileLock, type LockOptions } from "./lock.js";
+
+/** host-local's separator between container id and ifname. */
+export const LINE_BREAK = "\r\n";
+export const DEFAULT_IPAM_DATA_DIR = "/var/lib/cni/networks";
+const LAST_RESERVED_PREFIX = "last_reserved_ip.";
+
+export interface Reservation {
+  readonly ip: IPAddress;
+  readonly containerID: string;
+  /** Absent for reservations written before host-local recorded the interface. */
+  readonly ifname?: string;
+}
+
+export function parseReservation(content: string): { containerID: string; ifname?: string } {
+  const [id = "", ifname] = content.trim().split(/\r?\n/);
+  return ifname === undefined || ifname.trim() === "" ? { containerID: id.trim() } : { containerID: id.trim(), ifname: ifname.trim() };
+}
+
+export function matches(r: { containerID: string; ifname?: string }, containerID: string, ifname: string): boolean {
+  return r.containerID === containerID.trim() && (r.ifname === undefined || r.ifname === ifname);
+}
+
+export class HostLocalStore {
+  readonly dir: string;
+  private readonly mutex: FileLock;
+
+  constructor(dataDir: string, network: string) {
+    this.dir = join(dataDir, network);
+    this.mutex = new FileLock(join(this.dir, "weft.lock"));
+  }
+
+  /** Creates the directory (0755) and host-local's `lock` file, then runs `fn` under the mutex. */
+  async locked<T>(fn: () => Promise<T>, opts?: LockOptions): Promise<T> {
+    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    const fh = await open(join(this.dir, "lock"), constants.O_RDONLY | constants.O_CREAT, 0o644);
+    await fh.close();
+    return this.mutex.with(fn, opts);
+  }
+
+  private ipPath(ip: IPAddress): string {
+    return join(this.dir, ip.toString());
+  }
+
+  /** Creates the reservation file exclusively. False when the address is already reserved. */
+  async reserve(ip: IPAddress, containerID: string, ifname: string, rangeIndex: number): Promise<boolean> {
+    let fh;
+    try {
+      fh = await open(this.ipPath(ip), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw err;
+    }
+    try {
+      await fh.writeFile(`${containerID.trim()}${LINE_BREAK}${ifname}`);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(this.ipPath(ip)).catch(() => undefined);
+      throw err;
+    }
+    await fh.close();
+    await writeFile(join(this.dir, `${LAST_RESERVED_PREFIX}${rangeIndex}`), ip.toString(), { mode: 0o644 });
+    return true;
+  }
+
+  async lastReserved(rangeIndex: number): Promise<IPAddress | undefined> {
+    try {
+      return IPAddress.tryParse((await readFile(join(this.dir, `${LAST_RESERVED_PREFIX}${rangeIndex}`), "utf8")).trim());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  /** Every reservation in the directory (files whose name is an IP address). */
+  async list(): Promise<Reservation[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    const out: Reservation[] = [];
+    for (const name of names) {
+      const ip = IPAddress.tryParse(name);
+      if (!ip || ip.toString() !== name) continue; // lock, weft.lock, last_reserved_ip.N, strays
+      let content: string;
+      try {
+        content = await readFile(join(this.dir, name), "utf8");
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "EISDIR") continue;
+        throw err;
+      }
+      out.push({ ip, ...parseReservation(content) });
+    }
+    return out;
+  }
+
+  async byContainer(containerID: string, ifname: string): Promise<Reservation[]> {
+    return (await this.list()).filter((r) => matches(r, containerID, ifname));
+  }
+
+  /** Removes one reservation file; true when it existed. */
+  async remove(ip: IPAddress): Promise<boolean> {
+    try {
+      await unlink(this.ipPath(ip));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * weft-cni: the entry point of the bundle (dist/weft-cni.mjs), installed into the CNI bin dir as `weft`.
+ *   - with CNI_COMMAND set: one CNI invocation (see plugin.ts);
+ *   - `weft-cni install ...`: copy itself and a conflist into place (see install.ts);
+ *   - `weft-cni --version`: the supported CNI versions.
+ * Kept free of DI containers and cluster clients: this process starts once per pod ADD/DEL, so every module it
+ * loads is paid for on every pod.
+ */
+import { fileURLToPath } from "node:url";
+import { ExecaRunner, LinuxKernel, NetnsPathKernel } from "@weft/kernel";
+import { describeInstall, install, INSTALL_USAGE, parseInstallArgs, UsageError } from "./install.js";
+import { runCni, versionInfo } from "./plugin.js";
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return "";
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === "install") {
+    try {
+      const r = await install(parseInstallArgs(argv.slice(1)), fileURLToPath(import.meta.url));
+      process.stderr.write(`weft-cni: ${describeInstall(r)}\n`);
+      return 0;
+    } catch (err) {
+      process.stderr.write(`weft-cni install: ${err instanceof Error ? err.message : String(err)}\n`);
+      return err instanceof UsageError ? 2 : 1;
+    }
+  }
+  if (argv[0] === "--version" || argv[0] === "version") {
+    process.stdout.write(`weft-cni: CNI plugin "weft", CNI spec versions ${versionInfo().supportedVersions.join(", ")}\n`);
+    return 0;
+  }
+  if (argv.length > 0 || !process.env.CNI_COMMAND) {
+    process.stderr.write(
+      `weft-cni is a CNI plugin: the container runtime runs it with CNI_COMMAND and a network config on stdin.\n` +
+        `To install it: ${INSTALL_USAGE.replace("usage: ", "")}\n`,
+    );
+    if (argv.length > 0) return 2;
+  }
+  const runner = new ExecaRunner();
+  const outcome = await runCni(process.env, await readStdin(), {
+    runner,
+    host: new LinuxKernel({ runner }),
+    container: (path) => new NetnsPathKernel(runner, path),
+    ...(process.env.WEFT_CNI_FAULT ? { fault: process.env.WEFT_CNI_FAULT } : {}),
+  });
+  process.stdout.write(outcome.stdout);
+  return outcome.exitCode;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // runCni never throws; this is a bug or a broken stdout.
+    process.stderr.write(`weft-cni: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
