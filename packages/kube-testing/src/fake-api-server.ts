@@ -101,6 +101,8 @@ interface Watcher {
   readonly res: ServerResponse;
   readonly matches: (o: JsonObject) => boolean;
   readonly bookmarks: boolean;
+  /** Events at or below this resourceVersion are not for this watcher (it started after them). */
+  readonly after: number;
   timer?: NodeJS.Timeout;
 }
 
@@ -361,6 +363,7 @@ export class FakeApiServer {
   }
 
   private deliver(w: Watcher, ev: HistoryEvent): void {
+    if (ev.rv <= w.after) return;
     const nowMatch = w.matches(ev.object);
     const wasMatch = ev.prev ? w.matches(ev.prev) : false;
     let type: EventType | undefined;
@@ -646,7 +649,7 @@ export class FakeApiServer {
     rec.status = 200;
     res.writeHead(200, { "Content-Type": "application/json", "Transfer-Encoding": "chunked" });
     res.flushHeaders();
-    const w: Watcher = { res, matches, bookmarks: q.allowWatchBookmarks === "true" || q.allowWatchBookmarks === "1" };
+    const w: Watcher = { res, matches, bookmarks: q.allowWatchBookmarks === "true" || q.allowWatchBookmarks === "1", after: from ?? this.rv };
     if (from === undefined) {
       // No resourceVersion: the current state as synthetic ADDED events, then changes.
       const names = [...this.nodes.keys()].sort();
@@ -655,7 +658,7 @@ export class FakeApiServer {
         if (matches(node)) this.writeEvent(w, "ADDED", this.present(node));
       }
     } else {
-      for (const ev of this.history) if (ev.rv > from) this.deliver(w, ev);
+      for (const ev of this.history) this.deliver(w, ev);
     }
     this.watchers.add(w);
     const timeout = Number(q.timeoutSeconds ?? 0);
