@@ -1,0 +1,161 @@
+/**
+ * HostGwBackend: no encapsulation at all. Each node is the gateway for its own pod subnet, so a peer's pods are
+ * reached by routing the peer's subnet via the peer's underlay address (flannel.md §3.2). Fastest datapath,
+ * overhead 0, and exactly one kernel object per peer and family:
+ *
+ *   route  peer subnet via peer PublicIP dev <underlay interface>   (IPv6: via PublicIPv6), no onlink
+ *
+ * No local devices and no backend data (the lease publishes JSON null, as Flannel does).
+ *
+ * The catch is that the next hop must be directly reachable: the peer has to share this node's L2 segment.
+ * Flannel finds out from the kernel's "network is unreachable" and then logs it every 10 s forever. Weft
+ * decides up front from the subnets connected to the underlay interface and reports the peer as
+ * "unreachable" once, naming the fix (vxlan with DirectRouting). The same reasoning rules out NAT: a node
+ * whose PublicIP is not its interface address cannot be a next hop for anyone, so registerSubnet refuses.
+ */
+import "reflect-metadata";
+import {
+  type Backend,
+  BACKEND_CONFIG,
+  type BackendData,
+  DATAPATH,
+  type Datapath,
+  type ExternalInterface,
+  type Family,
+  type IPNet,
+  type Lease,
+  type LocalLease,
+  LOGGER,
+  type Logger,
+  type PeerStatus,
+  type RouteSpec,
+  WeftError,
+  leaseSubnet,
+  subnetKey,
+} from "@weft/core";
+import { KERNEL, type KernelPort } from "@weft/kernel";
+import { inject, injectable } from "tsyringe";
+import { HOST_GW_TYPE, type HostGwConfig } from "./config.js";
+import { ConnectedSubnets } from "./underlay.js";
+
+const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
+
+@injectable()
+export class HostGwBackend implements Backend {
+  private iface?: ExternalInterface;
+  private connected?: ConnectedSubnets;
+  /** This node's subnet per routed family. */
+  private readonly local = new Map<Family, IPNet>();
+  private readonly peers = new Set<string>();
+  /** Last non-programmed reason logged per peer: an unreachable peer is reported once, not on every event. */
+  private readonly reported = new Map<string, string>();
+  private warnedConfig = false;
+
+  constructor(
+    @inject(DATAPATH) private readonly datapath: Datapath,
+    @inject(LOGGER) private readonly logger: Logger,
+    @inject(BACKEND_CONFIG) private readonly config: HostGwConfig,
+    @inject(KERNEL) private readonly kernel: KernelPort,
+  ) {}
+
+  async registerSubnet(local: LocalLease): Promise<BackendData> {
+    const { lease, config: net, iface } = local;
+    if (!this.warnedConfig) {
+      for (const w of this.config.warnings) this.logger.warn(w);
+      this.warnedConfig = true;
+    }
+    const data: { v4?: null; v6?: null } = {};
+    this.local.clear();
+    for (const family of ["v4", "v6"] as const) {
+      const subnet = leaseSubnet(lease, family);
+      const enabled = family === "v4" ? net.enableIPv4 : net.enableIPv6;
+      if (!subnet || !enabled) continue;
+      const fam = FAMILY_NAME[family];
+      const ifaceAddr = family === "v4" ? iface.ifaceAddr : iface.ifaceV6Addr;
+      const extAddr = family === "v4" ? iface.extAddr : iface.extV6Addr;
+      if (!ifaceAddr) {
+        throw new WeftError("CONFIG_INVALID", `host-gw: the lease has the ${fam} subnet ${subnet} but interface ${iface.name} has no ${fam} address for peers to route to: give it one or turn Enable${fam} off`);
+      }
+      if (extAddr && !extAddr.equals(ifaceAddr)) {
+        throw new WeftError(
+          "CONFIG_INVALID",
+          `host-gw: the public IP ${extAddr} differs from ${iface.name}'s address ${ifaceAddr}, so this node is probably behind NAT; ` +
+            `host-gw makes peers route straight to the public IP, which cannot work through NAT: use vxlan, or drop --public-ip${family === "v6" ? "v6" : ""}`,
+        );
+      }
+      this.local.set(family, subnet);
+      data[family] = null; // Flannel publishes JSON null for host-gw
+    }
+    if (this.local.size === 0) throw new WeftError("CONFIG_INVALID", `host-gw: the lease ${subnetKey(lease)} has no subnet in an enabled address family`);
+    this.iface = iface;
+    this.connected = await ConnectedSubnets.read(this.kernel, iface);
+    this.logger.info("host-gw ready", { iface: iface.name, segments: this.connected.subnets.map(String) });
+    return data;
+  }
+
+  async addPeer(peer: Lease): Promise<PeerStatus> {
+    const owner = subnetKey(peer);
+    const result = this.describePeer(peer, owner);
+    if ("routes" in result) {
+      this.datapath.declare(owner, { routes: result.routes });
+      this.peers.add(owner);
+      this.reported.delete(owner);
+      return { state: "programmed" };
+    }
+    this.datapath.retract(owner);
+    this.peers.delete(owner);
+    if (this.reported.get(owner) !== result.status.reason) {
+      this.reported.set(owner, result.status.reason);
+      this.logger.warn(`host-gw: ${result.status.reason}`, { peer: owner });
+    }
+    return result.status;
+  }
+
+  async removePeer(peer: Lease): Promise<void> {
+    const owner = subnetKey(peer);
+    this.datapath.retract(owner);
+    this.peers.delete(owner);
+    this.reported.delete(owner);
+  }
+
+  async close(mode: "restart" | "teardown"): Promise<void> {
+    if (mode === "restart") return; // routes stay; the next agent adopts them
+    for (const owner of this.peers) this.datapath.retract(owner);
+    this.peers.clear();
+    await this.datapath.flush();
+  }
+
+  private describePeer(peer: Lease, owner: string): { routes: RouteSpec[] } | { status: Extract<PeerStatus, { reason: string }> } {
+    const name = peer.nodeName ?? owner;
+    const label = `peer ${peer.nodeName ? `${peer.nodeName} (${owner})` : owner}`;
+    const skip = (reason: string) => ({ status: { state: "skipped" as const, reason: `${label} ${reason}` } });
+    if (!this.iface || !this.connected) return skip("arrived before registerSubnet");
+    const type = peer.attrs.backendType;
+    if (type.toLowerCase() !== HOST_GW_TYPE) return skip(`uses backend ${JSON.stringify(type)}, this node host-gw: every node must run the same Backend.Type`);
+
+    const routes: RouteSpec[] = [];
+    for (const [family, own] of this.local) {
+      const subnet = leaseSubnet(peer, family);
+      if (!subnet) continue;
+      if (subnet.overlaps(own)) return skip(`claims ${subnet}, which overlaps this node's own subnet ${own}`);
+      const publicIP = family === "v4" ? peer.attrs.publicIP : peer.attrs.publicIPv6;
+      if (!publicIP) return skip(`has the ${FAMILY_NAME[family]} subnet ${subnet} but no ${family === "v4" ? "PublicIP" : "PublicIPv6"}`);
+      if (!this.connected.contains(publicIP)) {
+        return {
+          status: {
+            state: "unreachable",
+            reason:
+              `peer ${name} (${publicIP}) is not on this node's L2 segment (${this.connected.describe(family)}): ` +
+              `host-gw cannot reach it; use vxlan with DirectRouting: true`,
+          },
+        };
+      }
+      // No onlink: the gateway is inside a connected subnet, and the kernel checking that is a useful guard.
+      routes.push({ family, dst: subnet.toString(), gateway: publicIP.toString(), dev: this.iface.name });
+    }
+    if (routes.length === 0) {
+      return skip(`has no subnet in an address family this node routes (${[...this.local.keys()].map((f) => FAMILY_NAME[f]).join(" and ")})`);
+    }
+    return { routes };
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * @weft/backend-host-gw — the `host-gw` backend (design note in ./host-gw-backend.ts, reference in
+ * docs/backends/host-gw.md). The default export is the BackendModule; importing it registers nothing.
+ */
+import { BACKEND, type BackendModule } from "@weft/core";
+import { type DependencyContainer, Lifecycle } from "tsyringe";
+import { HOST_GW_TYPE, type HostGwConfig, hostGwConfigSchema } from "./config.js";
+import { HostGwBackend } from "./host-gw-backend.js";
+
+export { HOST_GW_TYPE, type HostGwConfig, hostGwConfigSchema } from "./config.js";
+export { HostGwBackend } from "./host-gw-backend.js";
+
+const hostGwModule: BackendModule<HostGwConfig> = {
+  type: HOST_GW_TYPE,
+  configSchema: hostGwConfigSchema,
+  /** Plain routing: nothing is added to a packet. */
+  mtuOverhead(): number {
+    return 0;
+  },
+  register(container: DependencyContainer): void {
+    container.register(BACKEND, { useClass: HostGwBackend }, { lifecycle: Lifecycle.ContainerScoped });
+  },
+};
+
+export default hostGwModule;

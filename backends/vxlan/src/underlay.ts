@@ -1,0 +1,35 @@
+/**
+ * Which peers share this node's L2 segment. A peer whose PublicIP lies inside a subnet connected to the
+ * underlay interface can be reached with a plain route (no gateway resolution beyond ARP/ND on that link);
+ * that is what DirectRouting uses. Decided from the interface's addresses, read once per registerSubnet.
+ */
+import { type ExternalInterface, type Family, type IPAddress, type IPNet, IPPrefix } from "@weft/core";
+import type { KernelPort } from "@weft/kernel";
+
+export class ConnectedSubnets {
+  constructor(
+    readonly iface: string,
+    readonly subnets: readonly IPNet[],
+  ) {}
+
+  static async read(kernel: KernelPort, iface: ExternalInterface): Promise<ConnectedSubnets> {
+    const nets: IPNet[] = [];
+    for (const a of await kernel.listAddresses(iface.name)) {
+      const p = IPPrefix.tryParse(a.address);
+      // Link-local IPv6 (fe80::/10) is on every link; it says nothing about which peers share this one.
+      if (!p || (p.family === "v6" && (p.ip.value >> 118n) === 0x3fan)) continue;
+      if (!nets.some((n) => n.equals(p.network))) nets.push(p.network);
+    }
+    return new ConnectedSubnets(iface.name, nets);
+  }
+
+  contains(ip: IPAddress): boolean {
+    return this.subnets.some((n) => n.contains(ip));
+  }
+
+  /** `eth0 198.18.0.0/24` (or `eth0 with no IPv4 subnet`), for messages. */
+  describe(family: Family): string {
+    const nets = this.subnets.filter((n) => n.family === family);
+    return nets.length ? `${this.iface} ${nets.join(", ")}` : `${this.iface} with no ${family === "v4" ? "IPv4" : "IPv6"} subnet`;
+  }
+}

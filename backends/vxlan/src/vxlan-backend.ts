@@ -1,0 +1,289 @@
+/**
+ * VxlanBackend: pod traffic between nodes in kernel VXLAN, with every forwarding entry programmed statically
+ * (Flannel's third design, flannel.md §3.1.5: no L2/L3-miss handling in the daemon, so a restart of the agent
+ * does not disturb traffic).
+ *
+ * What it encapsulates: inner Ethernet frames in UDP (port 8472 unless Backend.Port says otherwise) between
+ * the nodes' public addresses; 50 bytes per packet over an IPv4 underlay, 70 over IPv6 (VXLAN_OVERHEAD).
+ *
+ * Local objects (owner "local"), per address family of the lease:
+ *   link     weft.<VNI> / weft-v6.<VNI>: vxlan, bound to the underlay interface, local = the public address,
+ *            learning off, no link-local address (addrgenmode none), VTEP MAC kept across restarts in
+ *            <STATE_DIR>, MTU = underlay MTU − overhead, up;
+ *   address  the lease subnet's network address as /32 (/128): only the source for host → pod traffic; the
+ *            host-sized prefix keeps the kernel from adding a broadcast/connected route for the subnet;
+ *   offload  (DisableTxChecksumOffload only) tx-checksum-ip-generic off, re-applied if the device is recreated.
+ *
+ * Per peer (owner = the peer's subnet key), in the order the engine applies kinds:
+ *   1. neighbour  peer subnet network address → peer VtepMAC, permanent: the "gateway" below never needs ARP;
+ *   2. fdb        peer VtepMAC → dst peer PublicIP, `self` permanent: where the tunnel sends that MAC;
+ *   3. route      peer subnet via the peer subnet network address, dev weft.<VNI>, onlink (the gateway is not
+ *                 in any subnet of the device; onlink tells the kernel to trust it), added last so it never
+ *                 points at an unresolvable next hop.
+ * With DirectRouting, a peer whose PublicIP is inside a subnet connected to the underlay interface gets only a
+ * route to its subnet via its PublicIP on that interface: no encapsulation on a shared L2 segment.
+ *
+ * Adopting an existing device, recreating an incompatible one (VNI, port, local address, underlay device,
+ * learning or GBP differ) and re-adding every peer's entries after a recreate are the reconcilers' job: a
+ * recreated link loses its neighbours, FDB entries and routes, and the same pass reads them afresh and adds
+ * them back.
+ */
+import "reflect-metadata";
+import {
+  type Backend,
+  BACKEND_CONFIG,
+  type BackendData,
+  DATAPATH,
+  type Datapath,
+  type ExternalInterface,
+  type Family,
+  type FdbSpec,
+  type IPNet,
+  type JsonValue,
+  type Lease,
+  type LinkSpec,
+  type LocalLease,
+  LOGGER,
+  type Logger,
+  type NeighbourSpec,
+  type PeerStatus,
+  type RouteSpec,
+  STATE_DIR,
+  WEFT_LINK_PREFIX,
+  WeftError,
+  errorMessage,
+  leaseSubnet,
+  subnetKey,
+} from "@weft/core";
+import { KERNEL, type KernelPort } from "@weft/kernel";
+import { inject, injectable } from "tsyringe";
+import { VXLAN_OVERHEAD, VXLAN_TYPE, type VxlanConfig, encodeVxlanLeaseData, vxlanLeaseDataSchema } from "./config.js";
+import { OFFLOAD_KIND, type OffloadSpec, TX_CHECKSUM_FEATURE } from "./offload.js";
+import { ConnectedSubnets } from "./underlay.js";
+import { loadOrCreateVtepMac } from "./vtep-mac.js";
+
+/** Linux interface names are at most 15 bytes (IFNAMSIZ 16 with the NUL). */
+const IFNAME_MAX = 15;
+
+/** `weft.<VNI>` for the IPv4 device, `weft-v6.<VNI>` for the IPv6 one. */
+export function vxlanDeviceName(vni: number, family: Family): string {
+  return `${WEFT_LINK_PREFIX}${family === "v6" ? "-v6" : ""}.${vni}`;
+}
+
+const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
+const LOCAL_OWNER = "local";
+
+interface LocalDevice {
+  readonly family: Family;
+  readonly name: string;
+  readonly mac: string;
+  readonly subnet: IPNet;
+}
+
+@injectable()
+export class VxlanBackend implements Backend {
+  private readonly devices = new Map<Family, LocalDevice>();
+  private iface?: ExternalInterface;
+  private connected?: ConnectedSubnets;
+  /** Owners (peer subnet keys) this backend declared, for teardown. */
+  private readonly peers = new Set<string>();
+  /** Last non-programmed reason logged per peer, so a skipped peer is reported once, not on every event. */
+  private readonly reported = new Map<string, string>();
+  private warnedConfig = false;
+
+  constructor(
+    @inject(DATAPATH) private readonly datapath: Datapath,
+    @inject(LOGGER) private readonly logger: Logger,
+    @inject(BACKEND_CONFIG) private readonly config: VxlanConfig,
+    @inject(STATE_DIR) private readonly stateDir: string,
+    @inject(KERNEL) private readonly kernel: KernelPort,
+  ) {}
+
+  async registerSubnet(local: LocalLease): Promise<BackendData> {
+    const { lease, config: net, iface } = local;
+    if (!this.warnedConfig) {
+      for (const w of this.config.warnings) this.logger.warn(w);
+      this.warnedConfig = true;
+    }
+    this.iface = iface;
+    this.connected = await ConnectedSubnets.read(this.kernel, iface);
+
+    const links: LinkSpec[] = [];
+    const addresses: { dev: string; address: string }[] = [];
+    const offload: OffloadSpec[] = [];
+    const data: { v4?: JsonValue; v6?: JsonValue } = {};
+    this.devices.clear();
+    for (const family of ["v4", "v6"] as const) {
+      const subnet = leaseSubnet(lease, family);
+      const enabled = family === "v4" ? net.enableIPv4 : net.enableIPv6;
+      if (!subnet || !enabled) continue;
+      const fam = FAMILY_NAME[family];
+      const source = family === "v4" ? (iface.extAddr ?? iface.ifaceAddr) : (iface.extV6Addr ?? iface.ifaceV6Addr);
+      if (!source) {
+        throw new WeftError(
+          "CONFIG_INVALID",
+          `vxlan: the lease has the ${fam} subnet ${subnet} but interface ${iface.name} has no ${fam} address to send VXLAN from: ` +
+            `give it one, set --public-ip${family === "v6" ? "v6" : ""}, or turn Enable${fam} off`,
+        );
+      }
+      const name = vxlanDeviceName(this.config.vni, family);
+      if (name.length > IFNAME_MAX) {
+        throw new WeftError(
+          "BACKEND_CONFIG_INVALID",
+          `net-conf.json: Backend.VNI ${this.config.vni} makes the ${fam} device name ${name} longer than Linux's ${IFNAME_MAX} characters: use a VNI below 10000000`,
+        );
+      }
+      const underlayMtu = this.config.mtu || iface.mtu;
+      const mtu = underlayMtu - VXLAN_OVERHEAD[family];
+      // IPv6 is switched off on a link below 1280 bytes; an IPv4 link below 68 cannot exist.
+      const minimum = family === "v6" ? 1280 : 68;
+      if (mtu < minimum) {
+        throw new WeftError(
+          "BACKEND_CONFIG_INVALID",
+          `vxlan: ${name} would get MTU ${mtu} (underlay ${underlayMtu} − ${VXLAN_OVERHEAD[family]}), below ${fam}'s minimum ${minimum}: raise Backend.MTU or the MTU of ${iface.name}`,
+        );
+      }
+      const mac = loadOrCreateVtepMac(this.stateDir, this.config.vni, family, this.logger, this.previousMac(lease, family));
+      links.push({
+        name,
+        kind: "vxlan",
+        mtu,
+        address: mac,
+        up: true,
+        addrGenMode: "none",
+        vxlan: {
+          vni: this.config.vni,
+          ...(this.config.port ? { port: this.config.port } : {}),
+          local: source.toString(),
+          dev: iface.name,
+          learning: this.config.learning,
+          gbp: this.config.gbp,
+        },
+      });
+      addresses.push({ dev: name, address: `${subnet.ip}/${subnet.ip.bits}` });
+      if (this.config.disableTxChecksumOffload) offload.push({ dev: name, feature: TX_CHECKSUM_FEATURE, enabled: false });
+      this.devices.set(family, { family, name, mac, subnet });
+      data[family] = encodeVxlanLeaseData({ vni: this.config.vni, vtepMAC: mac });
+    }
+    if (this.devices.size === 0) {
+      throw new WeftError("CONFIG_INVALID", `vxlan: the lease ${subnetKey(lease)} has no subnet in an enabled address family`);
+    }
+
+    this.datapath.declare(LOCAL_OWNER, { links, addresses, ...(offload.length ? { extra: { [OFFLOAD_KIND]: offload } } : {}) });
+    await this.datapath.flush();
+
+    // Peers will send to the MAC we publish; make sure the kernel really has it (as Flannel does).
+    const actual = new Map((await this.kernel.listLinks()).map((l) => [l.name, l]));
+    for (const d of this.devices.values()) {
+      const link = actual.get(d.name);
+      if (!link) {
+        throw new WeftError("KERNEL_FAILED", `vxlan: device ${d.name} could not be created (see the "kernel object not programmed" warning): is the vxlan kernel module available?`);
+      }
+      if (link.address !== d.mac) {
+        throw new WeftError("KERNEL_FAILED", `vxlan: device ${d.name} has MAC ${link.address ?? "none"}, not the VTEP MAC ${d.mac} this node publishes`);
+      }
+    }
+    this.logger.info("vxlan devices ready", {
+      devices: [...this.devices.values()].map((d) => `${d.name} ${d.mac}`),
+      vni: this.config.vni,
+      directRouting: this.config.directRouting,
+    });
+    return data;
+  }
+
+  async addPeer(peer: Lease): Promise<PeerStatus> {
+    const owner = subnetKey(peer);
+    const result = this.describePeer(peer, owner);
+    if ("objects" in result) {
+      this.datapath.declare(owner, result.objects);
+      this.peers.add(owner);
+      this.reported.delete(owner);
+      return { state: "programmed" };
+    }
+    // A peer that was fine and now is not (its lease changed) must not keep its old entries.
+    this.datapath.retract(owner);
+    this.peers.delete(owner);
+    if (this.reported.get(owner) !== result.status.reason) {
+      this.reported.set(owner, result.status.reason);
+      this.logger.warn(`vxlan: ${result.status.reason}`, { peer: owner });
+    }
+    return result.status;
+  }
+
+  async removePeer(peer: Lease): Promise<void> {
+    const owner = subnetKey(peer);
+    this.datapath.retract(owner);
+    this.peers.delete(owner);
+    this.reported.delete(owner);
+  }
+
+  async close(mode: "restart" | "teardown"): Promise<void> {
+    if (mode === "restart") return; // devices and entries stay; the next agent adopts them
+    for (const owner of this.peers) this.datapath.retract(owner);
+    this.peers.clear();
+    this.datapath.retract(LOCAL_OWNER);
+    await this.datapath.flush();
+  }
+
+  /** The objects for one peer, or why it cannot be programmed. Never throws. */
+  private describePeer(
+    peer: Lease,
+    owner: string,
+  ): { objects: { neighbours: NeighbourSpec[]; fdb: FdbSpec[]; routes: RouteSpec[] } } | { status: Extract<PeerStatus, { reason: string }> } {
+    const label = `peer ${peer.nodeName ? `${peer.nodeName} (${owner})` : owner}`;
+    const skip = (reason: string) => ({ status: { state: "skipped" as const, reason: `${label} ${reason}` } });
+    if (!this.iface || !this.connected) return skip("arrived before registerSubnet; it is retried when the agent re-adds peers");
+    const type = peer.attrs.backendType;
+    if (type.toLowerCase() !== VXLAN_TYPE) {
+      return skip(`uses backend ${JSON.stringify(type)}, this node vxlan: every node must run the same Backend.Type`);
+    }
+
+    const neighbours: NeighbourSpec[] = [];
+    const fdb: FdbSpec[] = [];
+    const routes: RouteSpec[] = [];
+    let shared = 0;
+    for (const dev of this.devices.values()) {
+      const { family } = dev;
+      const subnet = leaseSubnet(peer, family);
+      if (!subnet) continue;
+      shared++;
+      const fam = FAMILY_NAME[family];
+      if (subnet.overlaps(dev.subnet)) return skip(`claims ${subnet}, which overlaps this node's own subnet ${dev.subnet}`);
+      const publicIP = family === "v4" ? peer.attrs.publicIP : peer.attrs.publicIPv6;
+      if (!publicIP) return skip(`has the ${fam} subnet ${subnet} but no ${family === "v4" ? "PublicIP" : "PublicIPv6"}`);
+      const field = family === "v4" ? "BackendData" : "BackendV6Data";
+      let vtep;
+      try {
+        vtep = vxlanLeaseDataSchema.parse(family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data, `${label} ${field}`);
+      } catch (err) {
+        return { status: { state: "skipped", reason: errorMessage(err) } };
+      }
+      if (vtep.vni !== this.config.vni) {
+        return skip(`uses VNI ${vtep.vni}, this node ${this.config.vni}: set the same Backend.VNI on every node`);
+      }
+      if (this.config.directRouting && this.connected.contains(publicIP)) {
+        routes.push({ family, dst: subnet.toString(), gateway: publicIP.toString(), dev: this.iface.name });
+        continue;
+      }
+      const gateway = subnet.ip.toString();
+      neighbours.push({ dev: dev.name, ip: gateway, lladdr: vtep.vtepMAC, state: "permanent" });
+      fdb.push({ dev: dev.name, mac: vtep.vtepMAC, dst: publicIP.toString(), self: true, permanent: true });
+      routes.push({ family, dst: subnet.toString(), gateway, dev: dev.name, onlink: true });
+    }
+    if (shared === 0) {
+      const ours = [...this.devices.keys()].map((f) => FAMILY_NAME[f]).join(" and ");
+      return skip(`has no subnet in an address family this node routes (${ours})`);
+    }
+    return { objects: { neighbours, fdb, routes } };
+  }
+
+  /** The VtepMAC this node published before (kube mode keeps it in the node annotation), if it is usable. */
+  private previousMac(lease: Lease, family: Family): string | undefined {
+    try {
+      const d = vxlanLeaseDataSchema.parse(family === "v4" ? lease.attrs.backendData : lease.attrs.backendV6Data, "own lease");
+      return d.vni === this.config.vni ? d.vtepMAC : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}

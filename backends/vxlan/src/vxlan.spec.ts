@@ -1,0 +1,425 @@
+/**
+ * vxlan specifics beyond the conformance suite: the exact kernel objects, VTEP MAC persistence, DirectRouting,
+ * device adoption and recreation (with every peer reprogrammed in the same pass), the checksum-offload kind,
+ * and the reasons peers are skipped. All against the FakeKernel, asserting on its final state.
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type FamilyMode,
+  TEST_TOPOLOGY,
+  type TestAgent,
+  type TestInterface,
+  diffSnapshots,
+  peerLease,
+  snapshotKernel,
+  startTestAgent,
+  testNetConf,
+} from "@weft/backend-testkit";
+import { ConfigError, type Lease, MemoryLogger, isWeftError } from "@weft/core";
+import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
+import { afterEach, describe, expect, it } from "vitest";
+import vxlan, { VXLAN_OVERHEAD, parseEthtoolFeatures, vtepMacFile, vxlanConfigSchema } from "./index.js";
+
+const T = TEST_TOPOLOGY;
+const agents: TestAgent[] = [];
+const dirs: string[] = [];
+
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.close().catch(() => undefined);
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "weft-vxlan-"));
+  dirs.push(d);
+  return d;
+}
+
+interface NodeOptions {
+  backend?: Record<string, unknown>;
+  mode?: FamilyMode;
+  kernel?: FakeKernel;
+  stateDir?: string;
+  runner?: FakeProcessRunner;
+  iface?: Partial<TestInterface>;
+  subnetOf?: number;
+  logger?: MemoryLogger;
+}
+
+async function node(i: number, o: NodeOptions = {}): Promise<TestAgent> {
+  const mode = o.mode ?? "v4";
+  const me = T.node(i);
+  const sub = T.node(o.subnetOf ?? i);
+  const agent = await startTestAgent({
+    backends: [vxlan],
+    config: testNetConf({ Type: "vxlan", ...o.backend }, mode),
+    iface: {
+      ...(mode !== "v6" ? { address: me.address } : {}),
+      ...(mode !== "v4" ? { address6: me.address6 } : {}),
+      ...o.iface,
+    },
+    leases: { subnet: sub.subnet, ipv6Subnet: sub.ipv6Subnet, nodeName: me.nodeName },
+    ...(o.kernel ? { kernel: o.kernel } : {}),
+    ...(o.stateDir ? { stateDir: o.stateDir } : {}),
+    ...(o.runner ? { processRunner: o.runner } : {}),
+    ...(o.logger ? { logger: o.logger } : {}),
+  });
+  agents.push(agent);
+  return agent;
+}
+
+const lines = async (a: TestAgent, prefix: string) => (await snapshotKernel(a.kernel)).lines.filter((l) => l.startsWith(prefix));
+
+describe("vxlan config schema", () => {
+  it("applies Flannel's defaults", () => {
+    expect(vxlanConfigSchema.parse({ Type: "vxlan" }, "Backend")).toEqual({
+      vni: 1,
+      port: 0,
+      mtu: 0,
+      gbp: false,
+      learning: false,
+      directRouting: false,
+      disableTxChecksumOffload: false,
+      warnings: [],
+    });
+  });
+
+  it("matches keys case-insensitively, as Go does, and accepts Flannel's Windows-only keys", () => {
+    const c = vxlanConfigSchema.parse({ type: "VXLAN", vni: 4096, port: 4789, directrouting: true, MacPrefix: "0E-2A", Name: "vxlan0" }, "Backend");
+    expect(c).toMatchObject({ vni: 4096, port: 4789, directRouting: true, warnings: [] });
+  });
+
+  it("names the JSON path, the value, the backend and the rule", () => {
+    const err = (() => {
+      try {
+        vxlanConfigSchema.parse({ Type: "vxlan", VNI: 0 }, "Backend");
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toBe("net-conf.json: Backend.VNI 0 is out of range for vxlan: must be 1..16777215");
+    expect((err as ConfigError).path).toBe("Backend.VNI");
+    expect((err as ConfigError).code).toBe("BACKEND_CONFIG_INVALID");
+    expect(() => vxlanConfigSchema.parse({ Type: "vxlan", MTU: 1500.5 }, "etcd /weft.io/network/config: Backend")).toThrow(
+      "etcd /weft.io/network/config: Backend.MTU 1500.5 must be an integer for vxlan",
+    );
+  });
+
+  it("turns unknown keys into warnings that the backend logs at start", async () => {
+    expect(vxlanConfigSchema.parse({ Type: "vxlan", DirectRoute: true }, "Backend").warnings).toEqual([
+      "net-conf.json: unknown key Backend.DirectRoute is ignored by vxlan (known keys: Type, VNI, Port, MTU, GBP, Learning, DirectRouting, DisableTxChecksumOffload)",
+    ]);
+    const logger = new MemoryLogger();
+    await node(1, { backend: { DirectRoute: true }, logger });
+    expect(logger.records.filter((r) => r.level === "warn").map((r) => r.msg)).toEqual([expect.stringContaining("unknown key Backend.DirectRoute")]);
+  });
+
+  it("declares the real encapsulation overhead: 50 over IPv4, 70 over IPv6 (Flannel uses 50 for both)", () => {
+    const c = vxlanConfigSchema.parse({ Type: "vxlan" }, "Backend");
+    expect([vxlan.mtuOverhead(c, "v4"), vxlan.mtuOverhead(c, "v6")]).toEqual([50, 70]);
+    expect(VXLAN_OVERHEAD).toEqual({ v4: 50, v6: 70 });
+    expect(vxlan.underlayMtu(vxlanConfigSchema.parse({ Type: "vxlan", MTU: 9000 }, "Backend"))).toBe(9000);
+    expect(vxlan.underlayMtu(c)).toBeUndefined();
+  });
+});
+
+describe("vxlan devices", () => {
+  it("creates weft.<VNI> and weft-v6.<VNI> bound to the underlay, sourced from the public address, with /32 and /128", async () => {
+    const a = await node(1, { mode: "dual", backend: { VNI: 7, Port: 4789, GBP: true }, iface: { mtu: 9000 } });
+    const links = new Map((await a.kernel.listLinks()).map((l) => [l.name, l]));
+    const v4 = links.get("weft.7")!;
+    const v6 = links.get("weft-v6.7")!;
+    expect(v4).toMatchObject({ kind: "vxlan", mtu: 8950, up: true, addrGenMode: "none" });
+    expect(v4.vxlan).toEqual({ vni: 7, port: 4789, local: "198.18.0.1", dev: "eth0", learning: false, gbp: true });
+    expect(v6).toMatchObject({ kind: "vxlan", mtu: 8930, up: true, addrGenMode: "none" });
+    expect(v6.vxlan).toMatchObject({ vni: 7, local: "2001:2::1", dev: "eth0" });
+    expect(await lines(a, "address weft")).toEqual(["address weft-v6.7 2001:2:0:101::/128", "address weft.7 198.19.1.0/32"]);
+    expect(a.backendData).toEqual({ v4: { VNI: 7, VtepMAC: v4.address }, v6: { VNI: 7, VtepMAC: v6.address } });
+  });
+
+  it("uses Backend.MTU as the underlay MTU", async () => {
+    const a = await node(1, { backend: { MTU: 1400 } });
+    expect((await a.kernel.listLinks()).find((l) => l.name === "weft.1")!.mtu).toBe(1350);
+  });
+
+  it("sends from the advertised PublicIP, not the interface address", async () => {
+    const a = await node(1, { iface: { publicIP: "198.18.1.1" } });
+    expect((await a.kernel.listLinks()).find((l) => l.name === "weft.1")!.vxlan!.local).toBe("198.18.1.1");
+    expect(a.lease.attrs.publicIP?.toString()).toBe("198.18.1.1");
+  });
+
+  it("refuses an IPv6 device MTU below 1280 and a VNI that makes weft-v6.<VNI> longer than 15 characters", async () => {
+    await expect(node(1, { mode: "v6", backend: { MTU: 1300 } })).rejects.toThrow(/weft-v6.1 would get MTU 1230 \(underlay 1300 − 70\), below IPv6's minimum 1280/);
+    await expect(node(1, { mode: "dual", backend: { VNI: 10_000_000 } })).rejects.toThrow(/device name weft-v6.10000000 longer than Linux's 15 characters/);
+    // IPv4 alone is fine with the same VNI.
+    await node(1, { backend: { VNI: 10_000_000 } });
+  });
+
+  it("keeps the VTEP MAC in <STATE_DIR>/vxlan-<VNI>[-v6].mac (0600) and reuses it on a new kernel", async () => {
+    const stateDir = tempDir();
+    const a = await node(1, { mode: "dual", stateDir });
+    const mac4 = (a.backendData.v4 as { VtepMAC: string }).VtepMAC;
+    const mac6 = (a.backendData.v6 as { VtepMAC: string }).VtepMAC;
+    expect(readFileSync(vtepMacFile(stateDir, 1, "v4"), "utf8")).toBe(`${mac4}\n`);
+    expect(readFileSync(join(stateDir, "vxlan-1-v6.mac"), "utf8")).toBe(`${mac6}\n`);
+    expect(statSync(join(stateDir, "vxlan-1.mac")).mode & 0o777).toBe(0o600);
+    // Locally administered unicast: bit 1 of the first byte set, bit 0 clear.
+    expect(parseInt(mac4.slice(0, 2), 16) & 0b11).toBe(0b10);
+    expect(mac4).not.toBe(mac6);
+    // A reboot: the devices are gone, the state dir is not.
+    const b = await node(1, { mode: "dual", stateDir });
+    expect(b.backendData).toEqual(a.backendData);
+  });
+
+  it("replaces a corrupt MAC file, with a warning", async () => {
+    const stateDir = tempDir();
+    writeFileSync(join(stateDir, "vxlan-1.mac"), "not a mac\n");
+    const logger = new MemoryLogger();
+    const a = await node(1, { stateDir, logger });
+    expect((a.backendData.v4 as { VtepMAC: string }).VtepMAC).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    expect(logger.records.some((r) => r.level === "warn" && r.msg.includes("not a unicast MAC"))).toBe(true);
+  });
+
+  it("adopts a compatible existing device: same ifindex, attributes repaired", async () => {
+    const kernel = new FakeKernel();
+    kernel.addExternalLink({ name: "eth0", kind: "bridge", mtu: 1500, up: true });
+    kernel.addExternalAddress({ dev: "eth0", address: "198.18.0.1/24" });
+    kernel.addExternalLink({ name: "weft.1", kind: "vxlan", mtu: 1300, vxlan: { vni: 1, local: "198.18.0.1", dev: "eth0" } });
+    const index = (await kernel.listLinks()).find((l) => l.name === "weft.1")!.index;
+    const a = await node(1, { kernel });
+    const link = (await kernel.listLinks()).find((l) => l.name === "weft.1")!;
+    expect(link.index).toBe(index);
+    expect(link).toMatchObject({ mtu: 1450, up: true, address: (a.backendData.v4 as { VtepMAC: string }).VtepMAC });
+  });
+
+  it("recreates an incompatible existing device and says why", async () => {
+    const kernel = new FakeKernel();
+    kernel.addExternalLink({ name: "eth0", kind: "bridge", mtu: 1500, up: true });
+    kernel.addExternalAddress({ dev: "eth0", address: "198.18.0.1/24" });
+    kernel.addExternalLink({ name: "weft.1", kind: "vxlan", mtu: 1450, vxlan: { vni: 1, port: 4789, local: "198.18.0.1", dev: "eth0" } });
+    const logger = new MemoryLogger();
+    await node(1, { kernel, logger });
+    expect((await kernel.listLinks()).find((l) => l.name === "weft.1")!.vxlan).toMatchObject({ port: 8472 });
+    expect(logger.records.some((r) => r.msg === "updating kernel object" && String(r.fields.reason).includes("incompatible (port 4789 != 8472)"))).toBe(true);
+  });
+});
+
+describe("vxlan peers", () => {
+  it("programs neighbour, self FDB entry and onlink route per peer and family", async () => {
+    const a = await node(1, { mode: "dual" });
+    const b = await node(2, { mode: "dual" });
+    expect(await a.addPeer(b.lease)).toEqual({ state: "programmed" });
+    const mac4 = (b.backendData.v4 as { VtepMAC: string }).VtepMAC;
+    const mac6 = (b.backendData.v6 as { VtepMAC: string }).VtepMAC;
+    expect(await lines(a, "neighbour weft")).toEqual([`neighbour weft-v6.1 2001:2:0:102:: ${mac6} permanent`, `neighbour weft.1 198.19.2.0 ${mac4} permanent`]);
+    expect(await lines(a, "fdb weft")).toEqual([
+      `fdb weft-v6.1 ${mac6} dst=2001:2::2 self=true permanent=true`,
+      `fdb weft.1 ${mac4} dst=198.18.0.2 self=true permanent=true`,
+    ]);
+    const routes = await a.kernel.listRoutes({ family: "v4", protocol: 87 });
+    expect(routes).toEqual([expect.objectContaining({ dst: "198.19.2.0/24", gateway: "198.19.2.0", dev: "weft.1", onlink: true })]);
+    const routes6 = await a.kernel.listRoutes({ family: "v6", protocol: 87 });
+    expect(routes6).toEqual([expect.objectContaining({ dst: "2001:2:0:102::/64", gateway: "2001:2:0:102::", dev: "weft-v6.1", onlink: true })]);
+  });
+
+  it("with DirectRouting, routes peers on the underlay segment via their PublicIP and tunnels the rest", async () => {
+    const a = await node(1, { mode: "dual", backend: { DirectRouting: true } });
+    const near = await node(2, { mode: "dual", backend: { DirectRouting: true } });
+    const far = await node(3, {
+      mode: "dual",
+      backend: { DirectRouting: true },
+      iface: { address: `${T.offSegment}/24`, address6: `${T.offSegment6}/64` },
+    });
+    await a.addPeer(near.lease);
+    await a.addPeer(far.lease);
+    const routes = [...(await a.kernel.listRoutes({ family: "v4", protocol: 87 })), ...(await a.kernel.listRoutes({ family: "v6", protocol: 87 }))];
+    expect(routes.map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.onlink ? " onlink" : ""}`).sort()).toEqual([
+      "198.19.2.0/24 via 198.18.0.2 dev eth0",
+      "198.19.3.0/24 via 198.19.3.0 dev weft.1 onlink",
+      "2001:2:0:102::/64 via 2001:2::2 dev eth0",
+      "2001:2:0:103::/64 via 2001:2:0:103:: dev weft-v6.1 onlink",
+    ]);
+    // Only the far peer has tunnel entries.
+    expect((await lines(a, "fdb weft")).map((l) => l.split(" ")[3])).toEqual(["dst=2001:2:0:5::2", "dst=198.18.5.2"]);
+    expect(await lines(a, "neighbour weft")).toHaveLength(2);
+  });
+
+  it("updates entries when a peer's VTEP MAC changes, leaving no stale FDB entry", async () => {
+    const a = await node(1);
+    const b = await node(2);
+    await a.addPeer(b.lease);
+    const moved: Lease = { ...b.lease, attrs: { ...b.lease.attrs, backendData: { VNI: 1, VtepMAC: "02:00:00:00:00:99" } } };
+    expect(await a.addPeer(moved)).toEqual({ state: "programmed" });
+    expect(await lines(a, "fdb weft")).toEqual(["fdb weft.1 02:00:00:00:00:99 dst=198.18.0.2 self=true permanent=true"]);
+    expect(await lines(a, "neighbour weft")).toEqual(["neighbour weft.1 198.19.2.0 02:00:00:00:00:99 permanent"]);
+    expect((await a.reconcile()).writes).toBe(0);
+  });
+
+  it("skips peers it cannot program, with a reason, logged once", async () => {
+    const logger = new MemoryLogger();
+    const a = await node(1, { logger });
+    const b = await node(2);
+    const cases: [Lease, RegExp][] = [
+      [{ ...b.lease, attrs: { ...b.lease.attrs, backendType: "host-gw" } }, /peer node-2 \(198\.19\.2\.0-24\) uses backend "host-gw", this node vxlan/],
+      [{ ...b.lease, attrs: { ...b.lease.attrs, backendData: { VNI: 2, VtepMAC: "02:00:00:00:00:01" } } }, /uses VNI 2, this node 1: set the same Backend.VNI on every node/],
+      [{ ...b.lease, attrs: { ...b.lease.attrs, backendData: { VNI: 1, VtepMAC: "nope" } } }, /BackendData: VtepMAC "nope" is not a MAC address/],
+      [{ ...b.lease, attrs: { backendType: "vxlan", backendData: b.lease.attrs.backendData! } }, /has the IPv4 subnet 198\.19\.2\.0\/24 but no PublicIP/],
+      [peerLease({ subnet: "198.19.1.0/25", publicIP: "198.18.0.9", backendType: "vxlan", backendData: { VNI: 1, VtepMAC: "02:00:00:00:00:01" } }), /overlaps this node's own subnet 198\.19\.1\.0\/24/],
+      [peerLease({ ipv6Subnet: "2001:2:0:105::/64", publicIPv6: "2001:2::5", backendType: "vxlan" }), /has no subnet in an address family this node routes \(IPv4\)/],
+    ];
+    for (const [lease, reason] of cases) {
+      const s = await a.addPeer(lease);
+      expect(s.state).toBe("skipped");
+      expect(s.state === "skipped" && s.reason).toMatch(reason);
+      await a.addPeer(lease); // the same reason again is not logged again
+    }
+    expect(logger.records.filter((r) => r.level === "warn").length).toBe(cases.length);
+    expect(await lines(a, "fdb")).toEqual([]);
+  });
+});
+
+describe("vxlan self-healing", () => {
+  async function cluster() {
+    const a = await node(1, { mode: "dual" });
+    for (const i of [2, 3, 4]) await a.addPeer((await node(i, { mode: "dual" })).lease);
+    return a;
+  }
+
+  it("a deleted device comes back with every peer's entries in one full reconcile", async () => {
+    const a = await cluster();
+    const kernel = a.kernel as FakeKernel;
+    const before = await snapshotKernel(kernel);
+    // The kernel drops neighbours, FDB entries and routes with the device.
+    expect((await kernel.apply([{ op: "link.del", name: "weft.1" }, { op: "link.del", name: "weft-v6.1" }])).every((r) => r.ok)).toBe(true);
+    expect((await lines(a, "neighbour weft")).length).toBe(0);
+    await a.reconcile();
+    expect(diffSnapshots(before, await snapshotKernel(kernel))).toEqual([]);
+    expect((await a.reconcile()).writes).toBe(0);
+  });
+
+  it("a device altered into an incompatible one is recreated and every peer reprogrammed in the same pass", async () => {
+    const a = await cluster();
+    const kernel = a.kernel as FakeKernel;
+    const before = await snapshotKernel(kernel);
+    const mac = (await kernel.listLinks()).find((l) => l.name === "weft.1")!.address!;
+    // Someone recreates weft.1 by hand with another VNI (and so without any of Weft's entries).
+    kernel.clearFaults();
+    expect((await kernel.apply([{ op: "link.del", name: "weft.1" }])).every((r) => r.ok)).toBe(true);
+    kernel.addExternalLink({ name: "weft.1", kind: "vxlan", mtu: 1450, address: mac, up: true, vxlan: { vni: 99, local: "198.18.0.1", dev: "eth0" } });
+    const r = await a.reconcile();
+    expect(r.kinds.find((k) => k.kind === "links")!.drifts).toEqual([{ key: "weft.1", reason: "incompatible (vni 99 != 1): recreate" }]);
+    expect(diffSnapshots(before, await snapshotKernel(kernel))).toEqual([]);
+    expect((await a.reconcile()).writes).toBe(0);
+  });
+
+  it("a device whose MTU drifted is repaired in place (same ifindex)", async () => {
+    const a = await cluster();
+    const index = (await a.kernel.listLinks()).find((l) => l.name === "weft.1")!.index;
+    await a.kernel.apply([{ op: "link.set", name: "weft.1", mtu: 1400 }]);
+    await a.reconcile();
+    expect((await a.kernel.listLinks()).find((l) => l.name === "weft.1")).toMatchObject({ index, mtu: 1450 });
+  });
+});
+
+/**
+ * ethtool, simulated against the FakeKernel: features live with the device's ifindex, so a recreated device
+ * starts with offload on again, exactly what makes a one-shot workaround insufficient.
+ */
+function fakeEthtool(kernel: FakeKernel) {
+  const off = new Set<number>();
+  const index = async (dev: string) => (await kernel.listLinks()).find((l) => l.name === dev)?.index;
+  const runner = new FakeProcessRunner().on("ethtool", async (args) => {
+    const [flag, dev, feature, value] = args;
+    const i = await index(dev!);
+    if (i === undefined) return { exitCode: 1, stderr: `Cannot get device feature names: No such device\n` };
+    if (flag === "--show-features") {
+      return { stdout: `Features for ${dev}:\ntx-checksumming: on\n\ttx-checksum-ipv4: off [fixed]\n\ttx-checksum-ip-generic: ${off.has(i) ? "off" : "on"}\n\ttx-checksum-ipv6: off [fixed]\n` };
+    }
+    if (flag === "--features" && feature === "tx-checksum-ip-generic") {
+      if (value === "off") off.add(i);
+      else off.delete(i);
+      return { stdout: "" };
+    }
+    return { exitCode: 1, stderr: `unexpected ethtool ${args.join(" ")}\n` };
+  });
+  const state = async (dev: string) => {
+    const i = await index(dev);
+    return i === undefined ? "absent" : off.has(i) ? "off" : "on";
+  };
+  return { runner, state };
+}
+
+describe("vxlan DisableTxChecksumOffload (kind offload)", () => {
+  it("parses ethtool's feature listing", () => {
+    expect(parseEthtoolFeatures("Features for weft.1:\ntx-checksumming: on\n\ttx-checksum-ipv4: off [fixed]\n\ttx-checksum-ip-generic: on\n")).toEqual(
+      new Map([
+        ["tx-checksumming", { enabled: true, fixed: false }],
+        ["tx-checksum-ipv4", { enabled: false, fixed: true }],
+        ["tx-checksum-ip-generic", { enabled: true, fixed: false }],
+      ]),
+    );
+  });
+
+  it("turns tx-checksum-ip-generic off on the device and again after the device is recreated", async () => {
+    const kernel = new FakeKernel();
+    const eth = fakeEthtool(kernel);
+    const a = await node(1, { mode: "dual", kernel, runner: eth.runner, backend: { DisableTxChecksumOffload: true } });
+    expect([await eth.state("weft.1"), await eth.state("weft-v6.1")]).toEqual(["off", "off"]);
+    expect((await a.reconcile()).writes).toBe(0);
+    await kernel.apply([{ op: "link.del", name: "weft.1" }]);
+    await a.reconcile();
+    expect(await eth.state("weft.1")).toBe("off");
+    expect((await a.reconcile()).writes).toBe(0);
+  });
+
+  it("survives a restart without touching anything", async () => {
+    const kernel = new FakeKernel();
+    const eth = fakeEthtool(kernel);
+    const a = await node(1, { kernel, runner: eth.runner, backend: { DisableTxChecksumOffload: true } });
+    const r = await a.restart();
+    expect([r.writes, r.recreated]).toEqual([0, []]);
+    expect(await eth.state("weft.1")).toBe("off");
+  });
+
+  it("starts no process when the option is off", async () => {
+    // The default FakeProcessRunner has no scripts: any ethtool call would fail and be logged.
+    const logger = new MemoryLogger();
+    const a = await node(1, { logger });
+    await a.reconcile();
+    expect(logger.records.filter((r) => r.level === "warn" || r.level === "error")).toEqual([]);
+  });
+
+  it("reports a missing ethtool on every pass without breaking the datapath", async () => {
+    const logger = new MemoryLogger();
+    const a = await node(1, { logger, backend: { DisableTxChecksumOffload: true } });
+    const b = await node(2);
+    expect(await a.addPeer(b.lease)).toEqual({ state: "programmed" });
+    expect(await lines(a, "fdb weft")).toHaveLength(1);
+    const errors = logger.records.filter((r) => r.level === "error" && r.fields.kind === "offload");
+    expect(errors.length).toBeGreaterThan(0);
+    expect(String(errors[0]!.fields.error)).toContain('program "ethtool" not found');
+  });
+});
+
+describe("vxlan lifecycle", () => {
+  it("close('restart') leaves devices and entries; close('teardown') removes them", async () => {
+    const a = await node(1, { mode: "dual" });
+    await a.addPeer((await node(2, { mode: "dual" })).lease);
+    const before = await snapshotKernel(a.kernel);
+    await a.backend.close("restart");
+    expect(diffSnapshots(before, await snapshotKernel(a.kernel))).toEqual([]);
+    await a.close("teardown");
+    expect(await lines(a, "link weft")).toEqual([]);
+    expect(await lines(a, "route v4 254 198.19")).toEqual([]);
+  });
+
+  it("fails clearly when the kernel cannot create the device", async () => {
+    const kernel = new FakeKernel({ unsupportedKinds: ["vxlan"] });
+    const err = await node(1, { kernel }).catch((e: unknown) => e);
+    expect(isWeftError(err, "KERNEL_FAILED")).toBe(true);
+    expect((err as Error).message).toMatch(/device weft\.1 could not be created .*vxlan kernel module/);
+  });
+});

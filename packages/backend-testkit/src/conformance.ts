@@ -1,0 +1,352 @@
+/**
+ * The backend conformance suite (STYLE 11): what every Weft backend must do, checked against a FakeKernel
+ * and a FakeSubnetManager through the real DI loading and the real reconcilers (startTestAgent). Every check
+ * asserts on the kernel's state, or on reconcile reports' write counts — never on which calls a backend made.
+ *
+ * Checks are plain async functions (node:assert), so `runBackendConformance` can run them anywhere and the
+ * suite's own tests can show that a broken backend fails them; `describeBackendConformance` turns them into
+ * vitest tests for a backend author.
+ */
+import assert from "node:assert/strict";
+import { type BackendModule, type Family, type JsonValue, type Lease, WeftError, errorMessage, leaseSubnet } from "@weft/core";
+import type { KernelPort, ProcessRunner } from "@weft/kernel";
+import { type KernelSnapshot, diffSnapshots, snapshotKernel } from "./kernel-snapshot.js";
+import { type FamilyMode, TEST_TOPOLOGY, peerLease, testNetConf } from "./leases.js";
+import { type TestAgent, type TestAgentOptions, type TestInterface, startTestAgent } from "./test-agent.js";
+
+export interface ConformanceOptions {
+  /** The Backend section the suite runs with (Type included); default `{ "Type": module.type }`. */
+  readonly config?: Readonly<Record<string, unknown>>;
+  /** Address families to run the kernel checks in; default ["v4"]. Built-in backends run all three. */
+  readonly families?: readonly FamilyMode[];
+  /** The backend wraps packets (mtuOverhead must be > 0); false: plain routing (mtuOverhead must be 0). */
+  readonly encapsulates: boolean;
+  /** Backend sections the schema must reject, each with the JSON path the error must name (e.g. "Backend.VNI"). */
+  readonly invalidConfigs?: readonly { readonly config: unknown; readonly path: string }[];
+  /** BackendData values a peer might publish that the backend must refuse (a "skipped" status, never a throw). */
+  readonly malformedPeerData?: readonly JsonValue[];
+  /** A programmed peer has a route to its pod subnet in some table (default true). */
+  readonly routesPeerSubnets?: boolean;
+  /** Kernel writes a restart may cause (default 0: adopting means touching nothing). */
+  readonly expectedRestartWrites?: number;
+  /** A fresh kernel per node (default: a new FakeKernel). */
+  readonly kernel?: () => KernelPort;
+  /** A fresh process runner per node, for backends that run tools (default: one that refuses). */
+  readonly processRunner?: () => ProcessRunner;
+}
+
+export interface ConformanceCheck {
+  readonly name: string;
+  /** The family mode the check runs in; undefined for checks that touch no kernel. */
+  readonly family?: FamilyMode;
+  run(): Promise<void>;
+}
+
+export interface ConformanceResult {
+  readonly name: string;
+  readonly family?: FamilyMode;
+  /** Undefined when the check passed. */
+  readonly error?: string;
+}
+
+const FAMILIES_OF: Record<FamilyMode, Family[]> = { v4: ["v4"], v6: ["v6"], dual: ["v4", "v6"] };
+
+/** Agents started by one check, all closed when it ends. */
+class Scope {
+  private readonly agents: TestAgent[] = [];
+  constructor(
+    private readonly module: BackendModule,
+    private readonly options: ConformanceOptions,
+    readonly mode: FamilyMode,
+  ) {}
+
+  get backend(): Record<string, unknown> {
+    return this.options.config ?? { Type: this.module.type };
+  }
+
+  iface(n: number): TestInterface {
+    const node = TEST_TOPOLOGY.node(n);
+    return {
+      name: "eth0",
+      mtu: 1500,
+      ...(this.mode !== "v6" ? { address: node.address } : {}),
+      ...(this.mode !== "v4" ? { address6: node.address6 } : {}),
+    };
+  }
+
+  /** Node `n` of the test cluster with its own kernel (or `extra.kernel`), subnet `subnetOf` (default n). */
+  async node(n: number, extra: Partial<TestAgentOptions> & { subnetOf?: number } = {}): Promise<TestAgent> {
+    const sub = TEST_TOPOLOGY.node(extra.subnetOf ?? n);
+    const kernel = extra.kernel ?? this.options.kernel?.();
+    const runner = extra.processRunner ?? this.options.processRunner?.();
+    const agent = await startTestAgent({
+      backends: [this.module],
+      config: testNetConf(this.backend, this.mode),
+      iface: extra.iface ?? this.iface(n),
+      leases: { subnet: sub.subnet, ipv6Subnet: sub.ipv6Subnet, nodeName: `node-${n}` },
+      ...(kernel ? { kernel } : {}),
+      ...(runner ? { processRunner: runner } : {}),
+    });
+    this.agents.push(agent);
+    return agent;
+  }
+
+  /** The lease node `n` publishes, produced by running the backend on that node. */
+  async peer(n: number, extra: Partial<TestAgentOptions> & { subnetOf?: number } = {}): Promise<Lease> {
+    return (await this.node(n, extra)).lease;
+  }
+
+  async dispose(): Promise<void> {
+    for (const a of this.agents.reverse()) await a.close("restart").catch(() => undefined);
+  }
+}
+
+function assertSame(actual: KernelSnapshot, expected: KernelSnapshot, what: string): void {
+  const d = diffSnapshots(expected, actual);
+  assert.ok(d.length === 0, `${what}; kernel differs (- expected, + actual):\n  ${d.join("\n  ")}`);
+}
+
+function assertNoWrites(r: { writes: number; kinds: readonly { kind: string; drifts: readonly { key: string; reason: string }[] }[] }, what: string): void {
+  const drifts = r.kinds.flatMap((k) => k.drifts.map((d) => `${k.kind} ${d.key}: ${d.reason}`));
+  assert.equal(r.writes, 0, `${what}, but the pass wrote ${r.writes} kernel op(s):\n  ${drifts.join("\n  ") || "(removals)"}`);
+}
+
+function statusText(s: { state: string; reason?: string }): string {
+  return s.reason ? `${s.state}: ${s.reason}` : s.state;
+}
+
+/** Every check for one module, in a stable order. */
+export function conformanceChecks(module: BackendModule, options: ConformanceOptions): ConformanceCheck[] {
+  const modes = options.families ?? ["v4"];
+  const routes = options.routesPeerSubnets ?? true;
+  const checks: ConformanceCheck[] = [];
+  const kernelCheck = (mode: FamilyMode, name: string, body: (s: Scope) => Promise<void>) =>
+    checks.push({
+      name,
+      family: mode,
+      async run() {
+        const scope = new Scope(module, options, mode);
+        try {
+          await body(scope);
+        } finally {
+          await scope.dispose();
+        }
+      },
+    });
+  const backend = options.config ?? { Type: module.type };
+
+  checks.push({
+    name: "the config schema rejects invalid Backend sections, naming the JSON path",
+    async run() {
+      module.configSchema.parse(backend, "Backend");
+      // Backend.Type is matched case-insensitively by the registry; the schema must not care either.
+      module.configSchema.parse({ ...backend, Type: module.type.toUpperCase() }, "Backend");
+      const cases: { config: unknown; path: string }[] = [
+        { config: null, path: "Backend" },
+        { config: 42, path: "Backend" },
+        { config: "vxlan", path: "Backend" },
+        { config: [backend], path: "Backend" },
+        ...(options.invalidConfigs ?? []),
+      ];
+      for (const c of cases) {
+        let err: unknown;
+        try {
+          module.configSchema.parse(c.config, "Backend");
+        } catch (e) {
+          err = e;
+        }
+        const shown = JSON.stringify(c.config);
+        assert.ok(err !== undefined, `configSchema.parse accepted ${shown}; it must throw a ConfigError naming ${c.path}`);
+        assert.ok(err instanceof WeftError, `configSchema.parse(${shown}) threw ${errorMessage(err)}, not a WeftError/ConfigError`);
+        assert.ok(err.message.includes(c.path), `configSchema.parse(${shown}) must name the JSON path ${c.path}; it said: ${err.message}`);
+      }
+    },
+  });
+
+  checks.push({
+    name: options.encapsulates ? "declares a positive MTU overhead per underlay family" : "declares no MTU overhead (plain routing)",
+    async run() {
+      const config = module.configSchema.parse(backend, "Backend");
+      const v4 = module.mtuOverhead(config, "v4");
+      const v6 = module.mtuOverhead(config, "v6");
+      for (const [f, n] of [["v4", v4], ["v6", v6]] as const) assert.ok(Number.isInteger(n) && n >= 0, `mtuOverhead(config, "${f}") is ${n}: must be a non-negative integer`);
+      if (options.encapsulates) {
+        assert.ok(v4 > 0, `mtuOverhead(config, "v4") is ${v4}, but the backend encapsulates`);
+        assert.ok(v6 >= v4, `mtuOverhead(config, "v6") is ${v6} < ${v4} for IPv4: an IPv6 outer header is 20 bytes larger`);
+      } else {
+        assert.equal(v4 + v6, 0, `mtuOverhead is ${v4}/${v6} (v4/v6), but the backend does not encapsulate`);
+      }
+    },
+  });
+
+  for (const mode of modes) {
+    kernelCheck(mode, "registerSubnet publishes data its peers accept", async (s) => {
+      const a = await s.node(1);
+      const b = await s.node(2);
+      const ab = await a.addPeer(b.lease);
+      assert.equal(ab.state, "programmed", `node-1 refused node-2's lease: ${statusText(ab)}`);
+      const ba = await b.addPeer(a.lease);
+      assert.equal(ba.state, "programmed", `node-2 refused node-1's lease: ${statusText(ba)}`);
+    });
+
+    kernelCheck(mode, "addPeer converges the kernel; a full reconcile then finds nothing to do", async (s) => {
+      const local = await s.node(1);
+      const before = await snapshotKernel(local.kernel);
+      const peer = await s.peer(2);
+      const status = await local.addPeer(peer);
+      assert.equal(status.state, "programmed", `addPeer: ${statusText(status)}`);
+      const after = await snapshotKernel(local.kernel);
+      assert.ok(diffSnapshots(before, after).length > 0, "addPeer returned programmed but the kernel did not change");
+      if (routes) {
+        for (const f of FAMILIES_OF[mode]) {
+          const dst = leaseSubnet(peer, f)!.toString();
+          assert.ok(
+            after.lines.some((l) => l.startsWith(`route ${f} `) && l.split(" ")[3] === dst),
+            `no ${f} route to the peer subnet ${dst} after addPeer; routes:\n  ${after.lines.filter((l) => l.startsWith("route")).join("\n  ")}`,
+          );
+        }
+      }
+      assertNoWrites(await local.reconcile(), "the flush after addPeer should have programmed everything");
+      assertNoWrites(await local.reconcile(), "a second full reconcile must be a no-op");
+    });
+
+    kernelCheck(mode, "adding the same peer twice changes nothing", async (s) => {
+      const local = await s.node(1);
+      const peer = await s.peer(2);
+      await local.addPeer(peer);
+      const once = await snapshotKernel(local.kernel);
+      const again = await local.addPeer(peer);
+      assert.equal(again.state, "programmed", `second addPeer: ${statusText(again)}`);
+      assertNoWrites(local.reports[local.reports.length - 1]!, "re-adding a known peer must not touch the kernel");
+      assertNoWrites(await local.reconcile(), "after re-adding a known peer, a full reconcile must be a no-op");
+      assertSame(await snapshotKernel(local.kernel), once, "re-adding a known peer changed the kernel");
+    });
+
+    kernelCheck(mode, "removePeer removes exactly what addPeer created", async (s) => {
+      const local = await s.node(1);
+      const before = await snapshotKernel(local.kernel);
+      const p2 = await s.peer(2);
+      const p3 = await s.peer(3);
+      await local.addPeer(p3);
+      const withP3 = await snapshotKernel(local.kernel);
+      await local.addPeer(p2);
+      await local.removePeer(p2);
+      assertSame(await snapshotKernel(local.kernel), withP3, "after adding and removing node-2 (node-3 stays), node-2's objects remain or node-3's were touched");
+      await local.removePeer(p3);
+      assertSame(await snapshotKernel(local.kernel), before, "after removing every peer, the kernel is not as it was before they were added");
+      assertNoWrites(await local.reconcile(), "after removing every peer, a full reconcile (with prune) must find nothing left over");
+    });
+
+    kernelCheck(mode, "removing an unknown peer is not an error", async (s) => {
+      const local = await s.node(1);
+      const before = await snapshotKernel(local.kernel);
+      const stranger = await s.peer(4);
+      await local.removePeer(stranger);
+      await local.removePeer(stranger);
+      assertSame(await snapshotKernel(local.kernel), before, "removing a peer that was never added changed the kernel");
+    });
+
+    kernelCheck(mode, "a changed peer lease replaces the old objects", async (s) => {
+      const local = await s.node(1);
+      const before = await snapshotKernel(local.kernel);
+      const old = await s.peer(2);
+      // Same subnet, another node behind it (new underlay address, new backend data): a re-installed node.
+      const moved = await s.peer(3, { subnetOf: 2 });
+      await local.addPeer(old);
+      const status = await local.addPeer(moved);
+      assert.equal(status.state, "programmed", `addPeer(changed lease): ${statusText(status)}`);
+      assertNoWrites(await local.reconcile(), "after a peer's lease changed, the flush should have left nothing to repair or prune");
+      await local.removePeer(moved);
+      assertSame(await snapshotKernel(local.kernel), before, "after the changed peer was removed, objects of its old lease remain");
+    });
+
+    kernelCheck(mode, "a restart adopts the datapath instead of duplicating it", async (s) => {
+      const local = await s.node(1);
+      await local.addPeer(await s.peer(2));
+      await local.addPeer(await s.peer(3));
+      const data = JSON.stringify(local.backendData);
+      const before = await snapshotKernel(local.kernel);
+      const r = await local.restart();
+      assert.deepEqual(r.recreated, [], `the restarted agent recreated ${r.recreated.join(", ")} instead of adopting`);
+      const allowed = options.expectedRestartWrites ?? 0;
+      const drifts = r.reports.flatMap((p) => p.kinds.flatMap((k) => k.drifts.map((d) => `${k.kind} ${d.key}: ${d.reason}`)));
+      assert.ok(r.writes <= allowed, `the restart wrote ${r.writes} kernel op(s) (allowed ${allowed}):\n  ${drifts.join("\n  ")}`);
+      assertSame(await snapshotKernel(local.kernel), before, "the kernel after a restart differs from before it");
+      assert.equal(JSON.stringify(local.backendData), data, "the backend data changed across a restart: peers' entries for this node would go stale");
+    });
+
+    kernelCheck(mode, "a restart prunes peers that left while the agent was down", async (s) => {
+      const local = await s.node(1);
+      await local.addPeer(await s.peer(2));
+      const onlyP2 = await snapshotKernel(local.kernel);
+      const p3 = await s.peer(3);
+      await local.addPeer(p3);
+      local.store.removePeer(p3); // the removal event is missed: the agent is "down"
+      await local.restart();
+      assertSame(await snapshotKernel(local.kernel), onlyP2, "objects of a peer that vanished during the restart were not pruned");
+    });
+
+    kernelCheck(mode, "malformed or foreign peer leases are skipped without affecting other peers", async (s) => {
+      const local = await s.node(1);
+      const base = await snapshotKernel(local.kernel);
+      const good = await s.peer(2);
+      await local.addPeer(good);
+      const withGood = await snapshotKernel(local.kernel);
+      const template = await s.peer(3);
+      const bad: { what: string; lease: Lease }[] = [
+        { what: "a peer of another backend type", lease: { ...template, attrs: { ...template.attrs, backendType: `not-${module.type}` } } },
+        { what: "a peer without PublicIP", lease: { ...template, attrs: { backendType: template.attrs.backendType, ...dataOf(template) } } },
+        ...(options.malformedPeerData ?? []).map((d) => ({
+          what: `a peer with BackendData ${JSON.stringify(d)}`,
+          lease: { ...template, attrs: { ...template.attrs, backendData: d, backendV6Data: d } },
+        })),
+      ];
+      for (const b of bad) {
+        let status;
+        try {
+          status = await local.addPeer(b.lease);
+        } catch (err) {
+          assert.fail(`addPeer threw for ${b.what}: ${errorMessage(err)}; it must return a skipped status`);
+        }
+        assert.notEqual(status.state, "programmed", `${b.what} was reported programmed`);
+        assert.ok(status.state !== "programmed" && status.reason.length > 0, `${b.what}: the status needs a reason`);
+        assertSame(await snapshotKernel(local.kernel), withGood, `${b.what} changed the kernel`);
+      }
+      // A good peer whose lease turns bad loses its entries (its old ones would point at the wrong place).
+      const first = bad[bad.length - 1]!;
+      await local.addPeer({ ...good, attrs: first.lease.attrs });
+      assertSame(await snapshotKernel(local.kernel), base, `a peer whose lease turned unusable (${first.what}) kept its kernel objects`);
+      assertNoWrites(await local.reconcile(), "after bad leases, a full reconcile must be a no-op");
+    });
+
+    kernelCheck(mode, "teardown removes everything the backend created", async (s) => {
+      const local = await s.node(1);
+      await local.addPeer(await s.peer(2));
+      await local.addPeer(await s.peer(3));
+      await local.close("teardown");
+      assertSame(await snapshotKernel(local.kernel), local.initialSnapshot, "after close(\"teardown\") the kernel is not as the agent found it");
+    });
+  }
+  return checks;
+}
+
+function dataOf(l: Lease): { backendData?: JsonValue; backendV6Data?: JsonValue } {
+  return {
+    ...(l.attrs.backendData !== undefined ? { backendData: l.attrs.backendData } : {}),
+    ...(l.attrs.backendV6Data !== undefined ? { backendV6Data: l.attrs.backendV6Data } : {}),
+  };
+}
+
+/** Runs every check; never throws. For tooling and for testing the suite itself. */
+export async function runBackendConformance(module: BackendModule, options: ConformanceOptions): Promise<ConformanceResult[]> {
+  const out: ConformanceResult[] = [];
+  for (const c of conformanceChecks(module, options)) {
+    try {
+      await c.run();
+      out.push({ name: c.name, ...(c.family ? { family: c.family } : {}) });
+    } catch (err) {
+      out.push({ name: c.name, ...(c.family ? { family: c.family } : {}), error: errorMessage(err) });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,65 @@
+/**
+ * A canonical picture of a node's networking state, read through the KernelPort only (so it works on the
+ * FakeKernel and on a real namespace alike). Tests compare pictures: "the state after remove equals the state
+ * before add" is a statement about the kernel, not about which calls a backend made.
+ */
+import type { Family } from "@weft/core";
+import type { KernelPort } from "@weft/kernel";
+
+export interface KernelSnapshot {
+  /** One line per object, sorted: `link weft.1 vxlan mtu=1450 ...`, `route v4 254 198.19.2.0/24 via ...`. */
+  readonly lines: readonly string[];
+  /** Link name → ifindex; a changed index means the link was deleted and created again. */
+  readonly linkIndexes: Readonly<Record<string, number>>;
+}
+
+const fmt = (o: Record<string, unknown>): string =>
+  Object.keys(o)
+    .sort()
+    .filter((k) => o[k] !== undefined)
+    .map((k) => `${k}=${typeof o[k] === "object" ? JSON.stringify(o[k]) : String(o[k])}`)
+    .join(" ");
+
+export async function snapshotKernel(kernel: KernelPort): Promise<KernelSnapshot> {
+  const lines: string[] = [];
+  const linkIndexes: Record<string, number> = {};
+  const links = await kernel.listLinks();
+  for (const l of links) {
+    linkIndexes[l.name] = l.index;
+    const { index: _index, operState: _oper, name, kind, ...rest } = l;
+    lines.push(`link ${name} ${kind} ${fmt(rest as Record<string, unknown>)}`);
+  }
+  for (const a of await kernel.listAddresses()) {
+    // IPv6 link-local addresses come and go with the kernel's address generation; they are nobody's intent.
+    if (/^fe[89ab][0-9a-f]:/i.test(a.address)) continue;
+    lines.push(`address ${a.dev} ${a.address}`);
+  }
+  for (const family of ["v4", "v6"] as Family[]) {
+    for (const r of await kernel.listRoutes({ family, table: "all" })) {
+      const { family: f, dst, table, ...rest } = r;
+      lines.push(`route ${f} ${table ?? 254} ${dst} ${fmt(rest as Record<string, unknown>)}`);
+    }
+  }
+  for (const n of await kernel.listNeighbours({})) {
+    lines.push(`neighbour ${n.dev} ${n.ip} ${n.lladdr ?? "-"} ${n.state}`);
+  }
+  for (const l of links) {
+    for (const f of await kernel.listFdb({ dev: l.name })) {
+      lines.push(`fdb ${f.dev} ${f.mac} dst=${f.dst ?? "-"} self=${f.self} permanent=${f.permanent}`);
+    }
+  }
+  lines.sort();
+  return { lines, linkIndexes };
+}
+
+/** Lines only in `a` (`-`) and only in `b` (`+`), for assertion messages; empty when equal. */
+export function diffSnapshots(a: KernelSnapshot, b: KernelSnapshot): string[] {
+  const inA = new Set(a.lines);
+  const inB = new Set(b.lines);
+  return [...a.lines.filter((l) => !inB.has(l)).map((l) => `- ${l}`), ...b.lines.filter((l) => !inA.has(l)).map((l) => `+ ${l}`)];
+}
+
+/** Links present in both pictures whose ifindex changed (deleted and created again). */
+export function recreatedLinks(before: KernelSnapshot, after: KernelSnapshot): string[] {
+  return Object.keys(before.linkIndexes).filter((n) => after.linkIndexes[n] !== undefined && after.linkIndexes[n] !== before.linkIndexes[n]);
+}

@@ -1,0 +1,353 @@
+/**
+ * startTestAgent: one node's agent, minus the daemon's I/O, around the backend under test. It does what weftd
+ * does with a backend, through the same public pieces:
+ *   BackendRegistry (the given modules) → net-conf.json parsed by core → Backend.Type picks the module → its
+ *   schema validates the Backend section → a child tsyringe container with the core tokens → module.register
+ *   → registerDatapath (@weft/reconcile, the real reconcilers) → resolve BACKEND → acquire a lease from a
+ *   FakeSubnetManager → registerSubnet → publish the backend data → add every known peer → full reconcile.
+ * The kernel is a FakeKernel (@weft/kernel-testing) unless the test passes another KernelPort, e.g. the real
+ * LinuxKernel inside a test namespace. Nothing here reaches into the daemon.
+ */
+import "reflect-metadata";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  BACKEND,
+  BACKEND_CONFIG,
+  type Backend,
+  type BackendData,
+  type BackendModule,
+  BackendRegistry,
+  DATAPATH,
+  type Datapath,
+  EXTERNAL_INTERFACE,
+  type ExternalInterface,
+  IPAddress,
+  IPPrefix,
+  type KernelObjects,
+  type Lease,
+  type LeaseAttrs,
+  LOGGER,
+  type Logger,
+  MemoryLogger,
+  NETWORK_CONFIG,
+  type NetworkConfig,
+  type PeerStatus,
+  STATE_DIR,
+  SUBNET_MANAGER,
+  WeftError,
+  parseNetworkConfig,
+  subnetKey,
+} from "@weft/core";
+import { KERNEL, type KernelOp, type KernelPort, PROCESS_RUNNER, type ProcessRunner, throwOnFailure } from "@weft/kernel";
+import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
+import { DatapathEngine, type ReconcileReport, registerDatapath } from "@weft/reconcile";
+import { type DependencyContainer, container as rootContainer } from "tsyringe";
+import { FakeSubnetManager, type LocalLeaseChoice } from "./fake-subnet-manager.js";
+import { type KernelSnapshot, recreatedLinks, snapshotKernel } from "./kernel-snapshot.js";
+
+/** The node's underlay interface as the test wants it; created in the kernel when missing. */
+export interface TestInterface {
+  /** Default "eth0". */
+  readonly name?: string;
+  /** Default 1500. */
+  readonly mtu?: number;
+  /** IPv4 address with prefix length, e.g. "198.18.0.1/24". Omit for none. */
+  readonly address?: string;
+  /** IPv6 address with prefix length, e.g. "2001:2::1/64". Omit for none. */
+  readonly address6?: string;
+  /** The PublicIP to advertise when it is not the interface address (a NATed node). */
+  readonly publicIP?: string;
+  readonly publicIPv6?: string;
+}
+
+export interface TestAgentOptions {
+  /** Backend modules to load (default exports of backend packages); Backend.Type picks one of them. */
+  readonly backends: readonly unknown[];
+  /** net-conf.json, as text or as an object. */
+  readonly config: string | Readonly<Record<string, unknown>>;
+  /** The underlay interface; see TestInterface. */
+  readonly iface: TestInterface;
+  /** This node's subnet choice and the other nodes' leases; or a FakeSubnetManager to share between agents. */
+  readonly leases?: (LocalLeaseChoice & { readonly peers?: readonly Lease[] }) | FakeSubnetManager;
+  /** Default: a new FakeKernel. Pass the same one to simulate a restart on the same node. */
+  readonly kernel?: KernelPort;
+  /** Default: a fresh temporary directory, removed by close(). */
+  readonly stateDir?: string;
+  /** Default: a FakeProcessRunner with no scripts (every program is "missing"); pass one with scripts for tools. */
+  readonly processRunner?: ProcessRunner;
+  /** Default: a MemoryLogger (see `agent.logger.records`). */
+  readonly logger?: Logger;
+}
+
+/** What a restart did to the kernel. */
+export interface RestartResult {
+  /** Kernel ops issued while the new agent registered, re-added peers and ran its first full reconcile. */
+  readonly writes: number;
+  /** Links deleted and created again (ifindex changed); adopting agents recreate nothing. */
+  readonly recreated: readonly string[];
+  readonly reports: readonly ReconcileReport[];
+}
+
+/** Records the report of every pass the backend's own flushes trigger. */
+class RecordingDatapath implements Datapath {
+  constructor(
+    private readonly engine: DatapathEngine,
+    private readonly record: (r: ReconcileReport) => void,
+  ) {}
+  declare(owner: string, objects: KernelObjects): void {
+    this.engine.declare(owner, objects);
+  }
+  retract(owner: string): void {
+    this.engine.retract(owner);
+  }
+  declared(owner: string): KernelObjects | undefined {
+    return this.engine.declared(owner);
+  }
+  async flush(): Promise<void> {
+    await this.engine.flush();
+    if (this.engine.lastReport) this.record(this.engine.lastReport);
+  }
+}
+
+interface Wiring {
+  readonly container: DependencyContainer;
+  readonly engine: DatapathEngine;
+  readonly datapath: RecordingDatapath;
+  readonly backend: Backend;
+}
+
+export class TestAgent {
+  /** Every reconcile pass since start, in order (flushes and full reconciles). */
+  readonly reports: ReconcileReport[] = [];
+  /** Last status addPeer returned per peer subnet key. */
+  readonly statuses = new Map<string, PeerStatus>();
+  private wiring!: Wiring;
+  private _lease!: Lease;
+  private _data: BackendData = {};
+  private closed = false;
+
+  private constructor(
+    readonly kernel: KernelPort,
+    readonly store: FakeSubnetManager,
+    readonly logger: Logger,
+    readonly config: NetworkConfig,
+    readonly module: BackendModule,
+    readonly backendConfig: unknown,
+    readonly iface: ExternalInterface,
+    readonly stateDir: string,
+    /** The kernel as it was before this agent first touched it (underlay interface in place). */
+    readonly initialSnapshot: KernelSnapshot,
+    private readonly runner: ProcessRunner,
+    private readonly ownsStateDir: boolean,
+  ) {}
+
+  static async start(options: TestAgentOptions): Promise<TestAgent> {
+    const registry = new BackendRegistry();
+    for (const [i, m] of options.backends.entries()) registry.add(m, `startTestAgent backends[${i}]`);
+    const text = typeof options.config === "string" ? options.config : JSON.stringify(options.config);
+    const config = parseNetworkConfig(text, { source: "net-conf.json" });
+    const module = registry.get(config.backendType);
+    const backendConfig = module.configSchema.parse(config.backend, "Backend");
+    const kernel = options.kernel ?? new FakeKernel();
+    const iface = await ensureUnderlay(kernel, options.iface);
+    const store =
+      options.leases instanceof FakeSubnetManager ? options.leases : new FakeSubnetManager(config, options.leases ?? {}, options.leases?.peers ?? []);
+    const ownsStateDir = options.stateDir === undefined;
+    const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "weft-testkit-"));
+    const agent = new TestAgent(
+      kernel,
+      store,
+      options.logger ?? new MemoryLogger(),
+      config,
+      module,
+      backendConfig,
+      iface,
+      stateDir,
+      await snapshotKernel(kernel),
+      options.processRunner ?? new FakeProcessRunner(),
+      ownsStateDir,
+    );
+    try {
+      await agent.boot();
+    } catch (err) {
+      if (ownsStateDir) rmSync(stateDir, { recursive: true, force: true });
+      throw err;
+    }
+    return agent;
+  }
+
+  /** This node's lease as peers see it: subnets, PublicIP(s), backend type and the data registerSubnet returned. */
+  get lease(): Lease {
+    return this._lease;
+  }
+
+  /** What registerSubnet returned. */
+  get backendData(): BackendData {
+    return this._data;
+  }
+
+  get backend(): Backend {
+    return this.wiring.backend;
+  }
+
+  get engine(): DatapathEngine {
+    return this.wiring.engine;
+  }
+
+  get container(): DependencyContainer {
+    return this.wiring.container;
+  }
+
+  /** The objects the backend currently declares for a peer (undefined when none). */
+  declaredFor(peer: Lease): KernelObjects | undefined {
+    return this.wiring.engine.declared(subnetKey(peer));
+  }
+
+  /** A peer lease appears in the store: the backend describes it, the datapath is flushed. */
+  async addPeer(peer: Lease): Promise<PeerStatus> {
+    this.store.putPeer(peer);
+    const status = await this.wiring.backend.addPeer(peer);
+    this.statuses.set(subnetKey(peer), status);
+    await this.wiring.datapath.flush();
+    return status;
+  }
+
+  /** A peer lease disappears from the store: the backend forgets it, the datapath is flushed. */
+  async removePeer(peer: Lease): Promise<void> {
+    this.store.removePeer(peer);
+    this.statuses.delete(subnetKey(peer));
+    await this.wiring.backend.removePeer(peer);
+    await this.wiring.datapath.flush();
+  }
+
+  /** Applies pending changes (no pruning), as the agent does after each batch of lease events. */
+  async flush(): Promise<ReconcileReport> {
+    await this.wiring.datapath.flush();
+    return this.reports[this.reports.length - 1]!;
+  }
+
+  /** The periodic full pass: repairs drift and, with `prune` (default), removes owned objects nobody declares. */
+  async reconcile(options: { prune?: boolean } = {}): Promise<ReconcileReport> {
+    const r = await this.wiring.engine.reconcile({ prune: options.prune ?? true });
+    this.reports.push(r);
+    return r;
+  }
+
+  /**
+   * Stops this agent the way `weftd` stops for an upgrade (backend.close("restart"): datapath left up) and
+   * starts a new one on the same kernel, store and state dir: new container, new engine, new backend
+   * instance, registerSubnet, every peer re-added, one full reconcile.
+   */
+  async restart(): Promise<RestartResult> {
+    const before = await snapshotKernel(this.kernel);
+    await this.wiring.backend.close("restart");
+    const first = this.reports.length;
+    await this.boot();
+    const after = await snapshotKernel(this.kernel);
+    const reports = this.reports.slice(first);
+    return { writes: reports.reduce((n, r) => n + r.writes, 0), recreated: recreatedLinks(before, after), reports };
+  }
+
+  /** `restart` (default) leaves the datapath up; `teardown` makes the backend remove what it owns. */
+  async close(mode: "restart" | "teardown" = "restart"): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.wiring.backend.close(mode);
+    } finally {
+      if (this.ownsStateDir) rmSync(this.stateDir, { recursive: true, force: true });
+    }
+  }
+
+  private async boot(): Promise<void> {
+    const c = rootContainer.createChildContainer();
+    c.register(LOGGER, { useValue: this.logger });
+    c.register(NETWORK_CONFIG, { useValue: this.config });
+    c.register(BACKEND_CONFIG, { useValue: this.backendConfig });
+    c.register(EXTERNAL_INTERFACE, { useValue: this.iface });
+    c.register(SUBNET_MANAGER, { useValue: this.store });
+    c.register(KERNEL, { useValue: this.kernel });
+    c.register(PROCESS_RUNNER, { useValue: this.runner });
+    c.register(STATE_DIR, { useValue: this.stateDir });
+    // The module registers first: reconcilers it contributes for extra kinds must exist when the engine is built.
+    this.module.register(c);
+    registerDatapath(c);
+    const engine = c.resolve(DatapathEngine);
+    const datapath = new RecordingDatapath(engine, (r) => this.reports.push(r));
+    c.register(DATAPATH, { useValue: datapath });
+    const backend = c.resolve(BACKEND);
+    this.wiring = { container: c, engine, datapath, backend };
+
+    const attrs: LeaseAttrs = {
+      ...(this.iface.extAddr && this.config.enableIPv4 ? { publicIP: this.iface.extAddr } : {}),
+      ...(this.iface.extV6Addr && this.config.enableIPv6 ? { publicIPv6: this.iface.extV6Addr } : {}),
+      backendType: this.module.type,
+    };
+    const signal = new AbortController().signal;
+    const lease = await this.store.acquireLease(attrs);
+    this._data = await backend.registerSubnet({ lease, config: this.config, iface: this.iface });
+    assertJson(this._data, `${this.module.type}: registerSubnet's BackendData`);
+    this._lease = await this.store.updateLease(
+      lease,
+      {
+        ...attrs,
+        ...(this._data.v4 !== undefined ? { backendData: this._data.v4 } : {}),
+        ...(this._data.v6 !== undefined ? { backendV6Data: this._data.v6 } : {}),
+      },
+      signal,
+    );
+    for (const peer of this.store.peers()) this.statuses.set(subnetKey(peer), await backend.addPeer(peer));
+    await datapath.flush();
+    await this.reconcile({ prune: true });
+  }
+}
+
+export function startTestAgent(options: TestAgentOptions): Promise<TestAgent> {
+  return TestAgent.start(options);
+}
+
+/** BackendData must survive the store: JSON in, the same JSON out. */
+function assertJson(data: BackendData, what: string): void {
+  for (const [k, v] of Object.entries(data)) {
+    const text = JSON.stringify(v);
+    if (v !== undefined && (text === undefined || JSON.stringify(JSON.parse(text)) !== text)) {
+      throw new WeftError("PEER_DATA_INVALID", `${what} ${k} is not plain JSON: peers would receive something else`);
+    }
+  }
+}
+
+/**
+ * Makes sure the underlay interface exists with its addresses (created as a bridge: a plain L3 device on the
+ * fake and, unlike `dummy`, available inside test namespaces too), and describes it as the daemon would.
+ */
+async function ensureUnderlay(kernel: KernelPort, want: TestInterface): Promise<ExternalInterface> {
+  const name = want.name ?? "eth0";
+  const mtu = want.mtu ?? 1500;
+  const v4 = want.address ? IPPrefix.parse(want.address) : undefined;
+  const v6 = want.address6 ? IPPrefix.parse(want.address6) : undefined;
+  if (v4 && v4.family !== "v4") throw new TypeError(`TestInterface.address ${want.address} is not IPv4`);
+  if (v6 && v6.family !== "v6") throw new TypeError(`TestInterface.address6 ${want.address6} is not IPv6`);
+  const ops: KernelOp[] = [];
+  if (!(await kernel.listLinks()).some((l) => l.name === name)) {
+    ops.push({ op: "link.add", link: { name, kind: "bridge", mtu } }, { op: "link.set", name, up: true });
+  }
+  if (ops.length) throwOnFailure(await kernel.apply(ops));
+  const have = new Set((await kernel.listAddresses(name)).map((a) => a.address));
+  const addrOps: KernelOp[] = [];
+  for (const p of [v4, v6]) if (p && !have.has(p.toString())) addrOps.push({ op: "addr.add", addr: { dev: name, address: p.toString() } });
+  if (addrOps.length) throwOnFailure(await kernel.apply(addrOps));
+  const link = (await kernel.listLinks()).find((l) => l.name === name)!;
+  const publicIP = want.publicIP ? IPAddress.parse(want.publicIP) : v4?.ip;
+  const publicIPv6 = want.publicIPv6 ? IPAddress.parse(want.publicIPv6) : v6?.ip;
+  return {
+    name,
+    index: link.index,
+    mtu: link.mtu,
+    ...(v4 ? { ifaceAddr: v4.ip } : {}),
+    ...(v6 ? { ifaceV6Addr: v6.ip } : {}),
+    ...(publicIP ? { extAddr: publicIP } : {}),
+    ...(publicIPv6 ? { extV6Addr: publicIPv6 } : {}),
+  };
+}
