@@ -135,9 +135,6 @@ export function parseFlags(argv: readonly string[], env: Readonly<Record<string,
   }
   const flags = out as Flags;
   if (!LOG_LEVELS.includes(flags["log-level"])) bad(`--log-level ${JSON.stringify(flags["log-level"])} is not one of ${LOG_LEVELS.join(", ")}`);
-  if (flags["subnet-lease-renew-margin"] * 60 >= flags["etcd-lease-ttl"]) {
-    bad(`--subnet-lease-renew-margin ${flags["subnet-lease-renew-margin"]} minutes is not shorter than --etcd-lease-ttl ${flags["etcd-lease-ttl"]} seconds: lower the margin`);
-  }
   if ((flags["etcd-certfile"] === "") !== (flags["etcd-keyfile"] === "")) {
     bad("--etcd-certfile and --etcd-keyfile must be given together for TLS client authentication");
   }

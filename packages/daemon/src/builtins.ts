@@ -1,0 +1,6 @@
+/** The backends weftd ships. Third-party ones are added only through --backend-module. */
+import type { BackendModule } from "@weft/core";
+import hostGw from "@weft/backend-host-gw";
+import vxlan from "@weft/backend-vxlan";
+
+export const BUILTIN_BACKENDS: readonly BackendModule[] = [vxlan as BackendModule, hostGw as BackendModule];

@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+/**
+ * weftd: the composition root. Parses flags, builds the ports (kernel, process runner, store, traffic rules),
+ * loads backend modules, runs the Agent until SIGTERM/SIGINT, and exits with one clear line on bad input.
+ */
+import "reflect-metadata";
+import { readFileSync } from "node:fs";
+import { errorMessage, isWeftError } from "@weft/core";
+import { ExecaRunner, LinuxKernel } from "@weft/kernel";
+import { Agent } from "./agent.js";
+import { loadBackendModules } from "./backend-modules.js";
+import { BUILTIN_BACKENDS } from "./builtins.js";
+import { helpText, parseFlags, redactedFlags, type Flags } from "./flags.js";
+import { startHealthServer } from "./http.js";
+import { chooseExternalInterface } from "./iface/index.js";
+import { createLogger } from "./log.js";
+import { AgentMetrics } from "./metrics.js";
+import { createSubnetManager } from "./stores.js";
+import { teardown } from "./teardown.js";
+import { cleanupOtherMode, createTrafficRules } from "./traffic/index.js";
+
+export function version(): string {
+  const pj = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return pj.version;
+}
+
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let flags: Flags;
+  try {
+    flags = parseFlags(argv, env);
+  } catch (err) {
+    process.stderr.write(`weftd: ${errorMessage(err)}\n`);
+    return 2;
+  }
+  if (flags.help) {
+    process.stdout.write(helpText() + "\n");
+    return 0;
+  }
+  if (flags.version) {
+    process.stdout.write(`weftd ${version()}\n`);
+    return 0;
+  }
+  const logger = createLogger(flags["log-level"], { component: "weftd" });
+  const runner = new ExecaRunner();
+  const kernel = new LinuxKernel({ runner });
+
+  if (flags.teardown) {
+    try {
+      await teardown({ flags, logger, kernel, runner });
+      return 0;
+    } catch (err) {
+      logger.error(`teardown failed: ${errorMessage(err)}`);
+      return 1;
+    }
+  }
+
+  logger.info("starting", { version: version(), flags: redactedFlags(flags) });
+  const controller = new AbortController();
+  const onSignal = (sig: string) => {
+    if (controller.signal.aborted) return;
+    logger.info(`received ${sig}: stopping; the datapath stays up for the next agent`);
+    controller.abort();
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+
+  const metrics = new AgentMetrics();
+  let server: Awaited<ReturnType<typeof startHealthServer>> | undefined;
+  try {
+    const registry = await loadBackendModules({ builtins: BUILTIN_BACKENDS, thirdParty: flags["backend-module"], cwd: process.cwd() });
+    const store = await createSubnetManager(flags, logger);
+    const agent = new Agent({
+      flags,
+      logger,
+      kernel,
+      runner,
+      registry,
+      metrics,
+      subnetManager: store.manager,
+      chooseInterface: chooseExternalInterface,
+      trafficRules: (mode) => ({
+        rules: createTrafficRules(mode, runner, { logger }),
+        cleanupOther: () => cleanupOtherMode(mode, runner),
+      }),
+      ...(store.storedPublicIPs ? { storedPublicIPs: store.storedPublicIPs } : {}),
+    });
+    if (flags["healthz-port"] > 0) server = await startHealthServer(flags["healthz-ip"], flags["healthz-port"], agent, metrics);
+    await agent.run(controller.signal);
+    logger.info("stopped");
+    return 0;
+  } catch (err) {
+    if (controller.signal.aborted && !isWeftError(err)) return 0;
+    if (isWeftError(err, "LEASE_LOST")) {
+      logger.warn(errorMessage(err));
+      return 0;
+    }
+    // One line naming the problem and the fix; nothing on the node was changed for configuration errors.
+    logger.error(errorMessage(err), isWeftError(err) ? { code: err.code } : {});
+    return 1;
+  } finally {
+    server?.close();
+    await Promise.resolve();
+  }
+}
+
+const invokedDirectly = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (invokedDirectly || process.argv[1]?.endsWith("/weftd")) {
+  main(process.argv.slice(2), process.env).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`weftd: ${errorMessage(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
