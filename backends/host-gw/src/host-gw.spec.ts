@@ -1,0 +1,114 @@
+/**
+ * host-gw specifics beyond the conformance suite: the exact route per peer and family, the same-L2 rule
+ * (reported once, with the fix), NAT refusal, null backend data. FakeKernel, final state.
+ */
+import { TEST_TOPOLOGY, type FamilyMode, type TestAgent, type TestInterface, peerLease, snapshotKernel, startTestAgent, testNetConf } from "@weft/backend-testkit";
+import { type Lease, MemoryLogger, encodeLeaseAttrs } from "@weft/core";
+import { FakeKernel } from "@weft/kernel-testing";
+import { afterEach, describe, expect, it } from "vitest";
+import hostGw, { hostGwConfigSchema } from "./index.js";
+
+const T = TEST_TOPOLOGY;
+const agents: TestAgent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.close().catch(() => undefined);
+});
+
+async function node(i: number, o: { mode?: FamilyMode; iface?: Partial<TestInterface>; logger?: MemoryLogger; kernel?: FakeKernel; backend?: Record<string, unknown> } = {}) {
+  const mode = o.mode ?? "v4";
+  const me = T.node(i);
+  const a = await startTestAgent({
+    backends: [hostGw],
+    config: testNetConf({ Type: "host-gw", ...o.backend }, mode),
+    iface: { ...(mode !== "v6" ? { address: me.address } : {}), ...(mode !== "v4" ? { address6: me.address6 } : {}), ...o.iface },
+    leases: { subnet: me.subnet, ipv6Subnet: me.ipv6Subnet, nodeName: me.nodeName },
+    ...(o.logger ? { logger: o.logger } : {}),
+    ...(o.kernel ? { kernel: o.kernel } : {}),
+  });
+  agents.push(a);
+  return a;
+}
+
+const weftRoutes = async (a: TestAgent) =>
+  [...(await a.kernel.listRoutes({ family: "v4", protocol: 87 })), ...(await a.kernel.listRoutes({ family: "v6", protocol: 87 }))].map(
+    (r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.onlink ? " onlink" : ""}`,
+  );
+
+describe("host-gw", () => {
+  it("routes each peer subnet via the peer's PublicIP on the underlay interface, per family, without onlink", async () => {
+    const a = await node(1, { mode: "dual" });
+    await a.addPeer((await node(2, { mode: "dual" })).lease);
+    await a.addPeer((await node(3, { mode: "dual" })).lease);
+    expect((await weftRoutes(a)).sort()).toEqual([
+      "198.19.2.0/24 via 198.18.0.2 dev eth0",
+      "198.19.3.0/24 via 198.18.0.3 dev eth0",
+      "2001:2:0:102::/64 via 2001:2::2 dev eth0",
+      "2001:2:0:103::/64 via 2001:2::3 dev eth0",
+    ]);
+    // Nothing else: no devices, neighbours or FDB entries of Weft's.
+    expect((await snapshotKernel(a.kernel)).lines.filter((l) => /weft/.test(l))).toEqual([]);
+  });
+
+  it("publishes no backend data: JSON null, as Flannel does", async () => {
+    const a = await node(1, { mode: "dual" });
+    expect(a.backendData).toEqual({ v4: null, v6: null });
+    expect(JSON.parse(encodeLeaseAttrs(a.lease.attrs))).toEqual({ PublicIP: "198.18.0.1", PublicIPv6: "2001:2::1", BackendType: "host-gw", BackendData: null, BackendV6Data: null });
+  });
+
+  it("reports a peer on another L2 segment as unreachable once, naming the fix, and programs nothing for it", async () => {
+    const logger = new MemoryLogger();
+    const a = await node(1, { logger });
+    const far = peerLease({ subnet: "198.19.5.0/24", publicIP: T.offSegment, backendType: "host-gw", backendData: null, nodeName: "X" });
+    const expected = {
+      state: "unreachable",
+      reason: "peer X (198.18.5.2) is not on this node's L2 segment (eth0 198.18.0.0/24): host-gw cannot reach it; use vxlan with DirectRouting: true",
+    };
+    expect(await a.addPeer(far)).toEqual(expected);
+    expect(await a.addPeer(far)).toEqual(expected);
+    await a.reconcile();
+    await a.reconcile();
+    expect(logger.records.filter((r) => r.level === "warn").map((r) => r.msg)).toEqual([`host-gw: ${expected.reason}`]);
+    expect(await weftRoutes(a)).toEqual([]);
+    // Once it is removed and comes back, it is worth one more line.
+    await a.removePeer(far);
+    await a.addPeer(far);
+    expect(logger.records.filter((r) => r.level === "warn")).toHaveLength(2);
+  });
+
+  it("drops the route of a peer that moves off the segment", async () => {
+    const a = await node(1);
+    const b = await node(2);
+    await a.addPeer(b.lease);
+    const moved: Lease = peerLease({ subnet: "198.19.2.0/24", publicIP: T.offSegment, backendType: "host-gw", nodeName: "node-2" });
+    expect((await a.addPeer(moved)).state).toBe("unreachable");
+    expect(await weftRoutes(a)).toEqual([]);
+  });
+
+  it("refuses to start behind NAT (PublicIP differs from the interface address)", async () => {
+    await expect(node(1, { iface: { publicIP: "198.18.1.1" } })).rejects.toThrow(
+      "host-gw: the public IP 198.18.1.1 differs from eth0's address 198.18.0.1, so this node is probably behind NAT; host-gw makes peers route straight to the public IP, which cannot work through NAT: use vxlan, or drop --public-ip",
+    );
+    await expect(node(1, { mode: "v6", iface: { publicIPv6: "2001:2:0:9::1" } })).rejects.toThrow(/drop --public-ipv6$/);
+  });
+
+  it("skips peers of another backend type", async () => {
+    const a = await node(1);
+    const s = await a.addPeer(peerLease({ subnet: "198.19.2.0/24", publicIP: "198.18.0.2", backendType: "vxlan", nodeName: "node-2" }));
+    expect(s).toEqual({ state: "skipped", reason: 'peer node-2 (198.19.2.0-24) uses backend "vxlan", this node host-gw: every node must run the same Backend.Type' });
+  });
+
+  it("accepts only Type, warning about anything else", () => {
+    expect(hostGwConfigSchema.parse({ type: "HOST-GW" }, "Backend")).toEqual({ warnings: [] });
+    expect(hostGwConfigSchema.parse({ Type: "host-gw", DirectRouting: true }, "Backend").warnings).toEqual([
+      "net-conf.json: unknown key Backend.DirectRouting is ignored by host-gw (it has no options besides Type)",
+    ]);
+    expect(() => hostGwConfigSchema.parse("host-gw", "Backend")).toThrow('net-conf.json: Backend "host-gw" must be an object like {"Type": "host-gw"}');
+  });
+
+  it("adopts its routes after a restart and leaves them on close('restart')", async () => {
+    const a = await node(1);
+    await a.addPeer((await node(2)).lease);
+    expect(await a.restart()).toMatchObject({ writes: 0, recreated: [] });
+    expect(await weftRoutes(a)).toEqual(["198.19.2.0/24 via 198.18.0.2 dev eth0"]);
+  });
+});
