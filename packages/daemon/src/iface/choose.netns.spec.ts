@@ -1,0 +1,79 @@
+/**
+ * Interface choice against the real kernel (LinuxKernel) in a throw-away namespace holding two veth pairs,
+ * both ends inside it: wa0/wa1 on 198.18.10.0/24 + 2001:2:a::/64 and
+ * wb0/wb1 on 198.18.11.0/24 (IPv4 only; IPv6 link-local from the kernel). The default routes point at
+ * 198.18.10.254 (wa1) and 2001:2:a::fe (on-link, held by nobody: IPv6 refuses a local gateway), inside the
+ * namespace: nothing can leave it.
+ */
+import { ExecaRunner, LinuxKernel } from "@weft/kernel";
+import { type TestNetns, createNetns } from "@weft/netns-lab";
+import { describeReal } from "@weft/netns-lab/vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { type InterfaceChoiceOptions, chooseExternalInterface } from "./choose.js";
+
+describeReal("chooseExternalInterface on the real kernel", () => {
+  let ns: TestNetns;
+  let kernel: LinuxKernel;
+  const opts = (over: Partial<InterfaceChoiceOptions> = {}): InterfaceChoiceOptions => ({ iface: [], ifaceRegex: [], families: { v4: true, v6: false }, ...over });
+
+  beforeAll(async () => {
+    ns = await createNetns("wif");
+    const ip = (...args: string[]) => ns.ip(args);
+    await ip("link", "add", "wa0", "type", "veth", "peer", "name", "wa1");
+    await ip("link", "add", "wb0", "type", "veth", "peer", "name", "wb1");
+    await ip("link", "set", "wa0", "mtu", "1450");
+    await ip("addr", "add", "198.18.10.1/24", "dev", "wa0");
+    await ip("addr", "add", "198.18.10.254/24", "dev", "wa1");
+    // nodad: usable at once (no tentative phase while the kernel runs duplicate address detection).
+    await ip("addr", "add", "2001:2:a::1/64", "dev", "wa0", "nodad");
+    await ip("addr", "add", "198.18.11.1/24", "dev", "wb0");
+    await ip("addr", "add", "198.18.11.254/24", "dev", "wb1");
+    for (const l of ["wa0", "wa1", "wb0", "wb1"]) await ip("link", "set", l, "up");
+    await ip("route", "add", "default", "via", "198.18.10.254", "dev", "wa0");
+    await ip("-6", "route", "add", "default", "via", "2001:2:a::fe", "dev", "wa0");
+    kernel = new LinuxKernel({ runner: new ExecaRunner(), netns: ns.name });
+  });
+  afterAll(async () => {
+    await ns?.destroy();
+  });
+
+  it("picks the default route's interface, with its index, MTU and address", async () => {
+    const e = await chooseExternalInterface(kernel, opts());
+    const link = JSON.parse((await ns.ip(["-j", "link", "show", "wa0"])).stdout) as Array<{ ifindex: number }>;
+    expect(e.name).toBe("wa0");
+    expect(e.index).toBe(link[0]!.ifindex);
+    expect(e.mtu).toBe(1450);
+    expect(e.ifaceAddr?.toString()).toBe("198.18.10.1");
+    expect(e.extAddr?.toString()).toBe("198.18.10.1");
+  });
+
+  it("dual-stack: the IPv4 and IPv6 default routes share wa0", async () => {
+    const e = await chooseExternalInterface(kernel, opts({ families: { v4: true, v6: true } }));
+    expect([e.name, e.ifaceAddr?.toString(), e.ifaceV6Addr?.toString()]).toEqual(["wa0", "198.18.10.1", "2001:2:a::1"]);
+  });
+
+  it("--iface, --iface-regex and --iface-can-reach pick wb0", async () => {
+    for (const o of [{ iface: ["wb0"] }, { iface: ["198.18.11.1"] }, { ifaceRegex: ["^198\\.18\\.11\\.1$"] }, { ifaceRegex: ["^wb0$"] }, { ifaceCanReach: "198.18.11.77" }]) {
+      const e = await chooseExternalInterface(kernel, opts(o));
+      expect([e.name, e.ifaceAddr?.toString()], JSON.stringify(o)).toEqual(["wb0", "198.18.11.1"]);
+    }
+  });
+
+  it("an interface with only the kernel's link-local IPv6 address uses it", async () => {
+    const e = await chooseExternalInterface(kernel, opts({ iface: ["wb0"], families: { v4: true, v6: true } }));
+    expect(e.ifaceV6Addr?.toString()).toMatch(/^fe80:/);
+  });
+
+  it("can-reach a host behind the default route gives its interface", async () => {
+    const e = await chooseExternalInterface(kernel, opts({ ifaceCanReach: "198.19.5.5" }));
+    expect(e.name).toBe("wa0");
+  });
+
+  it("a missing interface is a CONFIG_INVALID line listing the real ones", async () => {
+    const err = await chooseExternalInterface(kernel, opts({ iface: ["nosuch0"] })).catch((e: unknown) => e as Error & { code?: string });
+    expect(err.code).toBe("CONFIG_INVALID");
+    expect(err.message).toContain("--iface nosuch0: no such interface");
+    // Kernel order (ifindex): veth creates the peer first.
+    expect(err.message).toContain("interfaces: lo, wa1, wa0, wb1, wb0;");
+  });
+});
