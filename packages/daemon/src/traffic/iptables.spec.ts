@@ -141,6 +141,14 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
     expect(x.commits).toBe(commits);
   });
 
+  it("overlapping calls run one after another", async () => {
+    const x = new FakeXtables();
+    const rules = new IptablesTrafficRules(x);
+    const [a, b, c] = await Promise.all([rules.ensure(plan()), rules.ensure(plan()), rules.cleanup().then(() => rules.ensure(plan()))]);
+    expect([a.changed, b.changed, c.changed]).toEqual([true, false, true]);
+    expect(rulesOf(x, "v4", "nat")).toEqual(GOLDEN_NAT_V4);
+  });
+
   it("repairs a rule deleted by hand and a jump deleted by hand", async () => {
     const x = new FakeXtables();
     const rules = new IptablesTrafficRules(x);

@@ -48,7 +48,7 @@ import {
   previousDiffers,
 } from "./model.js";
 import { TRAFFIC_RULES_OPTIONS } from "./tokens.js";
-import { TrafficTool } from "./tools.js";
+import { SerialQueue, TrafficTool } from "./tools.js";
 
 export type IptablesTable = "nat" | "filter";
 
@@ -227,6 +227,7 @@ export class IptablesTrafficRules implements TrafficRules {
   private readonly fullyRandomSupport = new Map<Family, Promise<boolean>>();
   /** Families whose absence from the plan has already been enforced (so a v4-only node reads ip6tables once). */
   private readonly absentChecked = new Set<Family>();
+  private readonly queue = new SerialQueue();
 
   constructor(@inject(PROCESS_RUNNER) runner: ProcessRunner, @inject(TRAFFIC_RULES_OPTIONS) options: TrafficRulesOptions = {}) {
     this.tool = new TrafficTool(runner, options.timeoutMs ?? 30_000);
@@ -243,6 +244,10 @@ export class IptablesTrafficRules implements TrafficRules {
 
   async ensure(plan: TrafficPlan): Promise<TrafficReport> {
     checkPlan(plan);
+    return this.queue.run(() => this.ensureNow(plan));
+  }
+
+  private async ensureNow(plan: TrafficPlan): Promise<TrafficReport> {
     const rewritten: string[] = [];
     const removedPrevious: Family[] = [];
     let fullyRandom = false;
@@ -276,7 +281,11 @@ export class IptablesTrafficRules implements TrafficRules {
   }
 
   /** cleanup(), returning what was rewritten (e.g. `iptables nat`); empty when nothing of Weft's was there. */
-  async removeAll(): Promise<string[]> {
+  removeAll(): Promise<string[]> {
+    return this.queue.run(() => this.removeAllNow());
+  }
+
+  private async removeAllNow(): Promise<string[]> {
     const removed: string[] = [];
     for (const f of ["v4", "v6"] as const) removed.push(...(await this.removeFamily(f)));
     this.absentChecked.clear();

@@ -42,7 +42,7 @@ import {
   previousDiffers,
 } from "./model.js";
 import { TRAFFIC_RULES_OPTIONS } from "./tokens.js";
-import { TrafficTool, failure } from "./tools.js";
+import { SerialQueue, TrafficTool, failure } from "./tools.js";
 
 type NftFamily = "ip" | "ip6";
 
@@ -257,6 +257,7 @@ export class NftablesTrafficRules implements TrafficRules {
   private readonly logger: Logger;
   private readonly fullyRandomSupport = new Map<Family, Promise<boolean>>();
   private readonly absentChecked = new Set<Family>();
+  private readonly queue = new SerialQueue();
 
   constructor(@inject(PROCESS_RUNNER) runner: ProcessRunner, @inject(TRAFFIC_RULES_OPTIONS) options: TrafficRulesOptions = {}) {
     this.tool = new TrafficTool(runner, options.timeoutMs ?? 30_000);
@@ -266,6 +267,10 @@ export class NftablesTrafficRules implements TrafficRules {
 
   async ensure(plan: TrafficPlan): Promise<TrafficReport> {
     checkPlan(plan);
+    return this.queue.run(() => this.ensureNow(plan));
+  }
+
+  private async ensureNow(plan: TrafficPlan): Promise<TrafficReport> {
     const commands: string[] = [];
     const rewritten: string[] = [];
     const removedPrevious: Family[] = [];
@@ -309,7 +314,11 @@ export class NftablesTrafficRules implements TrafficRules {
   }
 
   /** cleanup(), returning the tables deleted (e.g. `ip weft-ipv4`). */
-  async removeAll(): Promise<string[]> {
+  removeAll(): Promise<string[]> {
+    return this.queue.run(() => this.removeAllNow());
+  }
+
+  private async removeAllNow(): Promise<string[]> {
     const removed = await cleanupNftTables(this.tool, this.nft);
     this.absentChecked.clear();
     return removed;

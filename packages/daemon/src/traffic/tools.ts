@@ -56,3 +56,17 @@ function firstLine(text: string): string {
   }
   return "";
 }
+
+/**
+ * Runs calls one after another: an ensure overlapping a cleanup (a resync timer firing during shutdown)
+ * would otherwise plan against a state the other is changing, and fail its restore/transaction.
+ */
+export class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(task, task);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
