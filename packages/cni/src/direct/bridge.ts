@@ -21,7 +21,7 @@ import { HostLocalStore } from "../ipam/store.js";
 import { type CniResult, parsePrevResult } from "../result.js";
 import { Rollback } from "../rollback.js";
 import type { SubnetFile } from "../subnet-file.js";
-import { type AttachmentNames, buildResult, containerOps, hostOps, hostVethName, macForAddress, planNode, planRoutes } from "./plan.js";
+import { type AttachmentNames, type NodePlan, buildResult, containerOps, hostOps, hostVethName, macForAddress, planNode, planRoutes } from "./plan.js";
 import { ensureProcSys, setHairpin, sysLink } from "./sysfs.js";
 
 export interface DirectDeps {
@@ -45,11 +45,19 @@ function injected(deps: DirectDeps, point: string): void {
   if (deps.fault === point) throw new CniError(CniErrorCode.INTERNAL, `injected failure at ${point} (WEFT_CNI_FAULT)`);
 }
 
+type Failed = OpResult & { ok: false };
+
+/** True for a failed op. (Defensive: an adapter that leaves a success slot empty is read as success.) */
+function failed(r: OpResult | undefined): r is Failed {
+  return r !== undefined && r.ok === false;
+}
+
 /** Throws the first failed op of a batch as a CniError that says what we were doing. */
-function firstFailure(results: readonly OpResult[], what: string, ignore: (r: OpResult & { ok: false }, i: number) => boolean = () => false): void {
-  results.forEach((r, i) => {
-    if (!r.ok && !ignore(r, i)) throw new CniError(CniErrorCode.INTERNAL, `${what}: ${r.error.message}`, undefined, { cause: r.error });
-  });
+function firstFailure(results: readonly (OpResult | undefined)[], what: string, tolerate: (i: number, r: Failed) => boolean = () => false): void {
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i];
+    if (failed(r) && !tolerate(i, r)) throw new CniError(CniErrorCode.INTERNAL, `${what}: ${r.error.message}`, undefined, { cause: r.error });
+  }
 }
 
 export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFile, deps: DirectDeps): Promise<CniResult> {
@@ -69,15 +77,15 @@ export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFi
     if (families.has("v4")) ensureProcSys("net/ipv4/ip_forward", "1");
     if (families.has("v6")) ensureProcSys("net/ipv6/conf/all/forwarding", "1");
 
-    await ensureBridge(deps.host, node.mtu, names.bridge, node.families.some((f) => f.family === "v6"));
+    await ensureBridge(deps.host, node, names.bridge);
     injected(deps, "after-bridge");
 
     const br = sysLink(names.bridge);
     const ops = hostOps(node, names, { mtu: br.exists && br.mtu !== node.mtu, up: !br.up });
     const results = await deps.host.apply(ops);
     const vethIndex = ops.length - 1;
-    const veth = results[vethIndex]!;
-    if (!veth.ok) {
+    const veth = results[vethIndex];
+    if (failed(veth)) {
       throw new CniError(CniErrorCode.INTERNAL, vethFailure(veth.error.message, veth.error.code, names), undefined, { cause: veth.error });
     }
     rollback.defer(`delete ${names.hostVeth}`, () => deleteHostVeth(deps.host, names.hostVeth));
@@ -88,8 +96,11 @@ export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFi
     const container = deps.container(env.netns);
     if (families.has("v6")) await container.setSysctl(`net/ipv6/conf/${names.ifname}/accept_dad`, "0");
     const mac = macForAddress((allocations.find((a) => a.ip.family === "v4") ?? allocations[0]!).ip);
-    const cresults = await container.apply(containerOps(names, allocations, routes, mac));
-    firstFailure(cresults, `configuring ${names.ifname} in ${env.netns}`);
+    const cops = containerOps(names, allocations, routes, mac);
+    const cresults = await container.apply(cops);
+    // A route that already exists (another interface of the pod brought it, e.g. the default route) is skipped,
+    // as the spec asks of plugins for default routes.
+    firstFailure(cresults, `configuring ${names.ifname} in ${env.netns}`, (i, r) => cops[i]!.op === "route.add" && r.error.code === "KERNEL_EXISTS");
     injected(deps, "after-container");
 
     const result = buildResult(conf, node, names, { bridge: sysLink(names.bridge).mac, hostVeth: sysLink(names.hostVeth).mac, container: mac }, allocations, routes);
@@ -119,11 +130,16 @@ function vethFailure(message: string, code: string, names: AttachmentNames): str
  * Creates the bridge when missing (alone in its own batch, then DAD off before any address), and fails with a
  * clear message when the name belongs to a device that is not a bridge. A concurrent ADD creating it first is fine.
  */
-async function ensureBridge(host: KernelPort, mtu: number, bridge: string, v6: boolean): Promise<void> {
+async function ensureBridge(host: KernelPort, node: NodePlan, bridge: string): Promise<void> {
   let br = sysLink(bridge);
+  const v6 = node.families.some((f) => f.family === "v6");
   if (!br.exists) {
-    const [r] = await host.apply([{ op: "link.add", link: { name: bridge, kind: "bridge", mtu, up: true } }]);
-    if (r && !r.ok && r.error.code !== "KERNEL_EXISTS") {
+    // An explicit MAC (derived from the gateway address): otherwise a bridge takes the lowest MAC of its ports
+    // and changes it as pods come and go, and every pod's ARP/ND entry for the gateway goes stale.
+    const gateway = (node.families.find((f) => f.family === "v4") ?? node.families[0])?.gateway;
+    const address = gateway ? macForAddress(gateway) : undefined;
+    const [r] = await host.apply([{ op: "link.add", link: { name: bridge, kind: "bridge", mtu: node.mtu, up: true, ...(address ? { address } : {}) } }]);
+    if (failed(r) && r.error.code !== "KERNEL_EXISTS") {
       throw new CniError(CniErrorCode.INTERNAL, `creating bridge ${bridge}: ${r.error.message}`, undefined, { cause: r.error });
     }
     br = sysLink(bridge);
@@ -142,7 +158,7 @@ async function ensureBridge(host: KernelPort, mtu: number, bridge: string, v6: b
 async function deleteHostVeth(host: KernelPort, name: string): Promise<void> {
   if (!sysLink(name).exists) return;
   const [r] = await host.apply([{ op: "link.del", name }]);
-  if (r && !r.ok && r.error.code !== "KERNEL_NOT_FOUND") throw r.error;
+  if (failed(r) && r.error.code !== "KERNEL_NOT_FOUND") throw r.error;
 }
 
 /** DEL: release the addresses, delete the host veth. Needs neither the subnet file nor the namespace. */
