@@ -227,6 +227,37 @@ describe("EtcdSubnetManager acquireLease", () => {
     await done;
   });
 
+  it("rejects with LEASE_LOST when a held reservation is deleted", async () => {
+    const store = new MemoryStore();
+    store.put(`${PREFIX}/config`, NET);
+    store.put(`${SUBNETS}198.19.78.0-24`, '{"PublicIP":"198.18.0.8","PublicIPv6":null}');
+    const m = mk(store);
+    const lease = await m.acquireLease(attrs("198.18.0.8"), signal());
+    const done = m.completeLease(lease, signal());
+    await settle();
+    store.delete(`${SUBNETS}198.19.78.0-24`);
+    const err = await done.catch((e) => e);
+    expect(err).toBeInstanceOf(WeftError);
+    expect(err.code).toBe("LEASE_LOST");
+  });
+
+  it("waits out an unreachable store while acquiring", async () => {
+    const clock = new FakeClock();
+    const store = new MemoryStore(clock);
+    store.put(`${PREFIX}/config`, NET);
+    const m = mk(store, { clock, random: () => 0 });
+    await m.getNetworkConfig(signal());
+    store.setAvailable(false);
+    let lease: unknown;
+    const p = m.acquireLease(attrs("198.18.0.1"), signal()).then((l) => (lease = l));
+    await clock.advance(30_000);
+    expect(lease).toBeUndefined();
+    store.setAvailable(true);
+    await clock.advance(6_000);
+    await p;
+    expect([...store.snapshot(SUBNETS).keys()]).toEqual([`${SUBNETS}198.19.1.0-24`]);
+  });
+
   it("deletes an old lease of ours that no longer fits the config", async () => {
     const store = new MemoryStore();
     store.put(`${PREFIX}/config`, NET);

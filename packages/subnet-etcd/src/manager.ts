@@ -57,7 +57,10 @@ export interface EtcdSubnetManagerOptions {
   readonly password?: string;
   /** TTL of a subnet lease in seconds. Default 86400 (24 h), as Flannel. */
   readonly leaseTtlSeconds?: number;
-  /** Renew this long before expiry, in seconds. Default 3600 (Flannel's --subnet-lease-renew-margin); < TTL. */
+  /**
+   * Renew this long before expiry, in seconds; must be below the TTL. Default 3600 (Flannel's
+   * --subnet-lease-renew-margin), or half the TTL when the TTL is 2 h or less.
+   */
   readonly renewMarginSeconds?: number;
   /** FLANNEL_SUBNET of the previous run (network address), tried before a random pick. */
   readonly previousSubnet?: IPNet;
@@ -326,8 +329,16 @@ export class EtcdSubnetManager implements SubnetManager {
           if (!r.ok) continue;
           return this.took(e.key, e, e.kv.createRevision, r.revision, "0", attrs, "the reservation for this node's public IP");
         }
-        const leaseId = await this.retry("grant an etcd lease", () => this.store.grantLease(this.ttlSeconds), signal);
-        const r = await this.retry(`update ${e.key}`, () => this.store.replace(e.key, value, { modRevision: e.kv.modRevision }, { lease: leaseId }), signal);
+        // Grant and write in one retried step: a retry after a failure gets a fresh lease, never one that may
+        // have expired in the meantime (etcd would reject the put with "requested lease not found").
+        const { leaseId, r } = await this.retry(
+          `update ${e.key}`,
+          async () => {
+            const id = await this.store.grantLease(this.ttlSeconds);
+            return { leaseId: id, r: await this.store.replace(e.key, value, { modRevision: e.kv.modRevision }, { lease: id }) };
+          },
+          signal,
+        );
         if (!r.ok && !(await this.committedAnyway(e.key, leaseId, signal))) {
           await this.revokeQuietly(leaseId);
           continue;
@@ -337,8 +348,14 @@ export class EtcdSubnetManager implements SubnetManager {
 
       const nets = { ...(alloc.subnet ? { subnet: alloc.subnet } : {}), ...(alloc.ipv6Subnet ? { ipv6Subnet: alloc.ipv6Subnet } : {}) };
       const key = this.subnetsPrefix + subnetKey(nets);
-      const leaseId = await this.retry("grant an etcd lease", () => this.store.grantLease(this.ttlSeconds), signal);
-      const r = await this.retry(`create ${key}`, () => this.store.create(key, value, { lease: leaseId }), signal);
+      const { leaseId, r } = await this.retry(
+        `create ${key}`,
+        async () => {
+          const id = await this.store.grantLease(this.ttlSeconds);
+          return { leaseId: id, r: await this.store.create(key, value, { lease: id }) };
+        },
+        signal,
+      );
       let createRevision = r.revision;
       if (!r.ok) {
         const kv = await this.committedAnyway(key, leaseId, signal);
@@ -453,7 +470,10 @@ export class EtcdSubnetManager implements SubnetManager {
       for (;;) {
         if (own.leaseId === "0" || own.expiresAt === undefined) {
           // A reservation has no TTL to renew; only its deletion matters.
-          await new Promise<void>((_, reject) => both.addEventListener("abort", () => reject(both.reason), { once: true }));
+          await new Promise<void>((_, reject) => {
+            if (both.aborted) reject(both.reason);
+            else both.addEventListener("abort", () => reject(both.reason), { once: true });
+          });
           continue;
         }
         const due = own.expiresAt - this.marginMs;
