@@ -1,0 +1,279 @@
+/**
+ * weft-cni against the real kernel, run the way kubelet runs it: the BUILT bundle as its own process, CNI_* in
+ * the environment, the network config on stdin. The "node" is a fresh namespace (the plugin runs under
+ * `ip netns exec <node>`, which also remounts /sys for it), each "pod" another namespace.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { RunResult } from "@weft/kernel";
+import { createNetns, labRunner, type TestNetns } from "@weft/netns-lab";
+import { describeReal } from "@weft/netns-lab/vitest";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { hostVethName } from "./direct/plan.js";
+
+const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.mjs", import.meta.url));
+const REF_BIN = "/usr/lib/cni";
+
+const DUAL = [
+  "FLANNEL_NETWORK=198.19.0.0/16",
+  "FLANNEL_SUBNET=198.19.10.1/24",
+  "FLANNEL_IPV6_NETWORK=2001:2::/48",
+  "FLANNEL_IPV6_SUBNET=2001:2:0:10::1/64",
+  "FLANNEL_MTU=1450",
+  "FLANNEL_IPMASQ=true",
+].join("\n");
+const V4 = ["FLANNEL_NETWORK=198.19.0.0/16", "FLANNEL_SUBNET=198.19.11.1/24", "FLANNEL_MTU=1450", "FLANNEL_IPMASQ=true"].join("\n");
+const V6 = ["FLANNEL_IPV6_NETWORK=2001:2::/48", "FLANNEL_IPV6_SUBNET=2001:2:0:12::1/64", "FLANNEL_MTU=1450", "FLANNEL_IPMASQ=false"].join("\n");
+
+interface Node {
+  readonly ns: TestNetns;
+  readonly dir: string;
+  readonly conf: Record<string, unknown>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+});
+
+async function makeNode(subnetEnv: string, extra: Record<string, unknown> = {}): Promise<Node> {
+  const ns = await createNetns("wcn");
+  const dir = mkdtempSync(join(tmpdir(), "weft-cni-netns-"));
+  cleanups.push(async () => {
+    await ns.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  writeFileSync(join(dir, "subnet.env"), `${subnetEnv}\n`);
+  const conf = {
+    cniVersion: "1.1.0",
+    name: "cbr0",
+    type: "weft",
+    subnetFile: join(dir, "subnet.env"),
+    dataDir: join(dir, "weft"),
+    isDefaultGateway: true,
+    hairpinMode: true,
+    ipam: { dataDir: join(dir, "ipam") },
+    ...extra,
+  };
+  return { ns, dir, conf };
+}
+
+async function makePod(): Promise<TestNetns> {
+  const ns = await createNetns("wcp");
+  cleanups.push(() => ns.destroy());
+  return ns;
+}
+
+function cni(node: Node, command: string, pod: { path: string } | string, id: string, conf: Record<string, unknown> = node.conf, extraEnv: Record<string, string> = {}): Promise<RunResult> {
+  const netns = typeof pod === "string" ? pod : pod.path;
+  return node.ns.run(process.execPath, [BUNDLE], {
+    env: { CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: REF_BIN, ...extraEnv },
+    input: JSON.stringify(conf),
+    reject: false,
+    timeoutMs: 60_000,
+  });
+}
+
+function ok(r: RunResult): Record<string, any> {
+  if (r.exitCode !== 0) throw new Error(`plugin failed (exit ${r.exitCode}): ${r.stdout} ${r.stderr}`);
+  return r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, any>) : {};
+}
+
+async function ping(pod: TestNetns, ip: string): Promise<boolean> {
+  const r = await pod.run("ping", ["-c", "1", "-W", "2", ip], { reject: false });
+  return r.exitCode === 0;
+}
+
+async function podAddrs(pod: TestNetns): Promise<string[]> {
+  const r = await pod.ip(["-j", "addr", "show", "dev", "eth0"], { reject: false });
+  if (r.exitCode !== 0) return [];
+  const j = JSON.parse(r.stdout) as Array<{ addr_info: Array<{ local: string; prefixlen: number; scope: string }> }>;
+  return j.flatMap((l) => l.addr_info.filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`));
+}
+
+async function nodeLinks(node: Node): Promise<string[]> {
+  const r = await node.ns.ip(["-j", "link", "show"]);
+  return (JSON.parse(r.stdout) as Array<{ ifname: string }>).map((l) => l.ifname);
+}
+
+function reservations(node: Node): string[] {
+  const d = join(node.dir, "ipam", "cbr0");
+  return existsSync(d) ? readdirSync(d).filter((f) => /^[0-9a-f]+[.:]/.test(f) && !f.startsWith("last")).sort() : [];
+}
+
+describeReal(
+  "weft-cni bundle on the real kernel",
+  () => {
+    beforeAll(() => {
+      if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run \`npm run build\` in packages/cni first`);
+    });
+
+    it("IPv4: ADD, CHECK, DEL, DEL again, CHECK fails after DEL", async () => {
+      const node = await makeNode(V4);
+      const pod = await makePod();
+      const res = ok(await cni(node, "ADD", pod, "c-v4"));
+      expect(res.cniVersion).toBe("1.1.0");
+      expect(res.ips).toEqual([{ interface: 2, address: "198.19.11.2/24", gateway: "198.19.11.1" }]);
+      expect(res.interfaces.map((i: { name: string }) => i.name)).toEqual(["cni0", hostVethName("cbr0", "c-v4", "eth0"), "eth0"]);
+      expect(res.interfaces[2]).toMatchObject({ mac: "0a:58:c6:13:0b:02", mtu: 1450, sandbox: pod.path });
+      expect(res.routes).toEqual([{ dst: "198.19.0.0/16" }, { dst: "0.0.0.0/0", gw: "198.19.11.1" }]);
+
+      // Kernel state, both sides.
+      expect(await podAddrs(pod)).toEqual(["198.19.11.2/24"]);
+      const routes = (await pod.ip(["route", "show"])).stdout;
+      expect(routes).toContain("default via 198.19.11.1 dev eth0");
+      expect(routes).toContain("198.19.0.0/16 via 198.19.11.1 dev eth0");
+      expect((await node.ns.ip(["-br", "addr", "show", "dev", "cni0"])).stdout).toContain("198.19.11.1/24");
+      const veth = hostVethName("cbr0", "c-v4", "eth0");
+      expect((await node.ns.run("cat", [`/sys/class/net/${veth}/brport/hairpin_mode`, `/sys/class/net/${veth}/mtu`])).stdout.split("\n").slice(0, 2)).toEqual(["1", "1450"]);
+      expect((await node.ns.ip(["-j", "link", "show", "dev", veth])).stdout).toContain('"master":"cni0"');
+      expect(await ping(pod, "198.19.11.1")).toBe(true);
+      expect(reservations(node)).toEqual(["198.19.11.2"]);
+
+      expect(ok(await cni(node, "CHECK", pod, "c-v4", { ...node.conf, prevResult: res }))).toEqual({});
+
+      ok(await cni(node, "DEL", pod, "c-v4"));
+      expect(await nodeLinks(node)).not.toContain(veth);
+      expect(await podAddrs(pod)).toEqual([]);
+      expect(reservations(node)).toEqual([]);
+      ok(await cni(node, "DEL", pod, "c-v4"));
+
+      const after = await cni(node, "CHECK", pod, "c-v4", { ...node.conf, prevResult: res });
+      expect(after.exitCode).toBe(1);
+      expect(JSON.parse(after.stdout).msg).toMatch(/CHECK of c-v4\/eth0 failed/);
+    });
+
+    it("IPv6 only: the address is usable at once (no DAD wait), routes via the bridge", async () => {
+      const node = await makeNode(V6);
+      const pod = await makePod();
+      const res = ok(await cni(node, "ADD", pod, "c-v6"));
+      expect(res.ips).toEqual([{ interface: 2, address: "2001:2:0:12::2/64", gateway: "2001:2:0:12::1" }]);
+      expect(res.routes).toEqual([{ dst: "2001:2::/48" }, { dst: "::/0", gw: "2001:2:0:12::1" }]);
+      expect((await pod.ip(["-6", "addr", "show", "dev", "eth0"])).stdout).not.toContain("tentative");
+      expect(await ping(pod, "2001:2:0:12::1")).toBe(true);
+      ok(await cni(node, "CHECK", pod, "c-v6", { ...node.conf, prevResult: res }));
+      ok(await cni(node, "DEL", pod, "c-v6"));
+      expect(reservations(node)).toEqual([]);
+    });
+
+    it("dual stack with cniVersion 0.4.0: one address per family, answered in 0.4.0's format", async () => {
+      const node = await makeNode(DUAL, { cniVersion: "0.4.0" });
+      const pod = await makePod();
+      const res = ok(await cni(node, "ADD", pod, "c-ds"));
+      expect(res.cniVersion).toBe("0.4.0");
+      expect(res.ips).toEqual([
+        { version: "4", interface: 2, address: "198.19.10.2/24", gateway: "198.19.10.1" },
+        { version: "6", interface: 2, address: "2001:2:0:10::2/64", gateway: "2001:2:0:10::1" },
+      ]);
+      expect(await podAddrs(pod)).toEqual(["198.19.10.2/24", "2001:2:0:10::2/64"]);
+      expect(await ping(pod, "198.19.10.1")).toBe(true);
+      expect(await ping(pod, "2001:2:0:10::1")).toBe(true);
+      ok(await cni(node, "CHECK", pod, "c-ds", { ...node.conf, prevResult: res }));
+      ok(await cni(node, "DEL", pod, "c-ds"));
+      expect(reservations(node)).toEqual([]);
+    });
+
+    it("works with a /proc/<pid>/ns/net path (nsenter) as CNI_NETNS", async () => {
+      const node = await makeNode(V4);
+      const pod = await makePod();
+      const holder = labRunner.spawn("ip", ["netns", "exec", pod.name, "sleep", "60"]);
+      cleanups.push(async () => holder.kill("SIGKILL"));
+      const path = `/proc/${holder.pid}/ns/net`;
+      // Until `ip netns exec` has called setns, the process is still in OUR namespace: wait for the switch
+      // (same namespace inode as the pod's bind mount) so nothing is ever created outside the test's namespaces.
+      const inPod = () => {
+        try {
+          return statSync(path).ino === statSync(pod.path).ino;
+        } catch {
+          return false;
+        }
+      };
+      for (let i = 0; i < 250 && !inPod(); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(inPod()).toBe(true);
+      const res = ok(await cni(node, "ADD", path, "c-proc"));
+      expect(res.interfaces[2].sandbox).toBe(path);
+      expect(await podAddrs(pod)).toEqual(["198.19.11.2/24"]);
+      ok(await cni(node, "CHECK", path, "c-proc", { ...node.conf, prevResult: res }));
+      ok(await cni(node, "DEL", path, "c-proc"));
+      expect(await podAddrs(pod)).toEqual([]);
+    });
+
+    it("DEL after the container namespace is gone releases the address and succeeds", async () => {
+      const node = await makeNode(V4);
+      const pod = await makePod();
+      ok(await cni(node, "ADD", pod, "c-gone"));
+      expect(reservations(node)).toEqual(["198.19.11.2"]);
+      await pod.destroy();
+      ok(await cni(node, "DEL", pod, "c-gone"));
+      ok(await cni(node, "DEL", "", "c-gone"));
+      expect(reservations(node)).toEqual([]);
+      expect(await nodeLinks(node)).not.toContain(hostVethName("cbr0", "c-gone", "eth0"));
+    });
+
+    it("a failed ADD (injected after the veth exists) rolls everything back", async () => {
+      const node = await makeNode(DUAL);
+      const pod = await makePod();
+      const r = await cni(node, "ADD", pod, "c-fault", node.conf, { WEFT_CNI_FAULT: "after-veth" });
+      expect(r.exitCode).toBe(1);
+      expect(JSON.parse(r.stdout)).toMatchObject({ cniVersion: "1.1.0", code: 999, msg: "injected failure at after-veth (WEFT_CNI_FAULT)" });
+      expect(await nodeLinks(node)).not.toContain(hostVethName("cbr0", "c-fault", "eth0"));
+      expect((await pod.ip(["-br", "link"])).stdout).not.toContain("eth0");
+      expect(reservations(node)).toEqual([]);
+      // The same container can then be added for real.
+      ok(await cni(node, "ADD", pod, "c-fault"));
+      expect(await ping(pod, "198.19.10.1")).toBe(true);
+    });
+
+    it("an ADD into a namespace that already has eth0 fails clearly and leaves nothing behind", async () => {
+      const node = await makeNode(V4);
+      const pod = await makePod();
+      await pod.ip(["link", "add", "eth0", "type", "veth", "peer", "name", "other0"]);
+      const r = await cni(node, "ADD", pod, "c-clash");
+      expect(r.exitCode).toBe(1);
+      expect(JSON.parse(r.stdout).msg).toMatch(/interface eth0 already exists in the container namespace/);
+      expect(await nodeLinks(node)).not.toContain(hostVethName("cbr0", "c-clash", "eth0"));
+      expect(reservations(node)).toEqual([]);
+      expect((await pod.ip(["-br", "link"])).stdout).toContain("eth0"); // the pod's own interface is untouched
+    });
+
+    it("50 concurrent ADDs: 50 distinct addresses, 50 working interfaces; 50 concurrent DELs clean up", async () => {
+      const node = await makeNode(V4);
+      const pods = await Promise.all(Array.from({ length: 50 }, () => makePod()));
+      const results = await Promise.all(pods.map((p, i) => cni(node, "ADD", p, `conc-${i}`)));
+      const addrs = results.map((r) => ok(r).ips[0].address as string);
+      expect(new Set(addrs).size).toBe(50);
+      expect(reservations(node)).toHaveLength(50);
+      const pings: boolean[] = [];
+      for (let i = 0; i < pods.length; i += 10) pings.push(...(await Promise.all(pods.slice(i, i + 10).map((p) => ping(p, "198.19.11.1")))));
+      expect(pings.filter(Boolean)).toHaveLength(50);
+      const dels = await Promise.all(pods.map((p, i) => cni(node, "DEL", p, `conc-${i}`)));
+      expect(dels.map((d) => d.exitCode)).toEqual(new Array(50).fill(0));
+      expect(reservations(node)).toEqual([]);
+      expect((await nodeLinks(node)).filter((l) => l.startsWith("veth"))).toEqual([]);
+    });
+
+    it("delegate mode hands the work to the reference bridge + host-local, and DELs with the saved config", async () => {
+      const node = await makeNode(V4, { delegate: { hairpinMode: true, isDefaultGateway: true }, cniVersion: "1.0.0" });
+      const pod = await makePod();
+      const res = ok(await cni(node, "ADD", pod, "c-deleg"));
+      expect(res.ips[0].address).toBe("198.19.11.2/24");
+      expect(res.interfaces.map((i: { name: string }) => i.name)).toContain("cni0");
+      const saved = JSON.parse((await node.ns.run("cat", [join(node.dir, "weft", "c-deleg")])).stdout);
+      expect(saved).toMatchObject({ type: "bridge", name: "cbr0", ipMasq: false, mtu: 1450, isGateway: true, ipam: { type: "host-local", ranges: [[{ subnet: "198.19.11.0/24" }]] } });
+      expect(await ping(pod, "198.19.11.1")).toBe(true);
+      // The subnet file going away must not stop DEL: it uses the saved config.
+      rmSync(join(node.dir, "subnet.env"));
+      ok(await cni(node, "DEL", pod, "c-deleg"));
+      expect(existsSync(join(node.dir, "weft", "c-deleg"))).toBe(false);
+      expect(await podAddrs(pod)).toEqual([]);
+      ok(await cni(node, "DEL", pod, "c-deleg"));
+    });
+  },
+  { tools: ["ping", "nsenter", "sysctl", `${REF_BIN}/bridge`, `${REF_BIN}/host-local`] },
+);
+
+afterAll(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+});
