@@ -15,7 +15,7 @@
  *   which would keep a restarted etcd unreachable for up to 5 s. We replace it with a pass-through policy and
  *   do our own backoff (100 ms to 5 s) in the manager.
  * - Calls have no deadline by default; a stopped (SIGSTOP) etcd would hang them forever. Unary calls get
- *   `requestTimeoutMs`.
+ *   `requestTimeoutMs`, and the connection sends keepalive pings so a silent watch stream is noticed.
  */
 import { readFileSync } from "node:fs";
 import { ConfigError, WeftError, errorMessage } from "@weft/core";
@@ -124,6 +124,9 @@ export class EtcdStore implements SubnetStore {
       ...(credentials ? { credentials } : {}),
       ...(options.username !== undefined ? { auth: { username: options.username, password: options.password ?? "" } } : {}),
       dialTimeout: options.dialTimeoutMs,
+      // HTTP/2 pings find a half-open connection (a partition, a frozen etcd) that would otherwise leave the
+      // watch stream silent forever. etcd accepts pings every 5 s or slower (--grpc-keepalive-min-time).
+      grpcOptions: { "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, "grpc.keepalive_permit_without_calls": 1 },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: {
         host: () => passThroughPolicy,
