@@ -1,1 +1,47 @@
-export {};
+/**
+ * @weft/backend-sample — a small, working backend to copy (`npm run create-backend -- <name>` does the
+ * copying and renaming). Read the files in this order: index.ts (the module), config.ts (config and peer
+ * data), sample-backend.ts (the backend), sysctl.ts (an extra kernel object kind), then the two spec files
+ * (the conformance suite and backend-specific tests).
+ *
+ * EXTENSION POINT: the module. A backend package default-exports exactly one BackendModule value. Importing
+ * the package must have no side effects: no registration, no global container, no I/O. The agent loads
+ * the module (built in, or named with `weftd --backend-module <path>`), matches `type` against
+ * Backend.Type, validates the section with `configSchema`, computes the pod MTU with `mtuOverhead`, and
+ * calls `register` on the agent's own child container.
+ */
+import { BACKEND, type BackendModule, type Family } from "@weft/core";
+import { KERNEL } from "@weft/kernel";
+import { RECONCILER_CONTRIBUTION } from "@weft/reconcile";
+import { type DependencyContainer, Lifecycle, instanceCachingFactory } from "tsyringe";
+import { SAMPLE_TYPE, type SampleConfig, sampleConfigSchema } from "./config.js";
+import { SampleBackend } from "./sample-backend.js";
+import { SysctlReconciler } from "./sysctl.js";
+
+export { SAMPLE_TYPE, type SampleConfig, type SampleLeaseData, encodeSampleLeaseData, parseSampleLeaseData, sampleConfigSchema } from "./config.js";
+export { SampleBackend } from "./sample-backend.js";
+export { SYSCTL_KIND, SysctlReconciler, type SysctlSpec } from "./sysctl.js";
+
+const sampleModule: BackendModule<SampleConfig> = {
+  type: SAMPLE_TYPE,
+  configSchema: sampleConfigSchema,
+
+  /**
+   * Bytes your encapsulation adds per packet over an underlay of `family` (outer headers). The agent
+   * subtracts it from the underlay MTU for the pods' MTU. 0 here: plain routing adds nothing. Keep the
+   * numbers in one constant that device code reads too (STYLE 2).
+   */
+  mtuOverhead(_config: SampleConfig, _family: Family): number {
+    return 0;
+  },
+
+  register(container: DependencyContainer): void {
+    // One backend instance per agent container.
+    container.register(BACKEND, { useClass: SampleBackend }, { lifecycle: Lifecycle.ContainerScoped });
+    // An extra kernel object kind brings its reconciler along. A factory, so it is built from the agent's
+    // container (here: its KernelPort) when the datapath engine is created.
+    container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new SysctlReconciler(c.resolve(KERNEL))) });
+  },
+};
+
+export default sampleModule;

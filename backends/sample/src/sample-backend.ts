@@ -1,0 +1,193 @@
+/**
+ * SampleBackend — the design note every backend file opens with (STYLE 10): what it encapsulates, which
+ * kernel objects it creates per peer, in which order, and why.
+ *
+ * What it encapsulates: nothing. Each node publishes a gateway address for its pod subnet (its underlay
+ * address) and every other node routes that subnet via that gateway. Like host-gw, it needs all nodes on
+ * one L2 segment; a peer whose gateway is not in a subnet of the underlay interface is "unreachable".
+ *
+ * Kernel objects
+ *   local (owner "local"):  sysctl net.ipv4.conf.<underlay>.rp_filter = 2, only with LooseReversePathFilter
+ *                           (an example of an extra kind with its own reconciler, see sysctl.ts)
+ *   per peer and family (owner = the peer's subnet key):
+ *                           route <peer subnet> via <peer Gateway> dev <underlay> [metric <Metric>]
+ * The engine applies kinds in a fixed order (links, addresses, neighbours, fdb, routes, then extra kinds)
+ * and batches each kind's changes into one kernel call per pass; a backend only says what it wants.
+ *
+ * HOW A BACKEND WORKS (read this before changing anything):
+ *   - It never calls the kernel to change state. It *declares* objects per owner on the Datapath
+ *     (`declare(owner, objects)` replaces that owner's set; `retract(owner)` drops it) and the shared
+ *     reconcilers make the kernel match: adopting what already exists, repairing drift on a timer,
+ *     pruning owned objects nobody declares any more. So addPeer/removePeer are cheap and idempotent.
+ *   - It may READ the kernel (KERNEL) for decisions, as below for the underlay's connected subnets.
+ *   - Weft owns only what it marks: routes get Weft's protocol number automatically; devices you create
+ *     must be named with the `weft` prefix (WEFT_LINK_PREFIX) or they are never pruned.
+ *   - Programs (wg, ethtool, ...) run only through the ProcessRunner port (PROCESS_RUNNER), never
+ *     node:child_process: the boundary lint fails the build otherwise.
+ */
+import "reflect-metadata";
+import {
+  type Backend,
+  BACKEND_CONFIG,
+  type BackendData,
+  DATAPATH,
+  type Datapath,
+  type ExternalInterface,
+  type Family,
+  type IPAddress,
+  type IPNet,
+  IPPrefix,
+  type JsonValue,
+  type Lease,
+  type LocalLease,
+  LOGGER,
+  type Logger,
+  type PeerStatus,
+  type RouteSpec,
+  WeftError,
+  errorMessage,
+  leaseSubnet,
+  subnetKey,
+} from "@weft/core";
+import { KERNEL, type KernelPort } from "@weft/kernel";
+import { inject, injectable } from "tsyringe";
+import { SAMPLE_TYPE, type SampleConfig, encodeSampleLeaseData, parseSampleLeaseData } from "./config.js";
+import { SYSCTL_KIND, type SysctlSpec } from "./sysctl.js";
+
+const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
+
+/**
+ * EXTENSION POINT: the Backend class. tsyringe builds it in the agent's child container. Every constructor
+ * parameter carries an explicit @inject(TOKEN): Weft's builds emit no decorator metadata, so a parameter
+ * without one would fail at resolve time. Tokens a backend may use: DATAPATH, LOGGER, BACKEND_CONFIG (your
+ * parsed config), NETWORK_CONFIG, EXTERNAL_INTERFACE, STATE_DIR (from @weft/core); KERNEL (reads) and
+ * PROCESS_RUNNER (from @weft/kernel).
+ */
+@injectable()
+export class SampleBackend implements Backend {
+  private iface?: ExternalInterface;
+  /** Subnets connected to the underlay interface: who is on our L2 segment. */
+  private segments: IPNet[] = [];
+  /** This node's subnet per family it routes. */
+  private readonly own = new Map<Family, IPNet>();
+  /** Owners declared, so teardown can retract them. */
+  private readonly peers = new Set<string>();
+  /** Reason last logged per peer: a peer that stays broken is logged once, not on every event. */
+  private readonly reported = new Map<string, string>();
+
+  constructor(
+    @inject(DATAPATH) private readonly datapath: Datapath,
+    @inject(LOGGER) private readonly logger: Logger,
+    @inject(BACKEND_CONFIG) private readonly config: SampleConfig,
+    @inject(KERNEL) private readonly kernel: KernelPort,
+  ) {}
+
+  /**
+   * Called once per agent start, before any peer. Create or adopt local devices (declare + flush), check
+   * what cannot work and say so (throw a WeftError: the agent stops with that message), and return the data
+   * peers need. It must return the same data after a restart, or peers' entries for this node go stale.
+   */
+  async registerSubnet(local: LocalLease): Promise<BackendData> {
+    const { lease, config: net, iface } = local;
+    for (const w of this.config.warnings) this.logger.warn(w);
+    const data: { v4?: JsonValue; v6?: JsonValue } = {};
+    this.own.clear();
+    for (const family of ["v4", "v6"] as const) {
+      const subnet = leaseSubnet(lease, family);
+      if (!subnet || !(family === "v4" ? net.enableIPv4 : net.enableIPv6)) continue;
+      const gateway = family === "v4" ? iface.ifaceAddr : iface.ifaceV6Addr;
+      if (!gateway) {
+        throw new WeftError("CONFIG_INVALID", `${SAMPLE_TYPE}: interface ${iface.name} has no ${FAMILY_NAME[family]} address for peers to route ${subnet} through: give it one or turn Enable${FAMILY_NAME[family]} off`);
+      }
+      this.own.set(family, subnet);
+      data[family] = encodeSampleLeaseData({ gateway });
+    }
+    if (this.own.size === 0) throw new WeftError("CONFIG_INVALID", `${SAMPLE_TYPE}: the lease ${subnetKey(lease)} has no subnet in an enabled address family`);
+    this.iface = iface;
+
+    // Reading the kernel is fine; changing it is the reconcilers' job.
+    this.segments = [];
+    for (const a of await this.kernel.listAddresses(iface.name)) {
+      const p = IPPrefix.tryParse(a.address);
+      if (p && !(p.family === "v6" && a.address.toLowerCase().startsWith("fe80:"))) this.segments.push(p.network);
+    }
+
+    const sysctls: SysctlSpec[] = this.config.looseReversePathFilter ? [{ key: `net.ipv4.conf.${iface.name}.rp_filter`, value: "2" }] : [];
+    this.datapath.declare("local", sysctls.length ? { extra: { [SYSCTL_KIND]: sysctls } } : {});
+    await this.datapath.flush();
+    return data;
+  }
+
+  /**
+   * Describe one peer. Idempotent: the same lease again declares the same objects (no kernel writes). A
+   * changed lease replaces what the peer had. A lease you cannot use returns skipped/unreachable with a
+   * reason — and retracts what the peer had before, so nothing stale stays in the kernel. Never throw.
+   * The agent flushes after each batch of lease events; do not flush here (5,000 peers, one batch).
+   */
+  async addPeer(peer: Lease): Promise<PeerStatus> {
+    const owner = subnetKey(peer);
+    const result = this.describe(peer, owner);
+    if ("routes" in result) {
+      this.datapath.declare(owner, { routes: result.routes });
+      this.peers.add(owner);
+      this.reported.delete(owner);
+      return { state: "programmed" };
+    }
+    this.datapath.retract(owner);
+    this.peers.delete(owner);
+    if (this.reported.get(owner) !== result.reason) {
+      this.reported.set(owner, result.reason);
+      this.logger.warn(`${SAMPLE_TYPE}: ${result.reason}`, { peer: owner });
+    }
+    return result;
+  }
+
+  /** Forget a peer. An unknown peer is not an error (retract of an unknown owner is a no-op). */
+  async removePeer(peer: Lease): Promise<void> {
+    const owner = subnetKey(peer);
+    this.datapath.retract(owner);
+    this.peers.delete(owner);
+    this.reported.delete(owner);
+  }
+
+  /** `restart`: leave everything for the next agent to adopt. `teardown`: remove what this backend declared. */
+  async close(mode: "restart" | "teardown"): Promise<void> {
+    if (mode === "restart") return;
+    for (const owner of this.peers) this.datapath.retract(owner);
+    this.peers.clear();
+    this.datapath.retract("local");
+    await this.datapath.flush();
+  }
+
+  private describe(peer: Lease, owner: string): { routes: RouteSpec[] } | { state: "skipped" | "unreachable"; reason: string } {
+    const label = `peer ${peer.nodeName ? `${peer.nodeName} (${owner})` : owner}`;
+    if (!this.iface) return { state: "skipped", reason: `${label} arrived before registerSubnet` };
+    if (peer.attrs.backendType.toLowerCase() !== SAMPLE_TYPE) {
+      return { state: "skipped", reason: `${label} uses backend ${JSON.stringify(peer.attrs.backendType)}, this node ${SAMPLE_TYPE}: every node must run the same Backend.Type` };
+    }
+    const routes: RouteSpec[] = [];
+    for (const [family, own] of this.own) {
+      const subnet = leaseSubnet(peer, family);
+      if (!subnet) continue;
+      if (subnet.overlaps(own)) return { state: "skipped", reason: `${label} claims ${subnet}, which overlaps this node's subnet ${own}` };
+      // Every real lease carries a PublicIP per family it has a subnet in; one without is broken or half-written.
+      if (!(family === "v4" ? peer.attrs.publicIP : peer.attrs.publicIPv6)) {
+        return { state: "skipped", reason: `${label} has the ${FAMILY_NAME[family]} subnet ${subnet} but no ${family === "v4" ? "PublicIP" : "PublicIPv6"}` };
+      }
+      const field = family === "v4" ? "BackendData" : "BackendV6Data";
+      let gateway: IPAddress;
+      try {
+        gateway = parseSampleLeaseData(family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data, family, `${label} ${field}`).gateway;
+      } catch (err) {
+        return { state: "skipped", reason: errorMessage(err) };
+      }
+      if (!this.segments.some((s) => s.contains(gateway))) {
+        const mine = this.segments.filter((s) => s.family === family).join(", ") || "none";
+        return { state: "unreachable", reason: `${label} gateway ${gateway} is not on ${this.iface.name}'s segments (${mine})` };
+      }
+      routes.push({ family, dst: subnet.toString(), gateway: gateway.toString(), dev: this.iface.name, ...(this.config.metric ? { metric: this.config.metric } : {}) });
+    }
+    if (routes.length === 0) return { state: "skipped", reason: `${label} has no subnet in an address family this node routes` };
+    return { routes };
+  }
+}

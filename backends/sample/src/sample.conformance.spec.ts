@@ -1,0 +1,20 @@
+/**
+ * EXTENSION POINT: the conformance suite. One call runs every check a Weft backend must pass (kernel state
+ * converges, idempotent add, exact remove, adopting restart, schema errors with JSON paths, malformed peers
+ * skipped, teardown) against a FakeKernel through the agent's real DI loading and reconcilers.
+ * Tell it what your backend is: whether it encapsulates, which families it supports, configs its schema
+ * must reject (with the JSON path the error must name) and peer data it must refuse.
+ */
+import { describeBackendConformance } from "@weft/backend-testkit";
+import sample from "./index.js";
+
+describeBackendConformance(sample, {
+  encapsulates: false,
+  families: ["v4", "v6", "dual"],
+  config: { Type: "sample", Metric: 10, LooseReversePathFilter: true },
+  invalidConfigs: [
+    { config: { Type: "sample", Metric: -1 }, path: "Backend.Metric" },
+    { config: { Type: "sample", LooseReversePathFilter: "yes" }, path: "Backend.LooseReversePathFilter" },
+  ],
+  malformedPeerData: [null, 42, {}, { Gateway: "not an address" }],
+});

@@ -1,0 +1,53 @@
+/**
+ * Backend-specific tests: what the conformance suite cannot know. Same tools: startTestAgent on a FakeKernel,
+ * then assertions on the kernel's final state (never on which calls the backend made).
+ */
+import { TEST_TOPOLOGY, type TestAgent, peerLease, startTestAgent, testNetConf } from "@weft/backend-testkit";
+import type { FakeKernel } from "@weft/kernel-testing";
+import { afterEach, describe, expect, it } from "vitest";
+import sample from "./index.js";
+
+const T = TEST_TOPOLOGY;
+const agents: TestAgent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.close();
+});
+
+async function node(i: number, backend: Record<string, unknown> = {}) {
+  const n = T.node(i);
+  const a = await startTestAgent({
+    backends: [sample],
+    config: testNetConf({ Type: "sample", ...backend }, "v4"),
+    iface: { address: n.address },
+    leases: { subnet: n.subnet, nodeName: n.nodeName },
+  });
+  agents.push(a);
+  return a;
+}
+
+describe("sample backend", () => {
+  it("routes a peer's subnet via the gateway it publishes, with the configured metric", async () => {
+    const a = await node(1, { Metric: 50 });
+    const b = await node(2, { Metric: 50 });
+    expect(b.backendData).toEqual({ v4: { Gateway: "198.18.0.2" } });
+    expect(await a.addPeer(b.lease)).toEqual({ state: "programmed" });
+    expect(await a.kernel.listRoutes({ family: "v4", protocol: 87 })).toEqual([
+      expect.objectContaining({ dst: "198.19.2.0/24", gateway: "198.18.0.2", dev: "eth0", metric: 50 }),
+    ]);
+  });
+
+  it("reports a peer whose gateway is off the underlay segment as unreachable", async () => {
+    const a = await node(1);
+    const far = peerLease({ subnet: "198.19.9.0/24", publicIP: T.offSegment, backendType: "sample", backendData: { Gateway: T.offSegment } });
+    expect(await a.addPeer(far)).toEqual({ state: "unreachable", reason: "peer 198.19.9.0-24 gateway 198.18.5.2 is not on eth0's segments (198.18.0.0/24)" });
+  });
+
+  it("keeps rp_filter loose on the underlay when asked, and repairs it", async () => {
+    const a = await node(1, { LooseReversePathFilter: true });
+    const kernel = a.kernel as FakeKernel;
+    expect(await kernel.getSysctl("net.ipv4.conf.eth0.rp_filter")).toBe("2");
+    await kernel.setSysctl("net.ipv4.conf.eth0.rp_filter", "1");
+    await a.reconcile();
+    expect(await kernel.getSysctl("net.ipv4.conf.eth0.rp_filter")).toBe("2");
+  });
+});
