@@ -55,7 +55,7 @@ export function compileOp(op: KernelOp): CompiledOp {
     case "addr.replace":
     case "addr.del": {
       const p = v.prefix("address", op.addr.address);
-      return { tool: "ip", lines: [`addr ${op.op.slice(5)} ${p.toString()} dev ${v.ifname("dev", op.addr.dev)}`], followUps: [] };
+      return { tool: "ip", lines: [`addr ${op.op.slice(5)} ${p} dev ${v.ifname("dev", op.addr.dev)}`], followUps: [] };
     }
     case "route.add":
     case "route.replace":
@@ -65,7 +65,7 @@ export function compileOp(op: KernelOp): CompiledOp {
     case "neigh.replace":
     case "neigh.del": {
       const n = op.neigh;
-      const ip = v.address("ip", n.ip).toString();
+      const ip = v.address("ip", n.ip);
       const dev = v.ifname("dev", n.dev);
       if (op.op === "neigh.del") return { tool: "ip", lines: [`neigh del ${ip} dev ${dev}`], followUps: [] };
       const mac = v.mac("lladdr", n.lladdr);
@@ -78,7 +78,7 @@ export function compileOp(op: KernelOp): CompiledOp {
     case "fdb.del": {
       const f = op.fdb;
       const parts = [`fdb ${op.op.slice(4)}`, v.mac("mac", f.mac), "dev", v.ifname("dev", f.dev)];
-      if (f.dst !== undefined) parts.push("dst", v.address("dst", f.dst).toString());
+      if (f.dst !== undefined) parts.push("dst", v.address("dst", f.dst));
       parts.push(f.self ? "self" : "master");
       if (op.op !== "fdb.del") parts.push(f.permanent ? "permanent" : "static");
       return { tool: "bridge", lines: [parts.join(" ")], followUps: [] };
@@ -136,7 +136,7 @@ function compileLinkAdd(l: LinkSpec): CompiledOp {
     const x = l.vxlan;
     if (!x) throw new v.InvalidValue(`link ${name}: kind vxlan needs vxlan attributes (vni, ...); add them`);
     head.push("id", v.integer("link.vxlan.vni", x.vni, 0, 0xffffff));
-    if (x.local !== undefined) head.push("local", v.address("link.vxlan.local", x.local).toString());
+    if (x.local !== undefined) head.push("local", v.address("link.vxlan.local", x.local));
     if (x.dev !== undefined) head.push("dev", v.ifname("link.vxlan.dev", x.dev));
     head.push("dstport", v.integer("link.vxlan.port", x.port ?? 8472, 0, 65535));
     head.push(x.learning ? "learning" : "nolearning");
@@ -163,15 +163,15 @@ function routeLine(verb: "add" | "replace" | "del", r: RouteSpec): string {
   const type = v.oneOf("route.type", r.type ?? "unicast", ROUTE_TYPES);
   const parts = [`route ${verb}`];
   if (type !== "unicast") parts.push(type);
-  parts.push(dst.toString());
-  if (r.gateway !== undefined) parts.push("via", v.address("route.gateway", r.gateway, family).toString());
+  parts.push(dst);
+  if (r.gateway !== undefined) parts.push("via", v.address("route.gateway", r.gateway, family));
   if (r.dev !== undefined) parts.push("dev", v.ifname("route.dev", r.dev));
   if (r.onlink && verb !== "del") parts.push("onlink");
   if (r.table !== undefined) parts.push("table", v.integer("route.table", r.table, 1, U32));
   if (r.protocol !== undefined) parts.push("proto", v.integer("route.protocol", r.protocol, 0, 255));
   if (r.scope !== undefined && verb !== "del") parts.push("scope", v.oneOf("route.scope", r.scope, ROUTE_SCOPES));
   if (r.metric !== undefined) parts.push("metric", v.integer("route.metric", r.metric, 0, U32));
-  if (r.src !== undefined && verb !== "del") parts.push("src", v.address("route.src", r.src, family).toString());
+  if (r.src !== undefined && verb !== "del") parts.push("src", v.address("route.src", r.src, family));
   if (r.mtu !== undefined && verb !== "del") parts.push("mtu", v.integer("route.mtu", r.mtu, 0, U32));
   return parts.join(" ");
 }

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { KernelOp } from "../port.js";
-import { batchInput, parseBatchStderr, SENTINEL } from "./batch.js";
+import { BatchExecutor, type BatchRunner, batchInput, parseBatchStderr, SENTINEL } from "./batch.js";
 import { classifyKernelMessage } from "./classify.js";
 import { compileOp } from "./commands.js";
 import { parseFdb, parseLinks, parseNeighbours, parseRoutes } from "./parse.js";
@@ -124,36 +124,88 @@ describe("parseNeighbours / parseFdb", () => {
 
 describe("batch stderr", () => {
   it("attributes failures by line number and skips sentinels and warnings", () => {
-    // 3 op lines: line 1 (op 0) fails, op 1 succeeds with a warning, op 2 fails.
+    // 3 op lines, a sentinel after op 1 and after the last: op 0 fails, op 1 succeeds with a warning, op 2 fails.
+    const { input, layout } = batchInput(["a", "b", "c"], (i) => i === 1);
+    expect(input).toBe(`a\nb\n${SENTINEL}\nc\n${SENTINEL}\n`);
     const stderr = [
       "RTNETLINK answers: File exists",
       "Command failed -:1",
-      `Object "${SENTINEL}" is unknown, try "ip help".`,
-      "Command failed -:2",
       "Warning: something harmless",
       `Object "${SENTINEL}" is unknown, try "ip help".`,
-      "Command failed -:4",
+      "Command failed -:3",
       "Error: Nexthop has invalid gateway.",
-      "Command failed -:5",
+      "Command failed -:4",
       `Object "${SENTINEL}" is unknown, try "ip help".`,
-      "Command failed -:6",
+      "Command failed -:5",
       "",
     ].join("\n");
-    expect(parseBatchStderr(stderr, 3)).toEqual({
+    expect(parseBatchStderr(stderr, layout)).toEqual({
       failures: [
         { index: 0, message: "RTNETLINK answers: File exists" },
         { index: 2, message: "Error: Nexthop has invalid gateway." },
       ],
+      doneThrough: 2,
+      trailing: "",
     });
   });
 
-  it("finds the line that ended the process (ip neigh exits on kernel errors)", () => {
+  it("reports how far a process got that stopped early (ip neigh exits on kernel errors)", () => {
+    const { layout } = batchInput(["a", "b", "c"], () => true);
     const stderr = [`Object "${SENTINEL}" is unknown, try "ip help".`, "Command failed -:2", "RTNETLINK answers: File exists", ""].join("\n");
-    expect(parseBatchStderr(stderr, 3)).toEqual({ failures: [], abort: { index: 1, message: "RTNETLINK answers: File exists" } });
+    expect(parseBatchStderr(stderr, layout)).toEqual({ failures: [], doneThrough: 0, trailing: "RTNETLINK answers: File exists" });
+  });
+});
+
+/**
+ * A stand-in for `ip -force -batch -` with iproute2's reporting rules, driven by destinations: 198.19.66.x
+ * ends the process (like an ip neigh kernel error), 198.19.77.x fails alone. Everything else succeeds.
+ */
+function simulatedIp(calls: string[][]): BatchRunner {
+  return async (_tool, input) => {
+    const lines = input.split("\n").filter(Boolean);
+    calls.push(lines.filter((l) => l !== SENTINEL));
+    let stderr = "";
+    for (let n = 1; n <= lines.length; n++) {
+      const l = lines[n - 1]!;
+      if (l === SENTINEL) stderr += `Object "${SENTINEL}" is unknown, try "ip help".\nCommand failed -:${n}\n`;
+      else if (l.includes("198.19.66.")) return { exitCode: 2, stdout: "", stderr: `${stderr}RTNETLINK answers: Invalid argument\n` };
+      else if (l.includes("198.19.77.")) stderr += `RTNETLINK answers: File exists\nCommand failed -:${n}\n`;
+    }
+    return { exitCode: stderr ? 1 : 0, stdout: "", stderr };
+  };
+}
+
+describe("BatchExecutor", () => {
+  const route = (net: string): KernelOp => ({ op: "route.add", route: { family: "v4", dst: `${net}/24`, dev: "eth0" } });
+
+  it("finds an unexpected stop inside a stretch without sentinels by probing, and carries on after it", async () => {
+    const calls: string[][] = [];
+    const ex = new BatchExecutor(simulatedIp(calls), async () => new Set());
+    const ops = [route("198.19.1.0"), route("198.19.77.0"), route("198.19.2.0"), route("198.19.66.0"), route("198.19.3.0"), route("198.19.4.0")];
+    const results = await ex.apply(ops);
+    expect(results.map((r) => (r.ok ? "ok" : r.error.code))).toEqual(["ok", "KERNEL_EXISTS", "ok", "KERNEL_INVALID", "ok", "ok"]);
+    // first run (stops at #3), probe of the candidates #2..#5 (stops at #3 again), then #4..#5.
+    expect(calls.map((c) => c.length)).toEqual([6, 4, 2]);
   });
 
-  it("builds the input with a sentinel after every line", () => {
-    expect(batchInput(["a", "b"])).toBe(`a\n${SENTINEL}\nb\n${SENTINEL}\n`);
+  it("answers obviously failing neighbour ops from one table read after a neighbour op ended a process", async () => {
+    const calls: string[][] = [];
+    let reads = 0;
+    const ex = new BatchExecutor(simulatedIp(calls), async () => {
+      reads++;
+      return new Set(["eth0 198.19.1.9"]);
+    });
+    const n = (op: "neigh.add" | "neigh.del" | "neigh.replace", ip: string): KernelOp => ({ op, neigh: { dev: "eth0", ip, lladdr: "aa:bb:cc:dd:ee:ff", state: "permanent" } });
+    const results = await ex.apply([n("neigh.replace", "198.19.66.1"), n("neigh.add", "198.19.1.9"), n("neigh.del", "198.19.1.8"), n("neigh.add", "198.19.1.7"), n("neigh.del", "198.19.1.7")]);
+    expect(results.map((r) => (r.ok ? "ok" : r.error.code))).toEqual(["KERNEL_INVALID", "KERNEL_EXISTS", "KERNEL_NOT_FOUND", "ok", "ok"]);
+    expect(reads).toBe(1);
+    // first run, a probe (neigh.replace gets no sentinel, so #0 and #1 were both candidates), then #3..#4.
+    expect(calls.map((c) => c.length)).toEqual([5, 2, 2]);
+  });
+
+  it("throws when the process says nothing and stops (killed): that is a broken transport, not an op failure", async () => {
+    const ex = new BatchExecutor(async () => ({ exitCode: 137, stdout: "", stderr: "" }), async () => new Set());
+    await expect(ex.apply([route("198.19.1.0")])).rejects.toMatchObject({ code: "KERNEL_FAILED" });
   });
 });
 

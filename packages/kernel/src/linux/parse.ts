@@ -25,14 +25,24 @@ import {
   normalizeMac,
 } from "@weft/core";
 import type { Address, Neighbour, RouteQuery } from "../port.js";
+import { isCanonicalV4 } from "./validate.js";
 
 type Json = Record<string, unknown>;
 
 const str = (x: unknown): string | undefined => (typeof x === "string" ? x : undefined);
 const num = (x: unknown): number | undefined => (typeof x === "number" && Number.isFinite(x) ? x : undefined);
 
+const CANONICAL_MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
+/** Canonical address text; IPv4 as printed by ip is already canonical (the fast path matters at 5k objects). */
 function canonicalIp(text: string): string {
+  if (isCanonicalV4(text)) return text;
   return IPAddress.tryParse(text)?.toString() ?? text;
+}
+
+function mac(text: unknown): string | undefined {
+  if (typeof text !== "string") return undefined;
+  return CANONICAL_MAC.test(text) ? text : normalizeMac(text);
 }
 
 export function parseJsonArray(tool: string, text: string): Json[] {
@@ -71,7 +81,7 @@ export function parseLinks(items: readonly Json[]): Link[] {
     // Link.kind is typed LinkKind, but for kinds Weft never creates the kernel's own name is passed through.
     const kind = rawKind as LinkKind;
     const flags = Array.isArray(it.flags) ? (it.flags as unknown[]) : [];
-    const mac = str(it.address) ? normalizeMac(str(it.address)!) : undefined;
+    const hw = mac(it.address);
     const out: { -readonly [K in keyof Link]?: Link[K] } = {
       name: str(it.ifname) ?? "",
       kind,
@@ -80,7 +90,7 @@ export function parseLinks(items: readonly Json[]): Link[] {
       mtu: num(it.mtu) ?? 0,
       rawKind,
     };
-    if (mac) out.address = mac;
+    if (hw) out.address = hw;
     const oper = str(it.operstate);
     if (oper) out.operState = oper;
     const master = str(it.master);
@@ -194,17 +204,24 @@ export function parseNeighbours(items: readonly Json[], dev?: string): Neighbour
   const out: Neighbour[] = [];
   for (const n of items) {
     const dst = str(n.dst);
-    const ip = dst ? IPAddress.tryParse(dst) : undefined;
-    if (!ip) continue;
+    if (!dst) continue;
     // Kernel-made NOARP entries for multicast groups (224/4, ff00::/8) and 0.0.0.0 on lo are not neighbours
     // anybody configured; listing them would invite a reconciler to delete them forever.
-    if (ip.value === 0n) continue;
-    if (ip.family === "v4" ? ip.value >> 28n === 0xen : ip.value >> 120n === 0xffn) continue;
+    let ip: string;
+    if (isCanonicalV4(dst)) {
+      const first = Number(dst.slice(0, dst.indexOf(".")));
+      if (dst === "0.0.0.0" || (first >= 224 && first <= 239)) continue;
+      ip = dst;
+    } else {
+      const a = IPAddress.tryParse(dst);
+      if (!a || a.value === 0n || (a.family === "v4" ? a.value >> 28n === 0xen : a.value >> 120n === 0xffn)) continue;
+      ip = a.toString();
+    }
     const d = str(n.dev) ?? dev;
     if (!d) continue;
     const state = Array.isArray(n.state) ? (n.state as unknown[]).map((s) => String(s).toLowerCase()).join(",") : "none";
-    const lladdr = str(n.lladdr) ? normalizeMac(str(n.lladdr)!) : undefined;
-    out.push({ dev: d, ip: ip.toString(), state, ...(lladdr ? { lladdr } : {}) });
+    const lladdr = mac(n.lladdr);
+    out.push({ dev: d, ip, state, ...(lladdr ? { lladdr } : {}) });
   }
   return out;
 }
@@ -212,13 +229,13 @@ export function parseNeighbours(items: readonly Json[], dev?: string): Neighbour
 export function parseFdb(items: readonly Json[], dev: string): FdbSpec[] {
   const out: FdbSpec[] = [];
   for (const f of items) {
-    const mac = str(f.mac) ? normalizeMac(str(f.mac)!) : undefined;
-    if (!mac) continue;
+    const m = mac(f.mac);
+    if (!m) continue;
     const flags = Array.isArray(f.flags) ? (f.flags as unknown[]) : [];
     const dst = str(f.dst);
     out.push({
       dev: str(f.dev) ?? dev,
-      mac,
+      mac: m,
       ...(dst ? { dst: canonicalIp(dst) } : {}),
       self: flags.includes("self"),
       permanent: f.state === "permanent",
