@@ -156,7 +156,6 @@ export class Agent {
     const backend = c.resolve(BACKEND);
 
     // 3. Lease, devices, published data.
-    await this.ensureForwarding(config);
     this.phase = "lease";
     const attrs: LeaseAttrs = {
       ...(iface.extAddr && config.enableIPv4 ? { publicIP: iface.extAddr } : {}),
@@ -165,6 +164,8 @@ export class Agent {
     };
     let lease = await sm.acquireLease(attrs, signal);
     logger.info("lease acquired", { subnet: lease.subnet?.toString(), ipv6Subnet: lease.ipv6Subnet?.toString() });
+    // The first change to the node: everything before this point only validated and read.
+    await this.ensureForwarding(config);
     const data = await backend.registerSubnet({ lease, config, iface });
     lease = await sm.updateLease(
       lease,

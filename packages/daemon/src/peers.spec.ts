@@ -63,3 +63,17 @@ describe("PeerSet", () => {
     expect(ps.statuses().find((s) => s.peer === "198.19.3.0-24")?.reason).toContain("backend type other");
   });
 });
+
+describe("PeerSet and restarting peers", () => {
+  it("keeps a programmed peer while it re-acquires its lease without backend data, then takes the new data", async () => {
+    const b = new RecordingBackend();
+    const ps = new PeerSet(b, new MemoryLogger());
+    const withData = (mac: string): Lease => ({ ...lease(1), attrs: { ...lease(1).attrs, backendData: { VtepMAC: mac } } });
+    await ps.apply({ type: "snapshot", leases: [withData("aa")] });
+    // The restarting peer's re-acquire: same subnet and type, no data yet.
+    expect(await ps.apply({ type: "added", lease: lease(1) })).toBe(false);
+    expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "aa" });
+    await ps.apply({ type: "added", lease: withData("bb") });
+    expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "bb" });
+  });
+});

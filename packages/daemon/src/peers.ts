@@ -47,6 +47,15 @@ export class PeerSet {
     const fp = fingerprint(lease);
     const prev = this.known.get(key);
     if (prev && prev.fingerprint === fp && prev.status.state !== "failed") return false;
+    const unpublished = lease.attrs.backendData === undefined && lease.attrs.backendV6Data === undefined;
+    const hadData = prev !== undefined && (prev.lease.attrs.backendData !== undefined || prev.lease.attrs.backendV6Data !== undefined);
+    if (unpublished && hadData && prev.status.state === "programmed" && prev.lease.attrs.backendType === lease.attrs.backendType) {
+      // A restarting peer re-acquires its lease before it has re-published its backend data (it has to register
+      // its devices first). Keep the datapath we have for it: tearing it down would drop its pods' traffic for
+      // the few milliseconds until the data comes back, which is exactly what a restart must not do.
+      this.logger.debug(`peer ${key} re-acquired its lease; keeping its datapath until it publishes its backend data`, { peer: key });
+      return false;
+    }
     let status: PeerState;
     try {
       status = await this.backend.addPeer(lease);
@@ -55,7 +64,8 @@ export class PeerSet {
     }
     if (status.state !== "programmed" && (!prev || prev.status.state !== status.state || prev.fingerprint !== fp)) {
       // Logged once per change of state, not on every resync: Flannel's endless log loop is what we avoid.
-      this.logger.warn(`peer ${key} not programmed: ${status.reason}`, { peer: key, state: status.state });
+      if (unpublished) this.logger.info(`peer ${key} has not published its backend data yet; waiting for it`, { peer: key });
+      else this.logger.warn(`peer ${key} not programmed: ${status.reason}`, { peer: key, state: status.state });
     }
     this.known.set(key, { lease, fingerprint: fp, status });
     return true;

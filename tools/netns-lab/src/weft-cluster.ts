@@ -189,7 +189,8 @@ export class WeftCluster {
     const key = Buffer.from(`${this.prefix}/subnets/`).toString("base64");
     const end = Buffer.from(`${this.prefix}/subnets0`).toString("base64");
     const r = await etcdHttp(this.etcd.endpoint, "/v3/kv/range", { key, range_end: end });
-    const kvs = ((r.body as { kvs?: { key: string; value: string }[] }).kvs ?? []);
+    if (r.status !== 200) throw new Error(`etcd range ${this.prefix}/subnets/: HTTP ${r.status}: ${r.body.slice(0, 200)}`);
+    const kvs = (JSON.parse(r.body) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
     return Object.fromEntries(kvs.map((kv) => [Buffer.from(kv.key, "base64").toString().slice(`${this.prefix}/subnets/`.length), Buffer.from(kv.value, "base64").toString()]));
   }
 
