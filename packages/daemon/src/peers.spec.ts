@@ -23,7 +23,7 @@ class RecordingBackend implements Backend {
 
 const lease = (n: number, type = "test", ip = `198.18.0.${n}`): Lease => ({
   subnet: IPNet.parse(`198.19.${n}.0/24`),
-  attrs: { publicIP: IPAddress.parse(ip), backendType: type },
+  attrs: { publicIP: IPAddress.parse(ip), backendType: type, backendData: null },
 });
 
 describe("PeerSet", () => {
@@ -71,7 +71,8 @@ describe("PeerSet and restarting peers", () => {
     const withData = (mac: string): Lease => ({ ...lease(1), attrs: { ...lease(1).attrs, backendData: { VtepMAC: mac } } });
     await ps.apply({ type: "snapshot", leases: [withData("aa")] });
     // The restarting peer's re-acquire: same subnet and type, no data yet.
-    expect(await ps.apply({ type: "added", lease: lease(1) })).toBe(false);
+    const bare = lease(1);
+    expect(await ps.apply({ type: "added", lease: { ...bare, attrs: { publicIP: bare.attrs.publicIP!, backendType: "test" } } })).toBe(false);
     expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "aa" });
     await ps.apply({ type: "added", lease: withData("bb") });
     expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "bb" });
