@@ -22,4 +22,6 @@ export interface SubnetManager {
   completeLease(lease: Lease, signal: AbortSignal): Promise<void>;
   /** Snapshot first, then events; never about the local lease. Ends when `signal` aborts. */
   watchLeases(local: Lease, signal: AbortSignal): AsyncIterable<LeaseEvent>;
+  /** Releases connections; the lease itself stays (it is renewed by the next agent or expires). */
+  close?(): Promise<void>;
 }

@@ -261,6 +261,7 @@ export class Agent {
     signal.removeEventListener("abort", stop);
     this.phase = "stopped";
     await backend.close("restart").catch((err) => logger.warn(`backend close: ${errorMessage(err)}`));
+    await sm.close?.().catch((err) => logger.warn(`store close: ${errorMessage(err)}`));
     if (fatal !== undefined) throw fatal;
   }
 
