@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
  * `npm run bench [-- <suite> ...]`: runs benchmark suites and records them in docs/benchmarks.md.
- * Suites: kernel (default: all available).
+ * Suites: kernel, cni (default: all available).
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runCniBench } from "./cni.js";
 import { runKernelBench } from "./kernel.js";
 import { machineLine, table, writeSection } from "./report.js";
 
@@ -29,7 +30,25 @@ async function kernel() {
   console.log(body);
 }
 
-const suites: Record<string, () => Promise<void>> = { kernel };
+async function cni() {
+  const runs = Number(process.env.WEFT_BENCH_CNI_RUNS ?? 30);
+  const r = await runCniBench(runs);
+  const fmt = (ms: number) => ms.toFixed(1);
+  const body = [
+    "## CNI: ADD and DEL latency per pod",
+    "",
+    `Machine: ${machineLine()}. ${runs} runs each, interleaved, a fresh pod namespace per run; every call is a new plugin process under \`ip netns exec <node>\` (that wrapper alone: median ${fmt(r.wrapper.median)} ms; \`node -e 0\`: median ${fmt(r.nodeStart.median)} ms).`,
+    "",
+    table(
+      ["plugin", "ADD median (ms)", "ADD p90 (ms)", "DEL median (ms)", "DEL p90 (ms)", "ADD min–max (ms)"],
+      r.rows.map((x) => [x.plugin, fmt(x.add.median), fmt(x.add.p90), fmt(x.del.median), fmt(x.del.p90), `${fmt(x.add.min)}–${fmt(x.add.max)}`]),
+    ),
+  ].join("\n");
+  writeSection(out, "cni", body);
+  console.log(body);
+}
+
+const suites: Record<string, () => Promise<void>> = { kernel, cni };
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites);
 for (const s of wanted) {
   const fn = suites[s];
