@@ -6,9 +6,9 @@
  * must reject (with the JSON path the error must name) and peer data it must refuse.
  */
 import { describeBackendConformance } from "@weft/backend-testkit";
-import sample from "./index.js";
+import backend from "./index.js";
 
-describeBackendConformance(sample, {
+describeBackendConformance(backend, {
   encapsulates: false,
   families: ["v4", "v6", "dual"],
   config: { Type: "sample", Metric: 10, LooseReversePathFilter: true },

@@ -5,7 +5,7 @@
 import { TEST_TOPOLOGY, type TestAgent, peerLease, startTestAgent, testNetConf } from "@weft/backend-testkit";
 import type { FakeKernel } from "@weft/kernel-testing";
 import { afterEach, describe, expect, it } from "vitest";
-import sample from "./index.js";
+import backend from "./index.js";
 
 const T = TEST_TOPOLOGY;
 const agents: TestAgent[] = [];
@@ -13,11 +13,11 @@ afterEach(async () => {
   for (const a of agents.splice(0)) await a.close();
 });
 
-async function node(i: number, backend: Record<string, unknown> = {}) {
+async function node(i: number, section: Record<string, unknown> = {}) {
   const n = T.node(i);
   const a = await startTestAgent({
-    backends: [sample],
-    config: testNetConf({ Type: "sample", ...backend }, "v4"),
+    backends: [backend],
+    config: testNetConf({ Type: "sample", ...section }, "v4"),
     iface: { address: n.address },
     leases: { subnet: n.subnet, nodeName: n.nodeName },
   });
