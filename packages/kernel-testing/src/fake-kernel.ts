@@ -176,7 +176,8 @@ export class FakeKernel implements KernelPort {
   /** Routes by "family|table|dst", each list sorted by metric. */
   private readonly routes = new Map<string, RouteState[]>();
   private readonly neighs = new Map<string, NeighbourSpec>();
-  private readonly fdbs = new Map<string, FdbState[]>();
+  /** FDB entries by device, then by "self|mac" / "master|mac" (insertion order = kernel order). */
+  private readonly fdbs = new Map<string, Map<string, FdbState>>();
   private readonly sysctls = new Map<string, string>();
   private readonly unsupported: ReadonlySet<string>;
   private faults: FaultRule[] = [];
@@ -530,7 +531,7 @@ export class FakeKernel implements KernelPort {
       this.addrs = this.addrs.filter((a) => !(a.dev === l.name && a.ip.family === "v6"));
       this.flushNeighbours(l.name);
       const f = this.fdbs.get(l.name);
-      if (f) this.fdbs.set(l.name, f.filter((e) => e.permanent));
+      if (f) for (const [key, e] of f) if (!e.permanent) f.delete(key);
       return;
     }
     for (const a of this.addrs) if (a.dev === l.name) this.addConnectedRoute(a);
@@ -771,16 +772,18 @@ export class FakeKernel implements KernelPort {
       if (dst.family !== family) failOp("KERNEL_INVALID", "RTNETLINK answers: Address family not supported by protocol");
     }
     const d = dst?.toString();
-    const list = this.fdbs.get(f.dev) ?? [];
-    const entry = list.find((e) => e.mac === mac && e.self === f.self);
+    let table = this.fdbs.get(f.dev);
+    if (!table) this.fdbs.set(f.dev, (table = new Map()));
+    const key = `${f.self ? "self" : "master"}|${mac}`;
+    const entry = table.get(key);
     switch (verb) {
       case "fdb.del": {
         if (!entry) failOp("KERNEL_NOT_FOUND", "RTNETLINK answers: No such file or directory");
         // Without dst the whole entry goes; a dst the entry does not have is silently ignored by vxlan.
-        if (d === undefined) this.fdbs.set(f.dev, list.filter((e) => e !== entry));
+        if (d === undefined) table.delete(key);
         else {
           entry!.dsts = entry!.dsts.filter((x) => x !== d);
-          if (entry!.dsts.length === 0) this.fdbs.set(f.dev, list.filter((e) => e !== entry));
+          if (entry!.dsts.length === 0) table.delete(key);
         }
         return;
       }
@@ -804,13 +807,12 @@ export class FakeKernel implements KernelPort {
         }
         break;
     }
-    list.push({ dev: f.dev, mac, dsts: [d], self: f.self, permanent: f.permanent });
-    this.fdbs.set(f.dev, list);
+    table.set(key, { dev: f.dev, mac, dsts: [d], self: f.self, permanent: f.permanent });
   }
 
   private fdbOut(dev: string): FdbSpec[] {
     const out: FdbSpec[] = [];
-    for (const e of this.fdbs.get(dev) ?? []) {
+    for (const e of this.fdbs.get(dev)?.values() ?? []) {
       for (const d of e.dsts) out.push({ dev, mac: e.mac, ...(d !== undefined ? { dst: d } : {}), self: e.self, permanent: e.permanent });
     }
     return out;
