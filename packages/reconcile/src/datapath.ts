@@ -164,6 +164,8 @@ export class DatapathEngine implements Datapath {
       } catch (err) {
         // A failed read must not turn into "everything is missing": skip the kind this pass, retry next pass.
         report.failures.push({ key: "*", error: err as never });
+        // Keep this kind's pending retractions for the next pass.
+        for (const key of retracted.get(r.kind) ?? []) this.noteRetractedKey(r.kind, key);
         this.logger.error("reading kernel state failed", { kind: r.kind, error: String(err) });
         continue;
       }

@@ -1,0 +1,245 @@
+import "reflect-metadata";
+import { type KernelObjects, LOGGER, MemoryLogger, WEFT_ROUTE_PROTOCOL } from "@weft/core";
+import { KERNEL } from "@weft/kernel";
+import { FakeKernel } from "@weft/kernel-testing";
+import { container } from "tsyringe";
+import { describe, expect, it } from "vitest";
+import { DatapathEngine, RECONCILER_CONTRIBUTION, registerDatapath } from "./datapath.js";
+import type { ObjectReconciler } from "./reconciler.js";
+
+function setup(kernel = underlay()) {
+  const c = container.createChildContainer();
+  c.register(KERNEL, { useValue: kernel });
+  const log = new MemoryLogger();
+  c.register(LOGGER, { useValue: log });
+  registerDatapath(c);
+  return { kernel, engine: c.resolve(DatapathEngine), log, c };
+}
+
+function underlay(): FakeKernel {
+  const k = new FakeKernel();
+  k.addExternalLink({ name: "eth0", kind: "veth", veth: { peer: "eth0-peer" }, up: true, mtu: 1500 });
+  k.addExternalAddress({ dev: "eth0", address: "198.18.0.1/24" });
+  return k;
+}
+
+const local: KernelObjects = {
+  links: [{ name: "weft.1", kind: "vxlan", vxlan: { vni: 1, local: "198.18.0.1", dev: "eth0", port: 8472, learning: false }, mtu: 1450, up: true, address: "0e:57:00:00:00:01" }],
+  addresses: [{ dev: "weft.1", address: "198.19.1.0/32" }],
+};
+const peer = (i: number): KernelObjects => {
+  const mac = `0e:57:00:00:01:${i.toString(16).padStart(2, "0")}`;
+  return {
+    neighbours: [{ dev: "weft.1", ip: `198.19.${i}.0`, lladdr: mac, state: "permanent" }],
+    fdb: [{ dev: "weft.1", mac, dst: `198.18.0.${i}`, self: true, permanent: true }],
+    routes: [{ family: "v4", dst: `198.19.${i}.0/24`, gateway: `198.19.${i}.0`, dev: "weft.1", onlink: true }],
+  };
+};
+
+/** The kernel state that matters here, without volatile fields. */
+function state(k: FakeKernel) {
+  const s = k.snapshot();
+  return {
+    links: s.links.map((l) => `${l.name} ${l.kind} mtu ${l.mtu} ${l.up ? "up" : "down"}`).sort(),
+    addresses: s.addresses.map((a) => `${a.dev} ${a.address}`).sort(),
+    routes: s.routes.map((r) => `${r.dst} via ${r.gateway ?? "-"} dev ${r.dev} proto ${r.protocol}`).sort(),
+    neighbours: s.neighbours.map((n) => `${n.dev} ${n.ip} ${n.lladdr} ${n.state}`).sort(),
+    fdb: s.fdb.map((f) => `${f.dev} ${f.mac} ${f.dst}`).sort(),
+  };
+}
+
+describe("DatapathEngine", () => {
+  it("converges declared objects, marks routes as Weft's, and a second pass writes nothing", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    for (const i of [2, 3]) engine.declare(`peer ${i}`, peer(i));
+    const first = await engine.reconcile({ prune: true });
+    expect(first.failures).toBe(0);
+    const s = state(kernel);
+    expect(s.links).toContain("weft.1 vxlan mtu 1450 up");
+    expect(s.routes).toContain(`198.19.2.0/24 via 198.19.2.0 dev weft.1 proto ${WEFT_ROUTE_PROTOCOL}`);
+    expect(s.neighbours).toContain("weft.1 198.19.3.0 0e:57:00:00:01:03 permanent");
+    expect(s.fdb).toContain("weft.1 0e:57:00:00:01:02 198.18.0.2");
+    const second = await engine.reconcile({ prune: true });
+    expect(second.writes).toBe(0);
+    expect(state(kernel)).toEqual(s);
+  });
+
+  it("retracting a peer removes exactly what it declared", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    engine.declare("peer 2", peer(2));
+    await engine.flush();
+    const before = state(kernel);
+    engine.declare("peer 3", peer(3));
+    await engine.flush();
+    engine.retract("peer 3");
+    await engine.flush();
+    expect(state(kernel)).toEqual(before);
+  });
+
+  it("flush never removes owned objects nobody retracted (an agent restarting must not tear the datapath down)", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    engine.declare("peer 2", peer(2));
+    await engine.flush();
+    const before = state(kernel);
+    // A new engine (the next agent) that has declared only its local objects so far.
+    const next = setup(kernel).engine;
+    next.declare("local", local);
+    const r = await next.reconcile({ prune: false });
+    expect(r.writes).toBe(0);
+    expect(state(kernel)).toEqual(before);
+    // Once it has the full set, prune removes what no one declares any more.
+    await next.reconcile({ prune: true });
+    expect(state(kernel).routes.some((r) => r.startsWith("198.19.2.0/24"))).toBe(false);
+  });
+
+  it("prune removes owned objects that are no longer desired and never touches unowned ones", async () => {
+    const { kernel, engine } = setup();
+    // Unowned: a foreign route (proto boot), a route to a pod subnet on eth0, a permanent neighbour on eth0,
+    // a bridge named cni0, an address on eth0.
+    kernel.addExternalRoute({ family: "v4", dst: "198.18.100.0/24", gateway: "198.18.0.254", dev: "eth0" });
+    kernel.addExternalRoute({ family: "v4", dst: "198.19.200.0/24", gateway: "198.18.0.200", dev: "eth0", protocol: 4 });
+    kernel.addExternalNeighbour({ dev: "eth0", ip: "198.18.0.77", lladdr: "0e:00:00:00:00:77", state: "permanent" });
+    kernel.addExternalLink({ name: "cni0", kind: "bridge", up: true });
+    engine.declare("local", local);
+    engine.declare("peer 2", peer(2));
+    await engine.flush();
+    // Owned leftovers from an earlier agent: a stale peer route/neighbour/fdb, and a device of a backend no longer used.
+    kernel.addExternalLink({ name: "weft-old", kind: "bridge", up: true });
+    kernel.addExternalRoute({ family: "v4", dst: "198.19.9.0/24", gateway: "198.18.0.9", dev: "eth0", protocol: WEFT_ROUTE_PROTOCOL });
+    kernel.addExternalNeighbour({ dev: "weft.1", ip: "198.19.9.0", lladdr: "0e:57:00:00:01:09", state: "permanent" });
+    kernel.addExternalFdb({ dev: "weft.1", mac: "0e:57:00:00:01:09", dst: "198.18.0.9", self: true, permanent: true });
+    const unownedBefore = state(kernel);
+    await engine.reconcile({ prune: true });
+    const after = state(kernel);
+    expect(after.links).not.toContain("weft-old bridge mtu 1500 up");
+    expect(after.routes.some((r) => r.startsWith("198.19.9.0/24"))).toBe(false);
+    expect(after.neighbours.some((n) => n.includes("198.19.9.0"))).toBe(false);
+    expect(after.fdb.some((f) => f.includes("198.18.0.9"))).toBe(false);
+    for (const keep of unownedBefore.routes.filter((r) => !r.includes(`proto ${WEFT_ROUTE_PROTOCOL}`))) expect(after.routes).toContain(keep);
+    expect(after.neighbours).toContain("eth0 198.18.0.77 0e:00:00:00:00:77 permanent");
+    expect(after.links.some((l) => l.startsWith("cni0 "))).toBe(true);
+    expect(after.routes).toContain(`198.19.2.0/24 via 198.19.2.0 dev weft.1 proto ${WEFT_ROUTE_PROTOCOL}`);
+  });
+
+  it("reports, and does not overwrite, a route to the same destination that Weft does not own", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    await engine.flush();
+    kernel.addExternalRoute({ family: "v4", dst: "198.19.2.0/24", gateway: "198.18.0.50", dev: "eth0" });
+    engine.declare("peer 2", peer(2));
+    const r = await engine.reconcile({ prune: true });
+    const routes = r.kinds.find((k) => k.kind === "routes")!;
+    expect(routes.failures.map((f) => f.error.code)).toEqual(["KERNEL_EXISTS"]);
+    expect(state(kernel).routes).toContain("198.19.2.0/24 via 198.18.0.50 dev eth0 proto 3");
+  });
+
+  it("recreates an incompatible device and re-adds everything that hung off it in the same pass", async () => {
+    const { kernel, engine, log } = setup();
+    kernel.addExternalLink({ name: "weft.1", kind: "vxlan", vxlan: { vni: 7, local: "198.18.0.1", dev: "eth0" }, up: true, mtu: 1450 });
+    engine.declare("local", local);
+    engine.declare("peer 2", peer(2));
+    const r = await engine.reconcile({ prune: true });
+    expect(r.failures).toBe(0);
+    expect(r.kinds[0]!.drifts[0]!.reason).toMatch(/incompatible \(vni 7 != 1\)/);
+    expect(kernel.snapshot().links.find((l) => l.name === "weft.1")?.vxlan?.vni).toBe(1);
+    expect(state(kernel).routes).toContain(`198.19.2.0/24 via 198.19.2.0 dev weft.1 proto ${WEFT_ROUTE_PROTOCOL}`);
+    expect(log.records.some((x) => x.msg === "updating kernel object" && String(x.fields.reason).includes("recreate"))).toBe(true);
+    // Someone deletes the device: the next pass brings it and every peer entry back.
+    await kernel.apply([{ op: "link.del", name: "weft.1" }]);
+    expect(state(kernel).routes.some((x) => x.startsWith("198.19.2.0/24"))).toBe(false);
+    await engine.reconcile({ prune: true });
+    const s = state(kernel);
+    expect(s.routes).toContain(`198.19.2.0/24 via 198.19.2.0 dev weft.1 proto ${WEFT_ROUTE_PROTOCOL}`);
+    expect(s.neighbours).toContain("weft.1 198.19.2.0 0e:57:00:00:01:02 permanent");
+    expect(s.fdb).toContain("weft.1 0e:57:00:00:01:02 198.18.0.2");
+  });
+
+  it("adopts a compatible device and only fixes what drifted", async () => {
+    const { kernel, engine } = setup();
+    kernel.addExternalLink({ name: "weft.1", kind: "vxlan", vxlan: { vni: 1, local: "198.18.0.1", dev: "eth0", port: 8472 }, up: false, mtu: 1400, address: "0e:57:00:00:00:01" });
+    const index = kernel.snapshot().links.find((l) => l.name === "weft.1")!.index;
+    engine.declare("local", local);
+    const r = await engine.reconcile({ prune: true });
+    expect(r.kinds[0]!.drifts[0]!.reason).toBe("mtu 1400 != 1450, up false != true");
+    const l = kernel.snapshot().links.find((x) => x.name === "weft.1")!;
+    expect(l.index).toBe(index);
+    expect(l.mtu).toBe(1450);
+    expect(l.up).toBe(true);
+  });
+
+  it("records a failed op against its object, programs the others, and retries on the next pass", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    await engine.flush();
+    kernel.failNext((op) => op.op === "route.add" && op.route.dst === "198.19.3.0/24", "KERNEL_TRANSIENT");
+    for (const i of [2, 3, 4]) engine.declare(`peer ${i}`, peer(i));
+    const r = await engine.reconcile({ prune: true });
+    expect(r.failures).toBe(1);
+    expect(r.kinds.find((k) => k.kind === "routes")!.failures[0]!.key).toBe("v4 254 198.19.3.0/24 0");
+    expect(state(kernel).routes.filter((x) => x.startsWith("198.19.")).length).toBe(2);
+    const again = await engine.reconcile({ prune: true });
+    expect(again.failures).toBe(0);
+    expect(state(kernel).routes.filter((x) => x.startsWith("198.19.")).length).toBe(3);
+  });
+
+  it("does not treat a failed read as 'everything is missing'", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    engine.declare("peer 2", peer(2));
+    await engine.flush();
+    const before = state(kernel);
+    const realList = kernel.listRoutes.bind(kernel);
+    kernel.listRoutes = async () => {
+      throw new Error("ip -json route: killed");
+    };
+    engine.retract("peer 2");
+    const r = await engine.reconcile({ prune: true });
+    expect(r.kinds.find((k) => k.kind === "routes")!.failures[0]!.key).toBe("*");
+    expect(state(kernel).routes).toEqual(before.routes);
+    kernel.listRoutes = realList;
+    await engine.flush();
+    expect(state(kernel).routes.some((x) => x.startsWith("198.19.2.0/24"))).toBe(false);
+  });
+
+  it("runs reconcilers contributed for extra kinds, after the core kinds", async () => {
+    const applied: string[] = [];
+    const have = new Set<string>();
+    const offload: ObjectReconciler<{ dev: string }, string> = {
+      kind: "offload",
+      key: (o) => o.dev,
+      listOwned: async () => [...have].map((dev) => ({ dev })),
+      drift: () => undefined,
+      addOps: (o) => [`off ${o.dev}`],
+      updateOps: (o) => [`off ${o.dev}`],
+      removeOps: (o) => [`on ${o.dev}`],
+      apply: async (ops) =>
+        ops.map((op) => {
+          applied.push(op);
+          const [verb, dev] = op.split(" ") as [string, string];
+          if (verb === "off") have.add(dev);
+          else have.delete(dev);
+          return { ok: true as const };
+        }),
+    };
+    const { engine, c } = (() => {
+      const c0 = container.createChildContainer();
+      c0.register(RECONCILER_CONTRIBUTION, { useValue: offload });
+      const k = underlay();
+      c0.register(KERNEL, { useValue: k });
+      c0.register(LOGGER, { useValue: new MemoryLogger() });
+      registerDatapath(c0);
+      return { engine: c0.resolve(DatapathEngine), c: c0 };
+    })();
+    void c;
+    engine.declare("local", { ...local, extra: { offload: [{ dev: "weft.1" }] } });
+    await engine.flush();
+    expect(applied).toEqual(["off weft.1"]);
+    expect((await engine.reconcile({ prune: true })).writes).toBe(0);
+    engine.retract("local");
+    await engine.flush();
+    expect(applied).toEqual(["off weft.1", "on weft.1"]);
+  });
+});
