@@ -153,14 +153,23 @@ export class DatapathEngine implements Datapath {
     this.retracted.clear();
     const removable = (kind: string) => (key: string) => prune || (retracted.get(kind)?.has(key) ?? false);
 
+    // Read every kind at once: in the common case (no drift) nothing is written and the reads are all we do.
+    // If an earlier kind writes (a device recreated, say), later kinds are read again after it.
+    const desiredByKind = this.reconcilers.map((r) => this.desired(r.kind));
+    const prefetched = this.reconcilers.map((r, i) => {
+      const p = r.listOwned(this.kernel, desiredByKind[i]!);
+      p.catch(() => undefined);
+      return p;
+    });
+    let wrote = false;
     let linkRemovals: unknown[] = [];
-    for (const r of this.reconcilers) {
+    for (const [i, r] of this.reconcilers.entries()) {
       const report = emptyKindReport(r.kind);
       reports.push(report);
-      const desired = this.desired(r.kind);
+      const desired = desiredByKind[i]!;
       let actual: unknown[];
       try {
-        actual = await r.listOwned(this.kernel, desired);
+        actual = wrote ? await r.listOwned(this.kernel, desired) : await prefetched[i]!;
       } catch (err) {
         // A failed read must not turn into "everything is missing": skip the kind this pass, retry next pass.
         report.failures.push({ key: "*", error: err as never });
@@ -178,6 +187,7 @@ export class DatapathEngine implements Datapath {
       } else {
         await applyChange(this.kernel, r, change, report);
       }
+      if (report.writes > 0) wrote = true;
       this.logChange(r.kind, change.drifts, change.remove.length, prune);
     }
     if (linkRemovals.length) {
