@@ -41,12 +41,14 @@ async function main(argv: readonly string[]): Promise<number> {
     );
     if (argv.length > 0) return 2;
   }
+  if (process.env.WEFT_CNI_TRACE) process.stderr.write(`weft-cni: started at ${performance.now().toFixed(1)} ms\n`);
   const runner = new ExecaRunner();
   const outcome = await runCni(process.env, await readStdin(), {
     runner,
     host: new LinuxKernel({ runner }),
     container: (path) => new NetnsPathKernel(runner, path),
     ...(process.env.WEFT_CNI_FAULT ? { fault: process.env.WEFT_CNI_FAULT } : {}),
+    ...(process.env.WEFT_CNI_TRACE ? { trace: (phase: string) => process.stderr.write(`weft-cni: ${phase} at ${performance.now().toFixed(1)} ms\n`) } : {}),
   });
   process.stdout.write(outcome.stdout);
   return outcome.exitCode;

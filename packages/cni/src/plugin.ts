@@ -22,6 +22,8 @@ export interface PluginDeps {
   readonly container: (netnsPath: string) => KernelPort;
   /** WEFT_CNI_FAULT: test-only fault injection, honoured only when set. */
   readonly fault?: string;
+  /** WEFT_CNI_TRACE: phase timings on stderr. */
+  readonly trace?: (phase: string) => void;
 }
 
 export interface CniOutcome {

@@ -31,6 +31,8 @@ export interface DirectDeps {
   readonly container: (netnsPath: string) => KernelPort;
   /** Test-only fault injection point (WEFT_CNI_FAULT): after-ipam, after-bridge, after-veth, after-container. */
   readonly fault?: string;
+  /** Called at the end of each ADD phase (WEFT_CNI_TRACE prints these with timestamps on stderr). */
+  readonly trace?: (phase: string) => void;
 }
 
 export function allocatorFor(conf: WeftNetConf, rangeSets: ConstructorParameters<typeof HostLocalAllocator>[1] = []): HostLocalAllocator {
@@ -42,6 +44,7 @@ function namesFor(conf: WeftNetConf, env: CniEnv): AttachmentNames {
 }
 
 function injected(deps: DirectDeps, point: string): void {
+  deps.trace?.(point);
   if (deps.fault === point) throw new CniError(CniErrorCode.INTERNAL, `injected failure at ${point} (WEFT_CNI_FAULT)`);
 }
 
