@@ -210,7 +210,14 @@ export class Agent {
       }
     };
 
-    const keeper = sm.completeLease(lease, inner.signal).catch(fail);
+    // The lease keeper starts once the datapath is programmed for every known peer: in kube mode it is what
+    // sets NetworkUnavailable=False, which must not happen before pods here can reach pods elsewhere. (The
+    // first snapshot arrives within milliseconds of the watch; an etcd lease TTL is hours.)
+    let startKeeper!: () => void;
+    const programmed = new Promise<void>((resolve) => (startKeeper = resolve));
+    const keeper = Promise.race([programmed, new Promise<void>((r) => inner.signal.addEventListener("abort", () => r(), { once: true }))]).then(() =>
+      inner.signal.aborted ? undefined : sm.completeLease(lease, inner.signal).catch(fail),
+    );
     const watcher = (async () => {
       let backoff = 100;
       while (!inner.signal.aborted) {
@@ -222,6 +229,7 @@ export class Agent {
               await this.reconcile(true);
               this.firstReconcileDone = true;
               this.phase = "running";
+              startKeeper();
               logger.info("datapath programmed for every known peer", { peers: peers.counts() });
             } else if (changed) {
               await engine.flush();

@@ -1,0 +1,160 @@
+/**
+ * The agent in kube mode, with the real Kubernetes client over real HTTP against the in-repo Node API server,
+ * the real backends and reconcilers, and the fake kernel (so it runs without privileges).
+ */
+import "reflect-metadata";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MemoryLogger } from "@weft/core";
+import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
+import { type FakeApiServer, startFakeApiServer } from "@weft/kube-testing";
+import { KubeSubnetManager } from "@weft/subnet-kube";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Agent, type TrafficPlan } from "./agent.js";
+import { loadBackendModules } from "./backend-modules.js";
+import { BUILTIN_BACKENDS } from "./builtins.js";
+import { parseFlags } from "./flags.js";
+import { chooseExternalInterface } from "./iface/index.js";
+import { AgentMetrics } from "./metrics.js";
+
+const PEER_MAC = "0e:57:00:00:00:02";
+
+function nodeKernel(): FakeKernel {
+  const k = new FakeKernel({ sysctls: { "net.ipv4.ip_forward": "0" } });
+  k.addExternalLink({ name: "eth0", kind: "veth", veth: { peer: "eth0-peer" }, up: true, mtu: 1500 });
+  k.addExternalAddress({ dev: "eth0", address: "198.18.0.1/24" });
+  k.addExternalRoute({ family: "v4", dst: "0.0.0.0/0", gateway: "198.18.0.254", dev: "eth0" });
+  return k;
+}
+
+describe("Agent in kube mode", () => {
+  let api: FakeApiServer;
+  let dir: string;
+  let kernel: FakeKernel;
+  let plans: TrafficPlan[];
+  let log: MemoryLogger;
+
+  beforeEach(async () => {
+    api = await startFakeApiServer();
+    dir = mkdtempSync(join(tmpdir(), "weft-agent-kube-"));
+    kernel = nodeKernel();
+    plans = [];
+    log = new MemoryLogger();
+  });
+  afterEach(async () => {
+    await api.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function makeAgent(netConf: unknown) {
+    writeFileSync(join(dir, "net-conf.json"), JSON.stringify(netConf));
+    const flags = parseFlags([
+      "--kube-subnet-mgr",
+      "--net-config-path", join(dir, "net-conf.json"),
+      "--subnet-file", join(dir, "subnet.env"),
+      "--state-dir", join(dir, "state"),
+      "--iface", "eth0",
+      "--resync-interval", "1",
+    ]);
+    const manager = new KubeSubnetManager(
+      { netConfPath: join(dir, "net-conf.json"), kubeconfigFile: api.kubeconfigPath, nodeName: "n1", retryIntervalMs: 50, retryTimeoutMs: 500 },
+      log,
+    );
+    const registry = await loadBackendModules({ builtins: BUILTIN_BACKENDS, thirdParty: [], cwd: dir });
+    return new Agent({
+      flags,
+      logger: log,
+      kernel,
+      runner: new FakeProcessRunner(),
+      registry,
+      metrics: new AgentMetrics(),
+      subnetManager: manager,
+      chooseInterface: chooseExternalInterface,
+      trafficRules: () => ({
+        rules: {
+          ensure: async (p) => {
+            plans.push(p);
+            return { changed: plans.length === 1 };
+          },
+          cleanup: async () => undefined,
+        },
+        cleanupOther: async () => undefined,
+      }),
+    });
+  }
+
+  it("refuses a podCIDR outside Network with one error naming both, and changes nothing on the node", async () => {
+    api.addNode({ metadata: { name: "n1" }, spec: { podCIDR: "198.18.9.0/24" } });
+    const before = JSON.stringify(kernel.snapshot());
+    const agent = await makeAgent({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } });
+    const err = await agent.run(new AbortController().signal).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(/198\.18\.9\.0\/24/);
+    expect(err?.message).toMatch(/198\.19\.0\.0\/16/);
+    expect(JSON.stringify(kernel.snapshot())).toBe(before);
+    expect(await kernel.getSysctl("net.ipv4.ip_forward")).toBe("0");
+    expect(plans).toEqual([]);
+  });
+
+  it("names the fix when the node has no podCIDR", async () => {
+    api.addNode({ metadata: { name: "n1" }, spec: {} });
+    const before = JSON.stringify(kernel.snapshot());
+    const agent = await makeAgent({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } });
+    await expect(agent.run(new AbortController().signal)).rejects.toThrow(/node "n1" has no spec\.podCIDR: start kube-controller-manager with --allocate-node-cidrs/);
+    expect(JSON.stringify(kernel.snapshot())).toBe(before);
+  });
+
+  it("programs peers from node annotations, publishes its own, and reports the network available only once programmed", async () => {
+    api.addNode({ metadata: { name: "n1" }, spec: { podCIDR: "198.19.1.0/24" } });
+    api.addNode({
+      metadata: {
+        name: "n2",
+        annotations: {
+          "weft.io/kube-subnet-manager": "true",
+          "weft.io/backend-type": "vxlan",
+          "weft.io/backend-data": JSON.stringify({ VNI: 1, VtepMAC: PEER_MAC }),
+          "weft.io/public-ip": "198.18.0.2",
+        },
+      },
+      spec: { podCIDR: "198.19.2.0/24" },
+    });
+    const agent = await makeAgent({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } });
+    const ctl = new AbortController();
+    const running = agent.run(ctl.signal);
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!agent.ready().ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(agent.ready()).toEqual({ ready: true, reason: "" });
+      const snap = kernel.snapshot();
+      expect(snap.links.find((l) => l.name === "weft.1")).toMatchObject({ kind: "vxlan", mtu: 1450, up: true });
+      expect(snap.routes.find((r) => r.dst === "198.19.2.0/24")).toMatchObject({ gateway: "198.19.2.0", dev: "weft.1", onlink: true });
+      expect(snap.neighbours.find((n) => n.ip === "198.19.2.0")?.lladdr).toBe(PEER_MAC);
+      expect(snap.fdb.find((f) => f.mac === PEER_MAC)?.dst).toBe("198.18.0.2");
+      expect(await kernel.getSysctl("net.ipv4.ip_forward")).toBe("1");
+      expect(readFileSync(join(dir, "subnet.env"), "utf8")).toBe("FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
+      expect(plans[0]?.v4?.subnet.toString()).toBe("198.19.1.0/24");
+      const n1 = api.getNode("n1") as { metadata: { annotations: Record<string, string> }; status?: { conditions?: { type: string; status: string; reason?: string }[] } };
+      expect(n1.metadata.annotations["weft.io/public-ip"]).toBe("198.18.0.1");
+      expect(n1.metadata.annotations["weft.io/backend-type"]).toBe("vxlan");
+      expect(JSON.parse(n1.metadata.annotations["weft.io/backend-data"]!).VtepMAC).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+      const waitCond = Date.now() + 5_000;
+      const cond = () => (api.getNode("n1") as typeof n1).status?.conditions?.find((c) => c.type === "NetworkUnavailable");
+      while (!cond() && Date.now() < waitCond) await new Promise((r) => setTimeout(r, 20));
+      expect(cond()).toMatchObject({ status: "False" });
+      // The peer leaves the cluster: its objects go.
+      api.deleteNode("n2");
+      const gone = Date.now() + 5_000;
+      while (kernel.snapshot().routes.some((r) => r.dst === "198.19.2.0/24") && Date.now() < gone) await new Promise((r) => setTimeout(r, 20));
+      expect(kernel.snapshot().routes.some((r) => r.dst === "198.19.2.0/24")).toBe(false);
+      expect(kernel.snapshot().fdb.some((f) => f.mac === PEER_MAC)).toBe(false);
+    } finally {
+      ctl.abort();
+      await running;
+    }
+    // Stopping keeps the datapath (the device stays for the next agent).
+    expect(kernel.snapshot().links.some((l) => l.name === "weft.1")).toBe(true);
+  });
+});
