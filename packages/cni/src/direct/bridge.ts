@@ -17,6 +17,7 @@ import type { KernelPort, OpResult } from "@weft/kernel";
 import type { CniEnv, WeftNetConf } from "../config.js";
 import { CniError, CniErrorCode } from "../errors.js";
 import { HostLocalAllocator } from "../ipam/allocator.js";
+import type { RangeSet } from "../ipam/range.js";
 import { HostLocalStore } from "../ipam/store.js";
 import { type CniResult, parsePrevResult } from "../result.js";
 import { Rollback } from "../rollback.js";
@@ -35,7 +36,8 @@ export interface DirectDeps {
   readonly trace?: (phase: string) => void;
 }
 
-export function allocatorFor(conf: WeftNetConf, rangeSets: ConstructorParameters<typeof HostLocalAllocator>[1] = []): HostLocalAllocator {
+/** The built-in IPAM of this network (range sets are needed only to allocate; release and GC work without). */
+export function allocatorFor(conf: WeftNetConf, rangeSets: readonly RangeSet[] = []): HostLocalAllocator {
   return new HostLocalAllocator(new HostLocalStore(conf.ipam.dataDir, conf.name), rangeSets);
 }
 
@@ -93,7 +95,18 @@ export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFi
     }
     rollback.defer(`delete ${names.hostVeth}`, () => deleteHostVeth(deps.host, names.hostVeth));
     firstFailure(results.slice(0, vethIndex), `configuring bridge ${names.bridge}`);
-    if (conf.hairpinMode) setHairpin(names.hostVeth);
+    if (conf.hairpinMode) {
+      try {
+        setHairpin(names.hostVeth);
+      } catch (err) {
+        throw new CniError(
+          CniErrorCode.INTERNAL,
+          `enabling hairpin mode on ${names.hostVeth}: ${(err as Error).message}; weft-cni must run with the node namespace's /sys mounted`,
+          undefined,
+          { cause: err },
+        );
+      }
+    }
     injected(deps, "after-veth");
 
     const container = deps.container(env.netns);
