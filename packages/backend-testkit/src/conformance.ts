@@ -29,8 +29,10 @@ export interface ConformanceOptions {
   readonly routesPeerSubnets?: boolean;
   /** Kernel writes a restart may cause (default 0: adopting means touching nothing). */
   readonly expectedRestartWrites?: number;
-  /** A fresh kernel per node (default: a new FakeKernel). */
-  readonly kernel?: () => KernelPort;
+  /** A fresh kernel per node (default: a new FakeKernel), e.g. the real LinuxKernel in a new namespace. */
+  readonly kernel?: () => KernelPort | Promise<KernelPort>;
+  /** Called for every kernel `kernel` made, once the check is over (e.g. deletes the namespace). */
+  readonly disposeKernel?: (kernel: KernelPort) => Promise<void>;
   /** A fresh process runner per node, for backends that run tools (default: one that refuses). */
   readonly processRunner?: () => ProcessRunner;
 }
@@ -54,6 +56,7 @@ const FAMILIES_OF: Record<FamilyMode, Family[]> = { v4: ["v4"], v6: ["v6"], dual
 /** Agents started by one check, all closed when it ends. */
 class Scope {
   private readonly agents: TestAgent[] = [];
+  private readonly kernels: KernelPort[] = [];
   constructor(
     private readonly module: BackendModule,
     private readonly options: ConformanceOptions,
@@ -77,7 +80,11 @@ class Scope {
   /** Node `n` of the test cluster with its own kernel (or `extra.kernel`), subnet `subnetOf` (default n). */
   async node(n: number, extra: Partial<TestAgentOptions> & { subnetOf?: number } = {}): Promise<TestAgent> {
     const sub = TEST_TOPOLOGY.node(extra.subnetOf ?? n);
-    const kernel = extra.kernel ?? this.options.kernel?.();
+    let kernel = extra.kernel;
+    if (!kernel && this.options.kernel) {
+      kernel = await this.options.kernel();
+      this.kernels.push(kernel);
+    }
     const runner = extra.processRunner ?? this.options.processRunner?.();
     const agent = await startTestAgent({
       backends: [this.module],
@@ -98,6 +105,9 @@ class Scope {
 
   async dispose(): Promise<void> {
     for (const a of this.agents.reverse()) await a.close("restart").catch(() => undefined);
+    const errors: unknown[] = [];
+    for (const k of this.kernels) await this.options.disposeKernel?.(k).catch((e: unknown) => errors.push(e));
+    if (errors.length) throw errors[0];
   }
 }
 

@@ -72,6 +72,7 @@ describe("create-backend", () => {
         "package.json",
         "src/config.ts",
         "src/gre-tunnel-backend.ts",
+        "src/gre-tunnel.conformance.netns.spec.ts",
         "src/gre-tunnel.conformance.spec.ts",
         "src/gre-tunnel.spec.ts",
         "src/index.ts",
