@@ -150,6 +150,17 @@ exit 0
     expect(existsSync(join(rec, "DEL.d2.json"))).toBe(false);
   });
 
+  it("CHECK runs the delegate's CHECK with the saved config and the runtime's prevResult", async () => {
+    await runCni(denv("ADD", "d4"), dconf(), deps);
+    const prevResult = { cniVersion: "1.0.0", ips: [{ address: "198.19.6.2/24" }] };
+    expect((await runCni(denv("CHECK", "d4"), dconf({ prevResult }), deps)).exitCode).toBe(0);
+    const sent = JSON.parse(readFileSync(join(rec, "CHECK.d4.json"), "utf8"));
+    expect(sent.prevResult).toEqual(prevResult);
+    expect(sent.mtu).toBe(1450);
+    const unknown = JSON.parse((await runCni(denv("CHECK", "never"), dconf({ prevResult }), deps)).stdout);
+    expect(unknown.msg).toMatch(/no saved delegate config/);
+  });
+
   it("a failed delegate ADD passes its code through and undoes itself (delegate DEL, no saved file)", async () => {
     const out = await runCni(denv("ADD", "fail"), dconf(), deps);
     expect(out.exitCode).toBe(1);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExecaRunner } from "@weft/kernel";
@@ -127,6 +127,20 @@ describe("IPAM lock", () => {
     const next = new FileLock(path);
     await next.acquire({ timeoutMs: 1000 });
     await next.release();
+  });
+
+  it("breaks an ownerless lock file only once it is older than the grace period", async () => {
+    const dir = join(root, "lk4");
+    mkdirSync(dir);
+    const path = join(dir, "weft.lock");
+    writeFileSync(path, "");
+    const err = (await new FileLock(path).acquire({ timeoutMs: 100 }).catch((e: unknown) => e)) as CniError;
+    expect(err.code).toBe(11); // fresh and empty: its creator may still be writing it
+    const old = (Date.now() - 60_000) / 1000;
+    utimesSync(path, old, old);
+    const lock = new FileLock(path);
+    await lock.acquire({ timeoutMs: 1000 });
+    await lock.release();
   });
 
   it("treats a PID reused by another process (different start time) as stale", async () => {
