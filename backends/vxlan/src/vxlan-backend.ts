@@ -55,10 +55,10 @@ import {
   leaseSubnet,
   subnetKey,
 } from "@weft/core";
-import { KERNEL, type KernelPort } from "@weft/kernel";
+import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
 import { VXLAN_OVERHEAD, VXLAN_TYPE, type VxlanConfig, encodeVxlanLeaseData, vxlanLeaseDataSchema } from "./config.js";
-import { OFFLOAD_KIND, type OffloadSpec, TX_CHECKSUM_FEATURE } from "./offload.js";
+import { OFFLOAD_KIND, type OffloadSpec, TX_CHECKSUM_FEATURE, parseEthtoolFeatures } from "./offload.js";
 import { ConnectedSubnets } from "./underlay.js";
 import { loadOrCreateVtepMac } from "./vtep-mac.js";
 
@@ -97,6 +97,7 @@ export class VxlanBackend implements Backend {
     @inject(BACKEND_CONFIG) private readonly config: VxlanConfig,
     @inject(STATE_DIR) private readonly stateDir: string,
     @inject(KERNEL) private readonly kernel: KernelPort,
+    @inject(PROCESS_RUNNER) private readonly runner: ProcessRunner,
   ) {}
 
   async registerSubnet(local: LocalLease): Promise<BackendData> {
@@ -183,6 +184,7 @@ export class VxlanBackend implements Backend {
         throw new WeftError("KERNEL_FAILED", `vxlan: device ${d.name} has MAC ${link.address ?? "none"}, not the VTEP MAC ${d.mac} this node publishes`);
       }
     }
+    if (this.config.disableTxChecksumOffload) await this.verifyOffload();
     this.logger.info("vxlan devices ready", {
       devices: [...this.devices.values()].map((d) => `${d.name} ${d.mac}`),
       vni: this.config.vni,
@@ -275,6 +277,30 @@ export class VxlanBackend implements Backend {
       return skip(`has no subnet in an address family this node routes (${ours})`);
     }
     return { objects: { neighbours, fdb, routes } };
+  }
+
+  /**
+   * The operator asked for the checksum workaround; starting without it in effect would bring back the
+   * 63-second stalls silently. Read it back once, like the MAC, and refuse to start when it is not off.
+   */
+  private async verifyOffload(): Promise<void> {
+    for (const d of this.devices.values()) {
+      let state: string;
+      try {
+        const r = await this.runner.run("ethtool", ["--show-features", d.name], { reject: false });
+        const f = parseEthtoolFeatures(r.stdout).get(TX_CHECKSUM_FEATURE);
+        state = r.exitCode !== 0 ? `unreadable (ethtool exited ${r.exitCode})` : !f ? "not reported by ethtool" : f.enabled ? "still on" : "off";
+      } catch (err) {
+        state = `unreadable (${errorMessage(err)})`;
+      }
+      if (state !== "off") {
+        throw new WeftError(
+          "KERNEL_FAILED",
+          `vxlan: DisableTxChecksumOffload is set but ${TX_CHECKSUM_FEATURE} on ${d.name} is ${state}: install ethtool, or check that the agent ` +
+            `registers the backend module before it creates the datapath engine (the "${OFFLOAD_KIND}" reconciler comes with the module); or set DisableTxChecksumOffload to false`,
+        );
+      }
+    }
   }
 
   /** The VtepMAC this node published before (kube mode keeps it in the node annotation), if it is usable. */

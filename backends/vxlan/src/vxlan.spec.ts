@@ -3,6 +3,7 @@
  * device adoption and recreation (with every peer reprogrammed in the same pass), the checksum-offload kind,
  * and the reasons peers are skipped. All against the FakeKernel, asserting on its final state.
  */
+import "reflect-metadata";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,8 +18,24 @@ import {
   startTestAgent,
   testNetConf,
 } from "@weft/backend-testkit";
-import { ConfigError, type Lease, MemoryLogger, isWeftError } from "@weft/core";
+import {
+  BACKEND,
+  BACKEND_CONFIG,
+  ConfigError,
+  DATAPATH,
+  IPAddress,
+  IPNet,
+  type Lease,
+  LOGGER,
+  MemoryLogger,
+  STATE_DIR,
+  isWeftError,
+  parseNetworkConfig,
+} from "@weft/core";
+import { KERNEL, PROCESS_RUNNER } from "@weft/kernel";
 import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
+import { DatapathEngine, registerDatapath } from "@weft/reconcile";
+import { container } from "tsyringe";
 import { afterEach, describe, expect, it } from "vitest";
 import vxlan, { VXLAN_OVERHEAD, parseEthtoolFeatures, vtepMacFile, vxlanConfigSchema } from "./index.js";
 
@@ -392,15 +409,36 @@ describe("vxlan DisableTxChecksumOffload (kind offload)", () => {
     expect(logger.records.filter((r) => r.level === "warn" || r.level === "error")).toEqual([]);
   });
 
-  it("reports a missing ethtool on every pass without breaking the datapath", async () => {
-    const logger = new MemoryLogger();
-    const a = await node(1, { logger, backend: { DisableTxChecksumOffload: true } });
-    const b = await node(2);
-    expect(await a.addPeer(b.lease)).toEqual({ state: "programmed" });
-    expect(await lines(a, "fdb weft")).toHaveLength(1);
-    const errors = logger.records.filter((r) => r.level === "error" && r.fields.kind === "offload");
-    expect(errors.length).toBeGreaterThan(0);
-    expect(String(errors[0]!.fields.error)).toContain('program "ethtool" not found');
+  it("refuses to start when the workaround cannot be applied (ethtool missing), saying what to do", async () => {
+    const err = await node(1, { backend: { DisableTxChecksumOffload: true } }).catch((e: unknown) => e);
+    expect(isWeftError(err, "KERNEL_FAILED")).toBe(true);
+    expect((err as Error).message).toMatch(
+      /^vxlan: DisableTxChecksumOffload is set but tx-checksum-ip-generic on weft\.1 is unreadable \(program "ethtool" not found on PATH.*\): install ethtool/,
+    );
+  });
+
+  it("refuses to start when the agent built the engine before registering the module (the offload reconciler is missing)", async () => {
+    const kernel = new FakeKernel();
+    const eth = fakeEthtool(kernel);
+    await kernel.apply([
+      { op: "link.add", link: { name: "eth0", kind: "bridge", mtu: 1500 } },
+      { op: "link.set", name: "eth0", up: true },
+      { op: "addr.add", addr: { dev: "eth0", address: "198.18.0.1/24" } },
+    ]);
+    const config = parseNetworkConfig(JSON.stringify(testNetConf({ Type: "vxlan", DisableTxChecksumOffload: true }, "v4")));
+    const c = container.createChildContainer();
+    c.register(LOGGER, { useValue: new MemoryLogger() });
+    c.register(BACKEND_CONFIG, { useValue: vxlan.configSchema.parse(config.backend, "Backend") });
+    c.register(STATE_DIR, { useValue: tempDir() });
+    c.register(KERNEL, { useValue: kernel });
+    c.register(PROCESS_RUNNER, { useValue: eth.runner });
+    registerDatapath(c);
+    c.register(DATAPATH, { useValue: c.resolve(DatapathEngine) }); // engine first: contributions come too late
+    vxlan.register(c);
+    const backend = c.resolve(BACKEND);
+    const lease = { subnet: IPNet.parse("198.19.1.0/24"), attrs: { backendType: "vxlan" } };
+    const iface = { name: "eth0", index: 2, mtu: 1500, ifaceAddr: IPAddress.parse("198.18.0.1"), extAddr: IPAddress.parse("198.18.0.1") };
+    await expect(backend.registerSubnet({ lease, config, iface })).rejects.toThrow(/on weft\.1 is still on: .*registers the backend module before it creates the datapath engine/);
   });
 });
 
