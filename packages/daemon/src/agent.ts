@@ -123,8 +123,13 @@ export class Agent {
       ...((stored.v6 ?? flags["public-ipv6"]) ? { publicIPv6: stored.v6 ?? flags["public-ipv6"] } : {}),
       families: { v4: config.enableIPv4, v6: config.enableIPv6 },
     });
-    const underlayFamily: Family = iface.ifaceAddr ? "v4" : "v6";
-    const overhead = module.mtuOverhead(backendConfig, underlayFamily);
+    // Pods have one MTU for both families, so it must fit the costlier underlay in use (dual-stack vxlan
+    // carries IPv6 pod traffic in IPv6 packets: 70 bytes of overhead, not Flannel's 50).
+    const underlays: Family[] = [
+      ...(config.enableIPv4 && iface.ifaceAddr ? (["v4"] as const) : []),
+      ...(config.enableIPv6 && iface.ifaceV6Addr ? (["v6"] as const) : []),
+    ];
+    const overhead = Math.max(0, ...underlays.map((f) => module.mtuOverhead(backendConfig, f)));
     this.mtu = (module.underlayMtu?.(backendConfig) ?? iface.mtu) - overhead;
     if (this.mtu < 576 && config.enableIPv4) {
       throw new WeftError("CONFIG_INVALID", `pod MTU ${this.mtu} (underlay ${iface.mtu} − ${module.type} overhead ${overhead}) is too small: raise the underlay MTU`);

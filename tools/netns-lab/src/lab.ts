@@ -62,9 +62,9 @@ export interface AddPodOptions {
   /** Bridge inside the node namespace; created (and set up) when missing. */
   readonly bridge: string;
   /** Pod address with prefix length, e.g. 198.19.1.10/24. */
-  readonly ip: string;
+  readonly ip?: string;
   /** Next hop for 198.18.0.0/15 (the pod's only way anywhere); normally the bridge address. */
-  readonly gateway: string;
+  readonly gateway?: string;
   /** Pod IPv6 address with prefix length, e.g. 2001:2:0:f001::10/64. */
   readonly ipv6?: string;
   readonly gatewayV6?: string;
@@ -298,8 +298,10 @@ export class Lab {
   async addPod(node: LabNode, opts: AddPodOptions): Promise<LabPod> {
     if (this.destroyed) throw new Error(`Lab ${this.id}: addPod after destroy`);
     if (!this.nodes.includes(node)) throw new Error(`Lab ${this.id}: addPod: node ${node.index} belongs to another lab`);
-    const v4 = labPrefix(opts.ip, "ip", "v4");
-    const gw4 = labAddress(opts.gateway, "gateway", "v4");
+    // IPv6-only pods: `ip` may be omitted when `ipv6` is given.
+    if (opts.ip === undefined && opts.ipv6 === undefined) throw new Error("Lab.addPod: give ip, ipv6 or both");
+    const v4 = opts.ip !== undefined ? labPrefix(opts.ip, "ip", "v4") : undefined;
+    const gw4 = v4 ? labAddress(opts.gateway, "gateway", "v4") : undefined;
     const v6 = opts.ipv6 !== undefined ? labPrefix(opts.ipv6, "ipv6", "v6") : undefined;
     const gw6 = v6 ? labAddress(opts.gatewayV6, "gatewayV6", "v6") : undefined;
     if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(opts.bridge)) throw new Error(`Lab.addPod: bridge "${opts.bridge}" is not a valid interface name`);
@@ -315,7 +317,7 @@ export class Lab {
     const nodeLines: string[] = [];
     if (has.exitCode !== 0) nodeLines.push(`link add ${opts.bridge} type bridge`, `link set ${opts.bridge} up`);
     if (opts.gatewayOnBridge ?? true) {
-      nodeLines.push(`addr replace ${gw4}/${v4.prefix} dev ${opts.bridge}`);
+      if (v4 && gw4) nodeLines.push(`addr replace ${gw4}/${v4.prefix} dev ${opts.bridge}`);
       if (v6 && gw6) nodeLines.push(`addr replace ${gw6}/${v6.prefix} dev ${opts.bridge} nodad`);
     }
     await labRunner.run("ip", ["netns", "add", podName]);
@@ -326,13 +328,16 @@ export class Lab {
     await node.netns.ip(["-batch", "-"], { input: nodeLines.join("\n") + "\n" });
 
     const netns = adoptNetns(podName);
-    const podLines = ["link set lo up", `addr add ${v4.ip}/${v4.prefix} dev eth0`];
+    const podLines = ["link set lo up"];
+    if (v4) podLines.push(`addr add ${v4.ip}/${v4.prefix} dev eth0`);
     if (v6) podLines.push(`addr add ${v6.ip}/${v6.prefix} dev eth0 nodad`);
-    podLines.push("link set eth0 up", `route add ${LAB_V4_RANGE} via ${gw4} dev eth0`);
+    podLines.push("link set eth0 up");
+    if (gw4) podLines.push(`route add ${LAB_V4_RANGE} via ${gw4} dev eth0`);
     if (gw6) podLines.push(`route add ${LAB_V6_RANGE} via ${gw6} dev eth0`);
     await netns.ip(["-batch", "-"], { input: podLines.join("\n") + "\n" });
 
-    const pod: LabPod = { netns, node, ip: v4.ip.toString(), ...(v6 ? { ipv6: v6.ip.toString() } : {}), hostVeth };
+    // `ip` is the pod's primary address: IPv4, or IPv6 for an IPv6-only pod.
+    const pod: LabPod = { netns, node, ip: (v4 ?? v6)!.ip.toString(), ...(v6 ? { ipv6: v6.ip.toString() } : {}), hostVeth };
     this.pods.push(pod);
     return pod;
   }

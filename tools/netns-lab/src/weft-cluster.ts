@@ -175,9 +175,8 @@ export class WeftCluster {
     const v6 = env.ipv6Subnet ? IPPrefix.of(env.ipv6Subnet.network.ip.add(10), env.ipv6Subnet.prefix) : undefined;
     const pod = await this.lab.addPod(n.lab, {
       bridge: "cni0",
-      ip: (v4 ?? v6)!.toString(),
-      gateway: (env.subnet ?? env.ipv6Subnet)!.ip.toString(),
-      ...(v4 && v6 ? { ipv6: v6.toString(), gatewayV6: env.ipv6Subnet!.ip.toString() } : {}),
+      ...(v4 ? { ip: v4.toString(), gateway: env.subnet!.ip.toString() } : {}),
+      ...(v6 ? { ipv6: v6.toString(), gatewayV6: env.ipv6Subnet!.ip.toString() } : {}),
       ...(env.mtu ? { mtu: env.mtu } : {}),
     });
     n.pod = pod;
