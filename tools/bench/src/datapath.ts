@@ -1,0 +1,50 @@
+/**
+ * Datapath benchmark (issue "Backends vxlan and host-gw"): iperf3 between pod namespaces on two nodes of a real
+ * Weft cluster, per backend, next to the underlay (node to node) measured in the same run; reported as ratios.
+ */
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type TestNetns, WeftCluster, labRunner } from "@weft/netns-lab";
+
+const weftd = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "packages", "daemon", "dist", "main.js");
+
+export interface DatapathRow {
+  readonly path: string;
+  readonly gbps: number;
+  readonly retransmits: number;
+  readonly mtu: number;
+}
+
+/** One iperf3 run: a one-shot server (-1) we start and that exits by itself, then the client. */
+async function iperf(server: TestNetns, client: TestNetns, to: string, seconds: number): Promise<{ gbps: number; retransmits: number }> {
+  const srv = labRunner.spawn("ip", ["netns", "exec", server.name, "iperf3", "-s", "-1", "-p", "5201"]);
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await client.run("iperf3", ["-c", to, "-p", "5201", "-t", String(seconds), "-J"], { reject: false, timeoutMs: (seconds + 20) * 1000 });
+    const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number }; sum_sent?: { retransmits?: number } }; error?: string };
+    if (!j.end?.sum_received) throw new Error(`iperf3 to ${to}: ${j.error ?? r.stderr}`);
+    return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent?.retransmits ?? 0 };
+  } finally {
+    srv.kill("SIGKILL");
+    await srv.exited;
+  }
+}
+
+export async function runDatapathBench(seconds: number): Promise<DatapathRow[]> {
+  const rows: DatapathRow[] = [];
+  for (const backend of ["host-gw", "vxlan"]) {
+    const c = await WeftCluster.start({ nodes: 2, weftd, backend: { Type: backend }, name: "wp" });
+    try {
+      const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+      if (rows.length === 0) {
+        const u = await iperf(b.lab.netns, a.lab.netns, b.lab.underlayIp, seconds);
+        rows.push({ path: "underlay (node to node)", ...u, mtu: 1500 });
+      }
+      const r = await iperf(b.pod!.netns, a.pod!.netns, b.pod!.ip, seconds);
+      rows.push({ path: `${backend} (pod to pod)`, ...r, mtu: c.subnetEnv(a).mtu ?? 0 });
+    } finally {
+      await c.destroy();
+    }
+  }
+  return rows;
+}
