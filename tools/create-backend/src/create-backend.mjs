@@ -8,7 +8,8 @@
  * backends/<name> as @weft/backend-<name>. Inside the workspace the package is picked up by the `backends/*`
  * workspace glob and added to the root tsconfig.json references; it builds and passes the conformance suite
  * as generated. Outside the workspace it gets standalone tsconfig/vitest configs and `file:` dependencies
- * on this checkout's packages (build them first: `npm run build` here).
+ * into this checkout — its packages and the shared tooling (tsyringe, vitest, typescript), so the backend
+ * loads the same tsyringe as the agent and the test kit. Build the checkout first: `npm run build` here.
  *
  * A plain Node script, no build step, no processes started: it only reads and writes files.
  */
@@ -133,17 +134,23 @@ function packageJson(text, { inside, toRoot, name }) {
   pkg.version = "0.1.0";
   pkg.description = `Weft backend "${name}"`;
   if (!inside) {
-    // Outside the workspace, depend on this checkout's packages by path.
+    // Outside the workspace, develop against this checkout: every dependency is a file: link into it. Not
+    // only the @weft packages: tsyringe keeps @injectable type info per module instance, so the backend and
+    // the agent (or the test kit) must load the SAME copy; vitest likewise. Symlinks resolve to one realpath.
+    const shared = (name) => `file:${toRoot}/node_modules/${name}`;
     const fix = (deps) => {
       for (const k of Object.keys(deps ?? {})) {
-        if (!k.startsWith("@weft/")) continue;
-        const short = k.slice("@weft/".length);
-        deps[k] = `file:${toRoot}/packages/${short}`;
+        if (k.startsWith("@weft/")) {
+          const dir = existsSync(join(WORKSPACE_ROOT, "packages", k.slice(6))) ? "packages" : existsSync(join(WORKSPACE_ROOT, "backends", k.slice(6))) ? "backends" : "tools";
+          deps[k] = `file:${toRoot}/${dir}/${k.slice(6)}`;
+        } else {
+          deps[k] = shared(k);
+        }
       }
     };
     fix(pkg.dependencies);
     fix(pkg.devDependencies);
-    pkg.devDependencies = { ...pkg.devDependencies, typescript: "6.0.3", vitest: "4.1.12", "@types/node": "^20.19.0" };
+    pkg.devDependencies = { ...pkg.devDependencies, typescript: shared("typescript"), vitest: shared("vitest"), "@types/node": shared("@types/node") };
     delete pkg.nx;
   }
   return `${JSON.stringify(pkg, null, 2)}\n`;
@@ -158,10 +165,20 @@ function standaloneTsconfig() {
 function standaloneVitestConfig(name) {
   return `import { defineConfig } from "vitest/config";
 
+// Tiers as in the Weft repo: unit by default; WEFT_TIER=netns runs *.netns.spec.ts (real kernel, root).
+const netns = process.env.WEFT_TIER === "netns";
+
 // tsyringe needs legacy decorators; Weft emits no decorator metadata (every parameter has @inject).
 export default defineConfig({
   oxc: { decorator: { legacy: true, emitDecoratorMetadata: false } },
-  test: { name: "${name}", include: ["src/**/*.spec.ts"], environment: "node" },
+  test: {
+    name: "${name}",
+    include: netns ? ["src/**/*.netns.spec.ts"] : ["src/**/*.spec.ts"],
+    exclude: netns ? ["**/node_modules/**"] : ["src/**/*.netns.spec.ts", "**/node_modules/**"],
+    environment: "node",
+    testTimeout: netns ? 120_000 : 10_000,
+    fileParallelism: !netns,
+  },
 });
 `;
 }

@@ -84,6 +84,9 @@ describe("create-backend", () => {
       expect(pkg.name).toBe("weft-backend-gre-tunnel");
       expect(pkg.dependencies["@weft/core"]).toMatch(/^file:(\.\.\/)+.*packages\/core$/);
       expect(existsSync(join(target, pkg.dependencies["@weft/core"].slice(5), "package.json"))).toBe(true);
+      // One tsyringe for the backend and the agent/test kit: a second copy would not know @injectable classes.
+      expect(pkg.dependencies.tsyringe).toMatch(/^file:.*node_modules\/tsyringe$/);
+      expect(existsSync(join(target, pkg.dependencies.tsyringe.slice(5), "package.json"))).toBe(true);
       expect(readFileSync(join(target, "tsconfig.json"), "utf8")).not.toContain("extends");
       expect(readFileSync(join(target, "src/index.ts"), "utf8")).toContain('container.register(BACKEND, { useClass: GreTunnelBackend }');
       expect(() => createBackend({ name: "gre-tunnel", dir: target })).toThrow(/exists and is not empty/);
