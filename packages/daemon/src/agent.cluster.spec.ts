@@ -49,6 +49,9 @@ describeReal(
         const metrics = (await c.health(n, "/metrics")).body;
         expect(metrics).toContain('weft_peers{state="programmed"} 2');
         expect(metrics).toContain("weft_ready 1");
+        const status = JSON.parse((await c.health(n, "/status")).body);
+        expect(status).toMatchObject({ ready: true, backendType: "vxlan", mtu: 1450, subnet: c.subnetEnv(n).subnet!.network.toString() });
+        expect(status.peers.map((p: { state: string }) => p.state)).toEqual(["programmed", "programmed"]);
       }
       expect(Object.keys(await c.leases())).toHaveLength(3);
       expect(await c.pingMatrix()).toEqual([]);
@@ -107,8 +110,30 @@ describeReal(
       expect(JSON.parse(neigh.stdout).map((x: { dst: string }) => x.dst)).not.toContain(gone.ip.toString());
       expect(await c.lab.ping(n1.pod!.netns, n2.pod!.ip, { count: 2 })).toBe(true);
     });
+
+    it("weftd --teardown removes everything Weft owns on the node and nothing else", async () => {
+      const n = c.nodes[2]!;
+      await c.stopAgent(n);
+      await c.startAgent(n);
+      await c.waitReady(n);
+      await c.stopAgent(n);
+      const ns = n.lab.netns;
+      expect(JSON.parse((await ns.ip(["-j", "link", "show", "weft.1"])).stdout)).toHaveLength(1);
+      const r = await ns.run(process.execPath, [weftd, "--teardown", "--subnet-file", n.subnetFile], { reject: false });
+      expect(r.exitCode, r.stderr).toBe(0);
+      const links = (JSON.parse((await ns.ip(["-j", "link", "show"])).stdout) as { ifname: string }[]).map((l) => l.ifname);
+      expect(links.filter((l) => l.startsWith("weft"))).toEqual([]);
+      expect(links).toContain("eth0");
+      expect(links).toContain("cni0");
+      expect(JSON.parse((await ns.ip(["-j", "route", "show", "proto", "87"])).stdout)).toEqual([]);
+      expect((await ns.run("iptables-save", [])).stdout).not.toContain("WEFT");
+      expect((await ns.run("nft", ["list", "ruleset"])).stdout).not.toContain("weft");
+      expect((await import("node:fs")).existsSync(n.subnetFile)).toBe(false);
+      // The node's own pod still reaches its bridge: unowned objects were left alone.
+      expect(await c.lab.ping(n.pod!.netns, c.subnetEnv === undefined ? "" : n.pod!.ip, { count: 1 })).toBe(true);
+    });
   },
-  { tools: ["etcd", "curl", "ping"] },
+  { tools: ["etcd", "curl", "ping", "iptables-save", "nft"] },
 );
 
 describeReal(

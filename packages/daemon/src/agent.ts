@@ -105,6 +105,21 @@ export class Agent {
     return this.peers?.statuses() ?? [];
   }
 
+  /** What /status shows: this node's lease, MTU, readiness, and every peer with its state and reason. */
+  status() {
+    return {
+      phase: this.phase,
+      ...this.ready(),
+      subnet: this.lease?.subnet?.toString(),
+      ipv6Subnet: this.lease?.ipv6Subnet?.toString(),
+      publicIP: this.lease?.attrs.publicIP?.toString(),
+      publicIPv6: this.lease?.attrs.publicIPv6?.toString(),
+      backendType: this.lease?.attrs.backendType,
+      mtu: this.mtu,
+      peers: this.peerStatuses(),
+    };
+  }
+
   /** Runs until `signal` aborts (resolves) or the agent cannot go on (rejects). */
   async run(signal: AbortSignal): Promise<void> {
     const { flags, logger, subnetManager: sm, registry, kernel } = this.deps;
@@ -154,10 +169,12 @@ export class Agent {
     c.register(PROCESS_RUNNER, { useValue: this.deps.runner });
     c.register(STATE_DIR, { useValue: flags["state-dir"] });
     registerDatapath(c);
-    const engine = c.resolve(DatapathEngine);
-    c.register(DATAPATH, { useValue: engine });
-    this.engine = engine;
+    c.register(DATAPATH, { useFactory: (x) => x.resolve(DatapathEngine) });
+    // The module registers first: it may contribute reconcilers for its own kinds (RECONCILER_CONTRIBUTION),
+    // which the engine collects when it is first resolved.
     module.register(c);
+    const engine = c.resolve(DatapathEngine);
+    this.engine = engine;
     const backend = c.resolve(BACKEND);
 
     // 3. Lease, devices, published data.

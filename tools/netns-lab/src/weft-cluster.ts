@@ -143,7 +143,7 @@ export class WeftCluster {
     return r;
   }
 
-  async health(n: WeftNode, path: "/readyz" | "/healthz" | "/metrics"): Promise<{ ok: boolean; body: string }> {
+  async health(n: WeftNode, path: "/readyz" | "/healthz" | "/metrics" | "/status"): Promise<{ ok: boolean; body: string }> {
     const r = await n.lab.netns.run("curl", ["-s", "-m", "2", "-w", "\n%{http_code}", `http://127.0.0.1:${HEALTH_PORT}${path}`], { reject: false });
     const lines = r.stdout.trimEnd().split("\n");
     const code = lines.pop();
