@@ -33,10 +33,9 @@ import {
   leaseSubnet,
   subnetKey,
 } from "@weft/core";
-import { KERNEL, type KernelPort } from "@weft/kernel";
+import { ConnectedSubnets, KERNEL, type KernelPort } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
 import { HOST_GW_TYPE, type HostGwConfig } from "./config.js";
-import { ConnectedSubnets } from "./underlay.js";
 
 const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
 

@@ -36,7 +36,6 @@ import {
   type Family,
   type IPAddress,
   type IPNet,
-  IPPrefix,
   type JsonValue,
   type Lease,
   type LocalLease,
@@ -49,7 +48,7 @@ import {
   leaseSubnet,
   subnetKey,
 } from "@weft/core";
-import { KERNEL, type KernelPort } from "@weft/kernel";
+import { ConnectedSubnets, KERNEL, type KernelPort } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
 import { SAMPLE_TYPE, type SampleConfig, encodeSampleLeaseData, parseSampleLeaseData } from "./config.js";
 import { SYSCTL_KIND, type SysctlSpec } from "./sysctl.js";
@@ -67,7 +66,7 @@ const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
 export class SampleBackend implements Backend {
   private iface?: ExternalInterface;
   /** Subnets connected to the underlay interface: who is on our L2 segment. */
-  private segments: IPNet[] = [];
+  private segments = new ConnectedSubnets("", []);
   /** This node's subnet per family it routes. */
   private readonly own = new Map<Family, IPNet>();
   /** Owners declared, so teardown can retract them. */
@@ -105,12 +104,9 @@ export class SampleBackend implements Backend {
     if (this.own.size === 0) throw new WeftError("CONFIG_INVALID", `${SAMPLE_TYPE}: the lease ${subnetKey(lease)} has no subnet in an enabled address family`);
     this.iface = iface;
 
-    // Reading the kernel is fine; changing it is the reconcilers' job.
-    this.segments = [];
-    for (const a of await this.kernel.listAddresses(iface.name)) {
-      const p = IPPrefix.tryParse(a.address);
-      if (p && !(p.family === "v6" && a.address.toLowerCase().startsWith("fe80:"))) this.segments.push(p.network);
-    }
+    // Reading the kernel is fine; changing it is the reconcilers' job. ConnectedSubnets (from @weft/kernel)
+    // reads the interface's subnets through the port: the L2 segments a plain route can reach.
+    this.segments = await ConnectedSubnets.read(this.kernel, iface);
 
     const sysctls: SysctlSpec[] = this.config.looseReversePathFilter ? [{ key: `net.ipv4.conf.${iface.name}.rp_filter`, value: "2" }] : [];
     this.datapath.declare("local", sysctls.length ? { extra: { [SYSCTL_KIND]: sysctls } } : {});
@@ -181,9 +177,8 @@ export class SampleBackend implements Backend {
       } catch (err) {
         return { state: "skipped", reason: errorMessage(err) };
       }
-      if (!this.segments.some((s) => s.contains(gateway))) {
-        const mine = this.segments.filter((s) => s.family === family).join(", ") || "none";
-        return { state: "unreachable", reason: `${label} gateway ${gateway} is not on ${this.iface.name}'s segments (${mine})` };
+      if (!this.segments.contains(gateway)) {
+        return { state: "unreachable", reason: `${label} gateway ${gateway} is not on this node's segments (${this.segments.describe(family)})` };
       }
       routes.push({ family, dst: subnet.toString(), gateway: gateway.toString(), dev: this.iface.name, ...(this.config.metric ? { metric: this.config.metric } : {}) });
     }

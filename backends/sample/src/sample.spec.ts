@@ -39,7 +39,7 @@ describe("sample backend", () => {
   it("reports a peer whose gateway is off the underlay segment as unreachable", async () => {
     const a = await node(1);
     const far = peerLease({ subnet: "198.19.9.0/24", publicIP: T.offSegment, backendType: "sample", backendData: { Gateway: T.offSegment } });
-    expect(await a.addPeer(far)).toEqual({ state: "unreachable", reason: "peer 198.19.9.0-24 gateway 198.18.5.2 is not on eth0's segments (198.18.0.0/24)" });
+    expect(await a.addPeer(far)).toEqual({ state: "unreachable", reason: "peer 198.19.9.0-24 gateway 198.18.5.2 is not on this node's segments (eth0 198.18.0.0/24)" });
   });
 
   it("keeps rp_filter loose on the underlay when asked, and repairs it", async () => {

@@ -55,11 +55,10 @@ import {
   leaseSubnet,
   subnetKey,
 } from "@weft/core";
-import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
+import { ConnectedSubnets, KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
 import { VXLAN_OVERHEAD, VXLAN_TYPE, type VxlanConfig, encodeVxlanLeaseData, vxlanLeaseDataSchema } from "./config.js";
 import { OFFLOAD_KIND, type OffloadSpec, TX_CHECKSUM_FEATURE, parseEthtoolFeatures } from "./offload.js";
-import { ConnectedSubnets } from "./underlay.js";
 import { loadOrCreateVtepMac } from "./vtep-mac.js";
 
 /** Linux interface names are at most 15 bytes (IFNAMSIZ 16 with the NUL). */

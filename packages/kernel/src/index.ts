@@ -5,3 +5,4 @@ export { LinuxKernel, type LinuxKernelOptions, registerLinuxKernel } from "./lin
 export { classifyKernelMessage } from "./linux/classify.js";
 export { validateKernelOp } from "./linux/commands.js";
 export { NetnsPathKernel, netnsPathRunner, netnsNameOf } from "./linux/netns-path.js";
+export * from "./connected-subnets.js";

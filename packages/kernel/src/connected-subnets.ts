@@ -1,10 +1,11 @@
 /**
  * Which peers share this node's L2 segment. A peer whose PublicIP lies inside a subnet connected to the
  * underlay interface can be reached with a plain route (no gateway resolution beyond ARP/ND on that link);
- * that is what DirectRouting uses. Decided from the interface's addresses, read once per registerSubnet.
+ * that is what vxlan DirectRouting and host-gw's same-segment check use. Read from the interface's addresses
+ * through the port (no process of its own), once per registerSubnet.
  */
 import { type ExternalInterface, type Family, type IPAddress, type IPNet, IPPrefix } from "@weft/core";
-import type { KernelPort } from "@weft/kernel";
+import type { KernelPort } from "./port.js";
 
 export class ConnectedSubnets {
   constructor(
