@@ -10,3 +10,4 @@ export * from "./tokens.js";
 export * from "./core-tokens.js";
 export * from "./registry.js";
 export * from "./subnet-env.js";
+export * from "./async.js";

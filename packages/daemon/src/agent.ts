@@ -32,6 +32,7 @@ import {
   WeftError,
   errorMessage,
   isWeftError,
+  sleep,
 } from "@weft/core";
 import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
 import { DatapathEngine, type ReconcileReport, registerDatapath } from "@weft/reconcile";
@@ -363,17 +364,5 @@ export class Agent {
   }
 }
 
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 export type { BackendModule };

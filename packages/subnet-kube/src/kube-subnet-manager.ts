@@ -37,12 +37,13 @@ import {
   errorMessage,
   parseNetworkConfig,
   sameSubnets,
+  sleep,
 } from "@weft/core";
 import { inject, injectable } from "tsyringe";
 import { DEFAULT_ANNOTATION_PREFIX, type KubeAnnotations, kubeAnnotations } from "./annotations.js";
 import { KubeApiError, KubeNodeClient, isKubeApiError, loadKubeConfig } from "./kube-client.js";
 import { type Families, annotationPatch, desiredAnnotations, localSubnets, nodePublicIPs, nodeToLease } from "./node-lease.js";
-import { type NodeDelta, type ReflectorStats, reflectNodes, sleep } from "./node-reflector.js";
+import { type NodeDelta, type ReflectorStats, reflectNodes } from "./node-reflector.js";
 
 /** Backend types that may run IPv6 (dual-stack or IPv6-only) in kube mode, as in Flannel. */
 export const DEFAULT_DUAL_STACK_BACKEND_TYPES: readonly string[] = Object.freeze(["vxlan", "host-gw", "wireguard"]);

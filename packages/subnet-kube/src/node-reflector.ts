@@ -14,7 +14,7 @@
  * we hold stops moving, falls out of the history, and every reconnect costs a full re-list.
  */
 import type { V1Node } from "@kubernetes/client-node";
-import { type Logger, errorMessage } from "@weft/core";
+import { type Logger, errorMessage, sleep } from "@weft/core";
 import { type KubeApiError, type KubeNodeClient, type WatchEventType, isKubeApiError } from "./kube-client.js";
 
 export type NodeDelta =
@@ -73,19 +73,6 @@ class Queue<T> {
   }
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): AsyncGenerator<NodeDelta> {
   let rv: string | undefined;
