@@ -15,7 +15,7 @@ step "npm ci"
 npm ci --no-audit --no-fund --loglevel=error
 
 step "build"
-npm run -s build
+npm run -s build -- --skip-nx-cache
 
 step "lint (package boundaries)"
 npm run -s lint
