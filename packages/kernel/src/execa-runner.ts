@@ -1,69 +1,17 @@
 /**
- * ExecaRunner: the ProcessRunner implementation backed by execa 9. This file and the kernel adapter are the
- * only places in Weft that start programs, so both failure classes are decided here, once:
+ * ExecaRunner: the ProcessRunner implementation backed by execa 9, used by the agent and the tools. The CNI
+ * plugin, which starts once per pod, uses SpawnRunner (plain node:child_process, no execa to load) instead.
+ * Both classify outcomes through ./process-errors.ts, once:
  *   - the program is not installed (ENOENT)      -> WeftError PROCESS_MISSING, naming the Debian package;
  *   - it ran and failed while the caller rejects -> WeftError PROCESS_FAILED, with the first stderr line.
  * Arguments are always an argv array; no shell is ever involved.
  */
 import { closeSync, openSync } from "node:fs";
 import { execa, execaSync } from "execa";
-import { WeftError } from "@weft/core";
+import { processMissingError, settleRun } from "./process-errors.js";
 import type { ChildHandle, ProcessRunner, RunOptions, RunResult, SpawnOptions } from "./process.js";
 
-/** Debian package that ships each program we are known to start (for PROCESS_MISSING messages). */
-const DEBIAN_PACKAGE: Readonly<Record<string, string>> = {
-  ip: "iproute2",
-  bridge: "iproute2",
-  tc: "iproute2",
-  ss: "iproute2",
-  etcd: "etcd-server",
-  etcdctl: "etcd-client",
-  wg: "wireguard-tools",
-  "wireguard-go": "wireguard-go",
-  swanctl: "strongswan-swanctl",
-  charon: "strongswan-charon",
-  nft: "nftables",
-  iptables: "iptables",
-  "iptables-restore": "iptables",
-  "iptables-save": "iptables",
-  ip6tables: "iptables",
-  "ip6tables-restore": "iptables",
-  ping: "iputils-ping",
-  iperf3: "iperf3",
-  ethtool: "ethtool",
-  sysctl: "procps",
-  conntrack: "conntrack",
-  podman: "podman",
-  nsenter: "util-linux",
-  unshare: "util-linux",
-};
-
-function baseName(file: string): string {
-  const slash = file.lastIndexOf("/");
-  return slash >= 0 ? file.slice(slash + 1) : file;
-}
-
-/** The PROCESS_MISSING error for `file`, with the install hint. */
-export function processMissingError(file: string, cause?: unknown): WeftError {
-  const pkg = DEBIAN_PACKAGE[baseName(file)];
-  const fix = pkg
-    ? `install it: apt-get install -y --no-install-recommends ${pkg}`
-    : `install the Debian package that provides "${baseName(file)}" or fix PATH`;
-  return new WeftError("PROCESS_MISSING", `program "${file}" not found on PATH; ${fix}`, { cause });
-}
-
-function firstLine(text: string): string {
-  for (const line of text.split("\n")) {
-    const t = line.trim();
-    if (t !== "") return t;
-  }
-  return "";
-}
-
-function describeCommand(file: string, args: readonly string[]): string {
-  const shown = [file, ...args].join(" ");
-  return shown.length > 200 ? `${shown.slice(0, 197)}...` : shown;
-}
+export { processMissingError } from "./process-errors.js";
 
 export class ExecaRunner implements ProcessRunner {
   async run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
@@ -76,27 +24,21 @@ export class ExecaRunner implements ProcessRunner {
       stripFinalNewline: false,
       encoding: "utf8",
     });
-    if (result.code === "ENOENT" && result.exitCode === undefined) throw processMissingError(file, result);
-
-    const stdout = typeof result.stdout === "string" ? result.stdout : "";
-    const stderr = typeof result.stderr === "string" ? result.stderr : "";
-    // exitCode is undefined when the process died of a signal or never started; report that as a failure.
-    const exitCode = result.exitCode ?? (result.signal ? 128 : 1);
-    const failed = result.failed || exitCode !== 0;
-    if (failed && options.reject !== false) {
-      let why: string;
-      if (result.timedOut) why = `timed out after ${options.timeoutMs} ms`;
-      else if (result.signal) why = `killed by ${result.signal}`;
-      else if (result.exitCode === undefined) why = result.shortMessage || "could not be started";
-      else why = `exit code ${exitCode}`;
-      const detail = firstLine(stderr);
-      throw new WeftError(
-        "PROCESS_FAILED",
-        `${describeCommand(file, args)}: ${why}${detail ? `: ${detail}` : ""}`,
-        { cause: result },
-      );
-    }
-    return { exitCode, stdout, stderr };
+    return settleRun(
+      file,
+      args,
+      {
+        ...(result.code ? { spawnErrorCode: result.code } : {}),
+        ...(result.exitCode === undefined && result.shortMessage ? { spawnErrorMessage: result.shortMessage } : {}),
+        ...(result.exitCode !== undefined ? { exitCode: result.exitCode } : {}),
+        ...(result.signal ? { signal: result.signal } : {}),
+        timedOut: result.timedOut,
+        stdout: typeof result.stdout === "string" ? result.stdout : "",
+        stderr: typeof result.stderr === "string" ? result.stderr : "",
+      },
+      options,
+      result,
+    );
   }
 
   /**
