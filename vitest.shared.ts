@@ -21,7 +21,9 @@ const shared = defineConfig({
     include,
     exclude,
     environment: "node",
-    passWithNoTests: true,
+    // A package runs a real tier only when it has tests of that tier (its package.json declares the target), so
+    // an empty real tier means spec files went missing: fail rather than pass quietly.
+    passWithNoTests: tier === "unit",
     testTimeout: tier === "unit" ? 10_000 : 120_000,
     hookTimeout: tier === "unit" ? 10_000 : 120_000,
     // Real-kernel tiers run test files one after another inside a package: they share one machine.

@@ -21,9 +21,7 @@ cat > "$dir/package.json" <<JSON
   "files": ["dist"],
   "scripts": {
     "build": "tsc -b",
-    "test": "vitest run",
-    "test-netns": "WEFT_TIER=netns vitest run",
-    "test-cluster": "WEFT_TIER=cluster vitest run"
+    "test": "vitest run"
   },
   "nx": { "tags": [$tagsjson] },
   "dependencies": { ${deps%,} }

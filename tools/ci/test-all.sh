@@ -4,7 +4,9 @@
 # than skip when CI=true and a privilege or tool is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export NX_NO_CLOUD=true NX_DAEMON=false NX_TUI=false NX_SKIP_NX_CACHE=${NX_SKIP_NX_CACHE:-false}
+export NX_NO_CLOUD=true NX_DAEMON=false NX_TUI=false
+# The real tiers fail (never skip) when root or a tool is missing: this command promises they ran.
+export CI=${CI:-true}
 started=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
