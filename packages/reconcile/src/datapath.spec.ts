@@ -157,6 +157,16 @@ describe("DatapathEngine", () => {
     expect(s.fdb).toContain("weft.1 0e:57:00:00:01:02 198.18.0.2");
   });
 
+  it("never recreates an incompatible device it does not own: reports it and leaves it alone", async () => {
+    const { kernel, engine } = setup();
+    kernel.addExternalLink({ name: "cni0", kind: "veth", veth: { peer: "cni0-peer" }, up: true });
+    const index = kernel.snapshot().links.find((l) => l.name === "cni0")!.index;
+    engine.declare("local", { links: [{ name: "cni0", kind: "bridge", up: true }] });
+    const r = await engine.reconcile({ prune: true });
+    expect(r.kinds[0]!.failures[0]!.error.message).toMatch(/cni0 exists but is incompatible \(kind veth != bridge\) and is not Weft's to recreate/);
+    expect(kernel.snapshot().links.find((l) => l.name === "cni0")).toMatchObject({ kind: "veth", index });
+  });
+
   it("adopts a compatible device and only fixes what drifted", async () => {
     const { kernel, engine } = setup();
     kernel.addExternalLink({ name: "weft.1", kind: "vxlan", vxlan: { vni: 1, local: "198.18.0.1", dev: "eth0", port: 8472 }, up: false, mtu: 1400, address: "0e:57:00:00:00:01" });

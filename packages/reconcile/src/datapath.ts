@@ -25,7 +25,7 @@ import {
   createToken,
   routeTable,
 } from "@weft/core";
-import { KERNEL, type KernelPort } from "@weft/kernel";
+import { KERNEL, KernelError, type KernelPort } from "@weft/kernel";
 import { type DependencyContainer, inject, injectable, instanceCachingFactory } from "tsyringe";
 import { AddressReconciler, FdbReconciler, LinkReconciler, NeighbourReconciler, type OwnershipPolicy, RouteReconciler, prefixOwnership } from "./kinds.js";
 import { type KindReport, type ObjectReconciler, applyChange, diff, emptyKindReport } from "./reconciler.js";
@@ -180,6 +180,7 @@ export class DatapathEngine implements Datapath {
       }
       const change = diff(r, desired, actual, removable(r.kind));
       report.drifts.push(...change.drifts);
+      for (const x of change.refused) report.failures.push({ key: x.key, error: new KernelError("KERNEL_EXISTS", x.reason) });
       if (r === this.linkReconciler) {
         // Links go last, after everything that hangs off them.
         linkRemovals = [...change.remove];

@@ -83,6 +83,13 @@ export class LinkReconciler implements ObjectReconciler<LinkSpec> {
     if (l.up) ops.push({ op: "link.set", name: l.name, up: true });
     return ops;
   }
+  refuse(d: LinkSpec, a: LinkSpec): string | undefined {
+    const inc = linkIncompatibility(d, a);
+    if (inc && !this.owner.ownsLink(a.name)) {
+      return `${a.name} exists but is incompatible (${inc}) and is not Weft's to recreate: remove or rename it, or configure another name`;
+    }
+    return undefined;
+  }
   updateOps(d: LinkSpec, a: LinkSpec): KernelOp[] {
     if (linkIncompatibility(d, a)) return [{ op: "link.del", name: a.name }, ...this.addOps(d)];
     const set: { -readonly [K in keyof Extract<KernelOp, { op: "link.set" }>]?: Extract<KernelOp, { op: "link.set" }>[K] } = {};

@@ -35,6 +35,12 @@ export interface ObjectReconciler<T, Op = KernelOp> {
    * order, one result per op, a throw only for a broken transport. Leave it out when `Op` is KernelOp.
    */
   apply?(ops: readonly Op[]): Promise<OpResult[]>;
+  /**
+   * Why `actual` must be left alone even though it does not match `desired` (e.g. an incompatible device Weft
+   * does not own: recreating it would destroy someone else's object). The engine reports it as a failure of
+   * that object instead of changing it. Undefined (or no method) when the update may go ahead.
+   */
+  refuse?(desired: T, actual: T): string | undefined;
 }
 
 export interface KindReport {
@@ -58,13 +64,14 @@ export function diff<T, Op>(
   desired: readonly T[],
   actual: readonly T[],
   removable: (key: string) => boolean,
-): Change<T> & { drifts: { key: string; reason: string }[] } {
+): Change<T> & { drifts: { key: string; reason: string }[]; refused: { key: string; reason: string }[] } {
   const actualByKey = new Map<string, T>();
   for (const a of actual) actualByKey.set(r.key(a), a);
   const desiredKeys = new Set<string>();
   const add: T[] = [];
   const update: { desired: T; actual: T }[] = [];
   const drifts: { key: string; reason: string }[] = [];
+  const refused: { key: string; reason: string }[] = [];
   for (const d of desired) {
     const k = r.key(d);
     if (desiredKeys.has(k)) continue;
@@ -77,13 +84,18 @@ export function diff<T, Op>(
     }
     const why = r.drift(d, a);
     if (why !== undefined) {
+      const refusal = r.refuse?.(d, a);
+      if (refusal !== undefined) {
+        refused.push({ key: k, reason: refusal });
+        continue;
+      }
       update.push({ desired: d, actual: a });
       drifts.push({ key: k, reason: why });
     }
   }
   const remove: T[] = [];
   for (const [k, a] of actualByKey) if (!desiredKeys.has(k) && removable(k)) remove.push(a);
-  return { add, update, remove, drifts };
+  return { add, update, remove, drifts, refused };
 }
 
 /**
