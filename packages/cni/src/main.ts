@@ -7,14 +7,30 @@
  * Kept free of DI containers and cluster clients: this process starts once per pod ADD/DEL, so every module it
  * loads is paid for on every pod.
  */
+import { readSync } from "node:fs";
+import { isatty } from "node:tty";
 import { fileURLToPath } from "node:url";
-import { ExecaRunner, LinuxKernel, NetnsPathKernel } from "@weft/kernel";
+import { LinuxKernel, NetnsPathKernel, SpawnRunner } from "@weft/kernel";
 import { describeInstall, install, INSTALL_USAGE, parseInstallArgs, UsageError } from "./install.js";
 import { runCni, versionInfo } from "./plugin.js";
 
 async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) return "";
+  if (isatty(0)) return "";
+  // Plain reads of fd 0 until end of file: ~3 ms less than creating process.stdin's stream. A runtime that
+  // hands over a non-blocking pipe makes a read fail with EAGAIN; then the stream waits for the rest.
   const chunks: Buffer[] = [];
+  const buf = Buffer.allocUnsafe(64 * 1024);
+  try {
+    for (;;) {
+      const n = readSync(0, buf, 0, buf.length, null);
+      if (n === 0) return Buffer.concat(chunks).toString("utf8");
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EBADF") return ""; // no stdin at all
+    if (code !== "EAGAIN") throw err;
+  }
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString("utf8");
 }
@@ -42,8 +58,10 @@ async function main(argv: readonly string[]): Promise<number> {
     if (argv.length > 0) return 2;
   }
   if (process.env.WEFT_CNI_TRACE) process.stderr.write(`weft-cni: started at ${performance.now().toFixed(1)} ms\n`);
-  const runner = new ExecaRunner();
-  const outcome = await runCni(process.env, await readStdin(), {
+  const runner = new SpawnRunner();
+  const stdin = await readStdin();
+  if (process.env.WEFT_CNI_TRACE) process.stderr.write(`weft-cni: stdin at ${performance.now().toFixed(1)} ms\n`);
+  const outcome = await runCni(process.env, stdin, {
     runner,
     host: new LinuxKernel({ runner }),
     container: (path) => new NetnsPathKernel(runner, path),

@@ -48,6 +48,7 @@ export async function runCni(envVars: Readonly<Record<string, string | undefined
     if (typeof raw.cniVersion === "string" && isSupportedVersion(raw.cniVersion)) replyVersion = raw.cniVersion;
     checkVersion(raw.cniVersion);
     const conf = parseNetConf(raw);
+    deps.trace?.("config");
     const out = await dispatch(env, conf, deps);
     return { stdout: out === undefined ? "" : `${out}\n`, exitCode: 0 };
   } catch (err) {
@@ -60,6 +61,7 @@ async function dispatch(env: CniEnv, conf: WeftNetConf, deps: PluginDeps): Promi
   switch (env.command) {
     case "ADD": {
       const subnet = await readSubnetFile(conf.subnetFile);
+      deps.trace?.("subnet-file");
       if (conf.delegate) return (await addDelegate(conf, env, subnet, deps.runner)).trim();
       return JSON.stringify(convertResult(await addDirect(conf, env, subnet, deps), conf.cniVersion));
     }

@@ -14,7 +14,7 @@
  * A missing file is the normal state of a node whose agent has not started yet, so it is "try again later"
  * (code 11) with a pointer to the agent, never a configuration error.
  */
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { IPAddress, IPNet, IPPrefix } from "@weft/core";
 import { CniError, CniErrorCode } from "./errors.js";
@@ -129,11 +129,15 @@ export function parseSubnetFile(text: string, path: string): SubnetFile {
   return { path, ...(ipv4 ? { ipv4 } : {}), ...(ipv6 ? { ipv6 } : {}), mtu, ipMasq: masqText === "true" };
 }
 
-/** Reads and parses the subnet file; a missing file is code 11 "try again later" naming the agent. */
+/**
+ * Reads and parses the subnet file; a missing file is code 11 "try again later" naming the agent. The read is
+ * synchronous on purpose (as in the IPAM store): the plugin is a one-shot process, and a first asynchronous fs
+ * call costs a thread-pool start and event-loop round trips (docs/adr/0006-cni-latency.md).
+ */
 export async function readSubnetFile(path: string): Promise<SubnetFile> {
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = readFileSync(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT") {

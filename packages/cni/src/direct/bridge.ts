@@ -32,7 +32,7 @@ export interface DirectDeps {
   readonly container: (netnsPath: string) => KernelPort;
   /** Test-only fault injection point (WEFT_CNI_FAULT): after-ipam, after-bridge, after-veth, after-container. */
   readonly fault?: string;
-  /** Called at the end of each ADD phase (WEFT_CNI_TRACE prints these with timestamps on stderr). */
+  /** Called at the end of each ADD/DEL phase (WEFT_CNI_TRACE prints these with timestamps on stderr). */
   readonly trace?: (phase: string) => void;
 }
 
@@ -180,12 +180,14 @@ async function deleteHostVeth(host: KernelPort, name: string): Promise<void> {
 /** DEL: release the addresses, delete the host veth. Needs neither the subnet file nor the namespace. */
 export async function delDirect(conf: WeftNetConf, env: CniEnv, deps: DirectDeps): Promise<void> {
   await allocatorFor(conf).release(env.containerID, env.ifname);
+  deps.trace?.("released");
   try {
     await deleteHostVeth(deps.host, hostVethName(conf.name, env.containerID, env.ifname));
   } catch (err) {
     if (isWeftError(err)) throw new CniError(CniErrorCode.INTERNAL, `deleting the host veth: ${err.message}`, undefined, { cause: err });
     throw err;
   }
+  deps.trace?.("veth-deleted");
 }
 
 /** CHECK: the interface, its addresses and routes as in prevResult; the host veth on the bridge; the reservations. */

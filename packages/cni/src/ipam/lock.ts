@@ -13,10 +13,11 @@
  * O_EXCL (as host-local does), so two allocators, or weft-cni and host-local sharing a directory under different
  * lock schemes, can never hand out one address twice. The lock keeps last_reserved_ip and the per-container scan
  * consistent.
+ *
+ * File calls are synchronous (see store.ts for why); only the wait for another holder is asynchronous.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { closeSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { CniError, CniErrorCode } from "../errors.js";
 
 /** A lock file with no owner line younger than this belongs to a process that is still writing it. */
@@ -80,11 +81,11 @@ export class FileLock {
     let delay = 1;
     for (;;) {
       try {
-        const fh = await open(this.path, "wx", 0o644);
+        const fd = openSync(this.path, "wx", 0o644);
         try {
-          await fh.writeFile(line);
+          writeFileSync(fd, line);
         } finally {
-          await fh.close();
+          closeSync(fd);
         }
         this.token = token;
         return;
@@ -113,8 +114,8 @@ export class FileLock {
     if (!token) return;
     this.token = undefined;
     try {
-      const content = await readFile(this.path, "utf8");
-      if (content.includes(token)) await unlink(this.path);
+      const content = readFileSync(this.path, "utf8");
+      if (content.includes(token)) unlinkSync(this.path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
@@ -124,8 +125,8 @@ export class FileLock {
     let content: string;
     let mtimeMs: number;
     try {
-      content = await readFile(this.path, "utf8");
-      mtimeMs = (await stat(this.path)).mtimeMs;
+      content = readFileSync(this.path, "utf8");
+      mtimeMs = statSync(this.path).mtimeMs;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return { stale: false, content: "" }; // just released
       throw err;
@@ -139,17 +140,30 @@ export class FileLock {
   private async breakStale(observed: string): Promise<void> {
     const aside = `${this.path}.stale.${process.pid}.${randomBytes(4).toString("hex")}`;
     try {
-      await rename(this.path, aside);
+      renameSync(this.path, aside);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // someone else broke or released it
       throw err;
     }
-    const moved = await readFile(aside, "utf8").catch(() => observed);
+    let moved = observed;
+    try {
+      moved = readFileSync(aside, "utf8");
+    } catch {
+      // gone already: treat it as what we saw
+    }
     if (moved !== observed) {
       // A live owner took the lock between our read and the rename: give it back. If yet another process has
       // created a new lock meanwhile, link fails with EEXIST and both proceed; reservations stay unique (O_EXCL).
-      await link(aside, this.path).catch(() => undefined);
+      try {
+        linkSync(aside, this.path);
+      } catch {
+        // EEXIST: see above
+      }
     }
-    await unlink(aside).catch(() => undefined);
+    try {
+      unlinkSync(aside);
+    } catch {
+      // already gone
+    }
   }
 }

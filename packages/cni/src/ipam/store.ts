@@ -9,9 +9,13 @@
  *     weft.lock               weft-cni's O_EXCL mutex while an operation runs (see lock.ts)
  *
  * Reservation files written by older host-local versions hold only the container id; they are matched on the id.
+ *
+ * The file calls are synchronous, behind async methods: the plugin is a one-shot process with nothing else to
+ * do meanwhile, and each fs/promises call is a thread-pool round trip (the first one starts the pool), which
+ * made the IPAM step of an ADD several times slower (docs/adr/0006-cni-latency.md). The methods stay async so
+ * the lock can wait for a holder without blocking, and so a future store may do real I/O.
  */
-import { constants } from "node:fs";
-import { mkdir, open, readdir, readFile, unlink, writeFile } from "node:fs/promises";
+import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { IPAddress } from "@weft/core";
 import { FileLock, type LockOptions } from "./lock.js";
@@ -48,9 +52,8 @@ export class HostLocalStore {
 
   /** Creates the directory (0755) and host-local's `lock` file, then runs `fn` under the mutex. */
   async locked<T>(fn: () => Promise<T>, opts?: LockOptions): Promise<T> {
-    await mkdir(this.dir, { recursive: true, mode: 0o755 });
-    const fh = await open(join(this.dir, "lock"), constants.O_RDONLY | constants.O_CREAT, 0o644);
-    await fh.close();
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    closeSync(openSync(join(this.dir, "lock"), constants.O_RDONLY | constants.O_CREAT, 0o644));
     return this.mutex.with(fn, opts);
   }
 
@@ -60,28 +63,32 @@ export class HostLocalStore {
 
   /** Creates the reservation file exclusively. False when the address is already reserved. */
   async reserve(ip: IPAddress, containerID: string, ifname: string, rangeIndex: number): Promise<boolean> {
-    let fh;
+    let fd: number;
     try {
-      fh = await open(this.ipPath(ip), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+      fd = openSync(this.ipPath(ip), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
       throw err;
     }
     try {
-      await fh.writeFile(`${containerID.trim()}${LINE_BREAK}${ifname}`);
+      writeFileSync(fd, `${containerID.trim()}${LINE_BREAK}${ifname}`);
     } catch (err) {
-      await fh.close().catch(() => undefined);
-      await unlink(this.ipPath(ip)).catch(() => undefined);
+      closeSync(fd);
+      try {
+        unlinkSync(this.ipPath(ip));
+      } catch {
+        // best effort: the write failed, the reservation must not stay half-written
+      }
       throw err;
     }
-    await fh.close();
-    await writeFile(join(this.dir, `${LAST_RESERVED_PREFIX}${rangeIndex}`), ip.toString(), { mode: 0o644 });
+    closeSync(fd);
+    writeFileSync(join(this.dir, `${LAST_RESERVED_PREFIX}${rangeIndex}`), ip.toString(), { mode: 0o644 });
     return true;
   }
 
   async lastReserved(rangeIndex: number): Promise<IPAddress | undefined> {
     try {
-      return IPAddress.tryParse((await readFile(join(this.dir, `${LAST_RESERVED_PREFIX}${rangeIndex}`), "utf8")).trim());
+      return IPAddress.tryParse(readFileSync(join(this.dir, `${LAST_RESERVED_PREFIX}${rangeIndex}`), "utf8").trim());
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw err;
@@ -92,7 +99,7 @@ export class HostLocalStore {
   async list(): Promise<Reservation[]> {
     let names: string[];
     try {
-      names = await readdir(this.dir);
+      names = readdirSync(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
       throw err;
@@ -103,7 +110,7 @@ export class HostLocalStore {
       if (!ip || ip.toString() !== name) continue; // lock, weft.lock, last_reserved_ip.N, strays
       let content: string;
       try {
-        content = await readFile(join(this.dir, name), "utf8");
+        content = readFileSync(join(this.dir, name), "utf8");
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "EISDIR") continue;
         throw err;
@@ -120,7 +127,7 @@ export class HostLocalStore {
   /** Removes one reservation file; true when it existed. */
   async remove(ip: IPAddress): Promise<boolean> {
     try {
-      await unlink(this.ipPath(ip));
+      unlinkSync(this.ipPath(ip));
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
