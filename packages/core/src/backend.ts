@@ -75,6 +75,14 @@ export interface BackendModule<C = unknown> {
    * overrides the interface's. The agent advertises (this ?? interface MTU) − mtuOverhead as the pod MTU.
    */
   underlayMtu?(config: C): number | undefined;
+  /**
+   * Checks that need no lease and change nothing: the validated config against the network config and the chosen
+   * interface (a NAT'd public IP for host-gw, a family without an interface address, a device name too long).
+   * The agent calls it before it touches the store or the node; throw ConfigError/WeftError CONFIG_INVALID with
+   * one line naming the problem and the fix. registerSubnet may repeat the checks; it must not be the first to
+   * find a configuration error.
+   */
+  preflight?(config: C, network: NetworkConfig, iface: ExternalInterface): void;
   /** Binds the module's Backend implementation to BACKEND in the agent's child container. */
   register(container: DependencyContainer): void;
 }
