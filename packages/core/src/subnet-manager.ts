@@ -22,6 +22,8 @@ export interface SubnetManager {
   completeLease(lease: Lease, signal: AbortSignal): Promise<void>;
   /** Snapshot first, then events; never about the local lease. Ends when `signal` aborts. */
   watchLeases(local: Lease, signal: AbortSignal): AsyncIterable<LeaseEvent>;
+  /** When this node's lease expires unless renewed, as of the last renewal; null when it never expires. */
+  leaseExpiration?(): Date | null | undefined;
   /** Releases connections; the lease itself stays (it is renewed by the next agent or expires). */
   close?(): Promise<void>;
 }

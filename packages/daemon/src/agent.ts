@@ -80,8 +80,11 @@ export interface AgentDeps {
   /** Traffic rules for the mode in use; the other mode is cleaned up. */
   trafficRules(mode: "iptables" | "nftables"): { rules: TrafficRulesPort; cleanupOther(): Promise<void> };
   /** Public IPs stored on the node (kube `node-public-ip` annotations); they override the flags. */
-  storedPublicIPs?(): Promise<{ v4?: string; v6?: string }>;
+  storedPublicIPs?(signal: AbortSignal): Promise<{ v4?: string; v6?: string }>;
 }
+
+ /** Metric of the --ip-blackhole-route routes (below every real route to the same subnet). */
+export const BLACKHOLE_METRIC = 65535;
 
 type Phase = "starting" | "lease" | "subnet-file" | "peers" | "running" | "stopped";
 
@@ -99,6 +102,10 @@ export class Agent {
   ready(): { ready: boolean; reason: string } {
     if (this.phase !== "running") return { ready: false, reason: `phase ${this.phase}` };
     if (this.lastFailures > 0) return { ready: false, reason: `${this.lastFailures} kernel objects not programmed` };
+    // Unreachable and skipped peers are known and reported (/status, weft_peers); a peer whose programming
+    // failed is not, and the agent retries it every resync.
+    const failed = this.peers?.counts().failed ?? 0;
+    if (failed > 0) return { ready: false, reason: `${failed} peers failed to program` };
     return { ready: true, reason: "" };
   }
 
@@ -130,7 +137,7 @@ export class Agent {
     for (const w of config.warnings) logger.warn(w);
     const module = registry.get(config.backendType);
     const backendConfig = module.configSchema.parse(config.backend, "Backend");
-    const stored = (await this.deps.storedPublicIPs?.()) ?? {};
+    const stored = (await this.deps.storedPublicIPs?.(signal)) ?? {};
     const iface = await this.deps.chooseInterface(kernel, {
       iface: flags.iface,
       ifaceRegex: flags["iface-regex"],
@@ -150,6 +157,9 @@ export class Agent {
     if (this.mtu < 576 && config.enableIPv4) {
       throw new WeftError("CONFIG_INVALID", `pod MTU ${this.mtu} (underlay ${iface.mtu} − ${module.type} overhead ${overhead}) is too small: raise the underlay MTU`);
     }
+    // Backend checks that need no lease (NAT'd public IP for host-gw, a family without an address, ...): they
+    // must fail before the store or the node is touched.
+    module.preflight?.(backendConfig, config, iface);
     logger.info("configuration valid", {
       backend: module.type,
       iface: iface.name,
@@ -187,9 +197,17 @@ export class Agent {
     };
     let lease = await sm.acquireLease(attrs, signal);
     logger.info("lease acquired", { subnet: lease.subnet?.toString(), ipv6Subnet: lease.ipv6Subnet?.toString() });
-    // The first change to the node: everything before this point only validated and read.
-    await this.ensureForwarding(config);
     const data = await backend.registerSubnet({ lease, config, iface });
+    await this.ensureForwarding(config);
+    if (flags["ip-blackhole-route"]) {
+      // Traffic to addresses of this node's subnet that no pod holds is dropped here instead of following a
+      // default route out (Flannel's --ip-blackhole-route, for setups without a bridge owning the subnet).
+      const routes = [lease.subnet, lease.ipv6Subnet]
+        .filter((n): n is IPNet => n !== undefined)
+        // A high metric: the bridge's connected route for the same subnet (metric 0) wins wherever it exists.
+        .map((n) => ({ family: n.family, dst: n.toString(), type: "blackhole" as const, metric: BLACKHOLE_METRIC }));
+      engine.declare("weft:blackhole", { routes });
+    }
     lease = await sm.updateLease(
       lease,
       { ...attrs, ...(data.v4 !== undefined ? { backendData: data.v4 } : {}), ...(data.v6 !== undefined ? { backendV6Data: data.v6 } : {}) },
@@ -197,7 +215,7 @@ export class Agent {
     );
     this.lease = lease;
     this.setLeaseMetric(lease);
-    await engine.flush();
+    await this.flush();
 
     // 4. subnet.env and traffic rules.
     this.phase = "subnet-file";
@@ -255,7 +273,7 @@ export class Agent {
               startKeeper();
               logger.info("datapath programmed for every known peer", { peers: peers.counts() });
             } else if (changed) {
-              await engine.flush();
+              await this.flush();
             }
             this.updatePeerMetrics();
           }
@@ -274,7 +292,7 @@ export class Agent {
         await sleep(flags["resync-interval"] * 1000, inner.signal);
         if (inner.signal.aborted) return;
         try {
-          if (await peers.retryFailed()) await engine.flush();
+          if (await peers.retryFailed()) await this.flush();
           await this.reconcile(peers.snapshotSeen);
           const r = await traffic.rules.ensure(steadyPlan);
           if (r.changed) {
@@ -294,6 +312,17 @@ export class Agent {
     await backend.close("restart").catch((err) => logger.warn(`backend close: ${errorMessage(err)}`));
     await sm.close?.().catch((err) => logger.warn(`store close: ${errorMessage(err)}`));
     if (fatal !== undefined) throw fatal;
+  }
+
+  /** Applies pending peer changes now; its failures count for readiness like a full pass's. */
+  private async flush(): Promise<void> {
+    await this.engine!.flush();
+    const r = this.engine!.lastReport;
+    if (r) {
+      this.lastFailures = r.failures;
+      for (const k of r.kinds) for (const f of k.failures) this.deps.metrics.kernelErrors.inc({ kind: k.kind, code: f.error?.code ?? "unknown" });
+    }
+    this.deps.metrics.ready.set(this.ready().ready ? 1 : 0);
   }
 
   private async reconcile(prune: boolean): Promise<ReconcileReport> {
@@ -322,11 +351,12 @@ export class Agent {
     const counts = this.peers?.counts() ?? {};
     for (const [state, n] of Object.entries(counts)) m.peers.set({ state }, n);
     m.ready.set(this.ready().ready ? 1 : 0);
-    const stats = (this.deps.subnetManager as unknown as { stats?: { malformedPeers?: number; watchReconnects?: number } }).stats;
-    if (stats) {
-      m.malformedPeers.set((stats.malformedPeers ?? 0) + (counts.skipped ?? 0));
-      m.watchReconnects.set(stats.watchReconnects ?? 0);
-    } else m.malformedPeers.set(counts.skipped ?? 0);
+    // The stores keep their own counters (etcd: watchReconnects, kube: watchRestarts); read whichever is there.
+    const stats = (this.deps.subnetManager as unknown as { stats?: { malformedPeers?: number; watchReconnects?: number; watchRestarts?: number } }).stats;
+    m.malformedPeers.set((stats?.malformedPeers ?? 0) + (counts.skipped ?? 0));
+    m.watchReconnects.set(stats?.watchReconnects ?? stats?.watchRestarts ?? 0);
+    const expiry = this.deps.subnetManager.leaseExpiration?.();
+    if (expiry !== undefined) m.leaseExpiry.set(expiry ? expiry.getTime() / 1000 : 0);
   }
 
   private setLeaseMetric(lease: Lease) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { helpText, parseFlags, redactedFlags } from "./flags.js";
+import { helpText, parseFlags, parseFlagsWithNotes, redactedFlags } from "./flags.js";
 
 const err = (argv: string[], env: Record<string, string> = {}) => {
   try {
@@ -39,13 +39,25 @@ describe("weftd flags", () => {
     expect(err(["--resync-interval", "0"])).toBe("--resync-interval 0 is out of range: must be between 1 and 3600");
     expect(err(["--healthz-port", "http"])).toContain('--healthz-port "http" is not an integer');
     expect(err([], { WEFTD_IP_MASQ: "maybe" })).toContain('WEFTD_IP_MASQ "maybe" is not a boolean');
-    expect(err(["--ifce", "eth0"])).toContain("unknown flag --ifce");
+    expect(err(["--ifce", "eth0"])).toContain("unknown flag --ifce: did you mean --iface?");
+    expect(err(["--iface-regx", "eth.*"])).toContain("did you mean --iface-regex?");
+    expect(err(["--frobnicate"])).toBe("unknown flag --frobnicate: see --help");
     expect(err(["--iface"])).toContain("--iface needs a value");
     expect(err(["eth0"])).toContain("unexpected argument");
     expect(err(["--subnet-lease-renew-margin", "1440"])).toContain("out of range");
     expect(err(["--etcd-certfile", "/c.pem"])).toContain("--etcd-keyfile must be given together");
     expect(err(["--log-level", "loud"])).toContain("--log-level");
   });
+  it("accepts flanneld's other flags so a Flannel DaemonSet's arguments carry over, saying what Weft does instead", () => {
+    const { flags, notes } = parseFlagsWithNotes(["--iptables-resync", "5", "-v", "4", "--ip-blackhole-route", "--kube-subnet-mgr", "--ip-masq"]);
+    expect(flags["ip-blackhole-route"]).toBe(true);
+    expect(flags["log-level"]).toBe("debug");
+    expect(notes).toHaveLength(2);
+    expect(notes[0]).toContain("--resync-interval");
+    expect(parseFlagsWithNotes(["-v", "2"]).flags["log-level"]).toBe("info");
+    expect(parseFlagsWithNotes(["-v", "9", "--log-level", "warn"]).flags["log-level"]).toBe("warn");
+  });
+
   it("never echoes the etcd password", () => {
     const f = parseFlags(["--etcd-password", "s3cret"]);
     expect(JSON.stringify(redactedFlags(f))).not.toContain("s3cret");

@@ -16,6 +16,8 @@ interface FlagDef {
   readonly secret?: boolean;
   readonly min?: number;
   readonly max?: number;
+  /** Accepted for compatibility with flanneld; the text says what Weft does instead (logged once at start). */
+  readonly compat?: string;
 }
 
 export const FLAG_DEFS = {
@@ -49,6 +51,10 @@ export const FLAG_DEFS = {
   "resync-interval": { kind: "int", default: 10, min: 1, max: 3600, help: "seconds between full reconciles of kernel state and rules" },
   "backend-module": { kind: "list", default: [], help: "third-party backend module (package name or path); repeatable" },
   "log-level": { kind: "string", default: "info", help: "debug, info, warn or error" },
+  "ip-blackhole-route": { kind: "bool", default: false, help: "add a blackhole route for this node's pod subnet(s), so traffic to unassigned pod addresses is dropped here" },
+  // flanneld flags that Weft covers differently: accepted so a Flannel DaemonSet's arguments carry over.
+  "iptables-resync": { kind: "int", default: 5, min: 1, help: "flanneld compatibility; Weft re-checks rules every --resync-interval", compat: "--iptables-resync is accepted for flanneld compatibility; Weft re-checks traffic rules every --resync-interval" },
+  v: { kind: "int", default: 0, min: 0, help: "flanneld compatibility (klog verbosity); 4 or more means --log-level debug", compat: "-v is accepted for flanneld compatibility; use --log-level" },
   teardown: { kind: "bool", default: false, help: "remove every device, route and rule Weft owns on this node, then exit" },
   version: { kind: "bool", default: false, help: "print the version and exit" },
   help: { kind: "bool", default: false, help: "print this help and exit" },
@@ -96,6 +102,21 @@ function convert(name: FlagName, raw: string, origin: string): unknown {
 
 /** Parses argv (without node and script) and the environment. Throws WeftError CONFIG_INVALID with one line. */
 export function parseFlags(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): Flags {
+  return parseFlagsWithNotes(argv, env).flags;
+}
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length]![b.length]!;
+}
+
+/** parseFlags, plus notes for the log (flanneld-compatibility flags that were given). */
+export function parseFlagsWithNotes(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): { flags: Flags; notes: string[] } {
+  const notes: string[] = [];
   const out: Record<string, unknown> = {};
   const fromCli = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
@@ -104,8 +125,11 @@ export function parseFlags(argv: readonly string[], env: Readonly<Record<string,
     if (!m) bad(`unexpected argument ${JSON.stringify(arg)}: weftd takes only flags; see --help`);
     const name = m[1]! as FlagName;
     if (!(name in FLAG_DEFS)) {
-      const close = Object.keys(FLAG_DEFS).filter((f) => f.includes(name) || name.includes(f));
-      bad(`unknown flag --${name}${close.length ? `: did you mean --${close[0]}?` : ": see --help"}`);
+      const close = Object.keys(FLAG_DEFS)
+        .map((f) => ({ f, d: distance(name, f) }))
+        .filter((x) => x.d <= Math.max(2, Math.floor(name.length / 4)))
+        .sort((a, b) => a.d - b.d);
+      bad(`unknown flag --${name}${close.length ? `: did you mean --${close[0]!.f}?` : ": see --help"}`);
     }
     const def: FlagDef = FLAG_DEFS[name];
     let raw = m[2];
@@ -134,11 +158,16 @@ export function parseFlags(argv: readonly string[], env: Readonly<Record<string,
     out[name] = structuredClone(FLAG_DEFS[name].default);
   }
   const flags = out as Flags;
+  for (const name of fromCli) {
+    const compat = (FLAG_DEFS as Record<string, FlagDef>)[name]?.compat;
+    if (compat) notes.push(compat);
+  }
+  if (flags.v >= 4 && !fromCli.has("log-level") && !env[envName("log-level")]) flags["log-level"] = "debug";
   if (!LOG_LEVELS.includes(flags["log-level"])) bad(`--log-level ${JSON.stringify(flags["log-level"])} is not one of ${LOG_LEVELS.join(", ")}`);
   if ((flags["etcd-certfile"] === "") !== (flags["etcd-keyfile"] === "")) {
     bad("--etcd-certfile and --etcd-keyfile must be given together for TLS client authentication");
   }
-  return flags;
+  return { flags, notes };
 }
 
 export function helpText(): string {

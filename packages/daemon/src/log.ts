@@ -24,10 +24,12 @@ class PinoLogger implements Logger {
 }
 
 /** A JSON logger writing to stderr synchronously (so the last line before an exit is never lost). */
-export function createLogger(level: string, base: LogFields = {}): Logger {
+export function createLogger(level: string, base: LogFields = {}, name = "weftd"): Logger {
   const p = pino(
     {
       level,
+      name,
+      // Subsystems add their own `component`; the base must not carry one too (JSON would repeat the key).
       base: { ...base },
       messageKey: "msg",
       timestamp: pino.stdTimeFunctions.isoTime,

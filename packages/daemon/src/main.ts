@@ -10,7 +10,7 @@ import { ExecaRunner, LinuxKernel } from "@weft/kernel";
 import { Agent } from "./agent.js";
 import { loadBackendModules } from "./backend-modules.js";
 import { BUILTIN_BACKENDS } from "./builtins.js";
-import { helpText, parseFlags, redactedFlags, type Flags } from "./flags.js";
+import { helpText, parseFlagsWithNotes, redactedFlags, type Flags } from "./flags.js";
 import { startHealthServer } from "./http.js";
 import { chooseExternalInterface } from "./iface/index.js";
 import { createLogger } from "./log.js";
@@ -26,8 +26,9 @@ export function version(): string {
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
   let flags: Flags;
+  let notes: string[];
   try {
-    flags = parseFlags(argv, env);
+    ({ flags, notes } = parseFlagsWithNotes(argv, env));
   } catch (err) {
     process.stderr.write(`weftd: ${errorMessage(err)}\n`);
     return 2;
@@ -40,7 +41,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     process.stdout.write(`weftd ${version()}\n`);
     return 0;
   }
-  const logger = createLogger(flags["log-level"], { component: "weftd" });
+  const logger = createLogger(flags["log-level"]);
   const runner = new ExecaRunner();
   const kernel = new LinuxKernel({ runner });
 
@@ -55,6 +56,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   }
 
   logger.info("starting", { version: version(), flags: redactedFlags(flags) });
+  for (const n of notes) logger.info(n);
   const controller = new AbortController();
   const onSignal = (sig: string) => {
     if (controller.signal.aborted) return;
@@ -80,7 +82,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       chooseInterface: chooseExternalInterface,
       trafficRules: (mode) => ({
         rules: createTrafficRules(mode, runner, { logger }),
-        cleanupOther: () => cleanupOtherMode(mode, runner),
+        cleanupOther: () => cleanupOtherMode(mode, runner, { logger }),
       }),
       ...(store.storedPublicIPs ? { storedPublicIPs: store.storedPublicIPs } : {}),
     });

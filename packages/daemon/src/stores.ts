@@ -9,7 +9,7 @@ import { readSubnetFile } from "./subnet-file.js";
 export interface StoreChoice {
   readonly manager: SubnetManager;
   /** kube: public IPs from the node-public-ip(-v6) annotations, which override --public-ip(v6). */
-  storedPublicIPs?(): Promise<{ v4?: string; v6?: string }>;
+  storedPublicIPs?(signal: AbortSignal): Promise<{ v4?: string; v6?: string }>;
 }
 
 export async function createSubnetManager(flags: Flags, logger: Logger): Promise<StoreChoice> {
@@ -23,12 +23,12 @@ export async function createSubnetManager(flags: Flags, logger: Logger): Promise
         ...(flags["kube-api-url"] ? { kubeApiUrl: flags["kube-api-url"] } : {}),
         setNodeNetworkUnavailable: flags["set-node-network-unavailable"],
       },
-      logger.child({ component: "subnet-kube" }),
+      logger,
     );
     return {
       manager,
-      storedPublicIPs: async () => {
-        const s = await manager.storedPublicIPs();
+      storedPublicIPs: async (signal) => {
+        const s = await manager.storedPublicIPs(signal);
         return { ...(s.v4 ? { v4: s.v4.toString() } : {}), ...(s.v6 ? { v6: s.v6.toString() } : {}) };
       },
     };
@@ -53,7 +53,7 @@ export async function createSubnetManager(flags: Flags, logger: Logger): Promise
       ...(prev?.subnet ? { previousSubnet: prev.subnet.network } : {}),
       ...(prev?.ipv6Subnet ? { previousIPv6Subnet: prev.ipv6Subnet.network } : {}),
     },
-    logger.child({ component: "subnet-etcd" }),
+    logger,
   );
   return { manager };
 }

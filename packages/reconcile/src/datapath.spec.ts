@@ -180,18 +180,23 @@ describe("DatapathEngine", () => {
     expect(l.up).toBe(true);
   });
 
-  it("records a failed op against its object, programs the others, and retries on the next pass", async () => {
-    const { kernel, engine } = setup();
+  it("records a failed op against its object, programs the others, retries on the next pass, and logs it once", async () => {
+    const { kernel, engine, log } = setup();
     engine.declare("local", local);
     await engine.flush();
-    kernel.failNext((op) => op.op === "route.add" && op.route.dst === "198.19.3.0/24", "KERNEL_TRANSIENT");
+    const stop = kernel.failAlways((op) => op.op === "route.add" && op.route.dst === "198.19.3.0/24", "KERNEL_TRANSIENT");
     for (const i of [2, 3, 4]) engine.declare(`peer ${i}`, peer(i));
     const r = await engine.reconcile({ prune: true });
     expect(r.failures).toBe(1);
     expect(r.kinds.find((k) => k.kind === "routes")!.failures[0]!.key).toBe("v4 254 198.19.3.0/24 0");
     expect(state(kernel).routes.filter((x) => x.startsWith("198.19.")).length).toBe(2);
+    // Still failing on the next pass: counted again, not logged again.
+    expect((await engine.reconcile({ prune: true })).failures).toBe(1);
+    stop();
     const again = await engine.reconcile({ prune: true });
     expect(again.failures).toBe(0);
+    expect(log.records.filter((x) => x.msg === "kernel object not programmed; will retry")).toHaveLength(1);
+    expect(log.records.some((x) => x.msg === "kernel objects programmed after earlier failures")).toBe(true);
     expect(state(kernel).routes.filter((x) => x.startsWith("198.19.")).length).toBe(3);
   });
 

@@ -59,6 +59,8 @@ export class DatapathEngine implements Datapath {
   private readonly reconcilers: AnyReconciler[];
   private readonly linkReconciler: LinkReconciler;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Keys failing in the last pass, per kind, with their message (to log a failure once, not every pass). */
+  private readonly failing = new Map<string, Map<string, string>>();
   lastReport?: ReconcileReport;
 
   constructor(
@@ -208,11 +210,20 @@ export class DatapathEngine implements Datapath {
       writes: reports.reduce((n, r) => n + r.writes, 0),
       failures: reports.reduce((n, r) => n + r.failures.length, 0),
     };
+    // Say it once: a failure is logged at warn when it starts, at debug while it repeats (the metric keeps
+    // counting), and at info when it clears. No log line per object per resync forever.
     for (const rep of reports) {
-      for (const f of rep.failures.slice(0, 10)) {
+      const before = this.failing.get(rep.kind) ?? new Map<string, string>();
+      const now = new Map(rep.failures.map((f) => [f.key, f.error?.message ?? String(f.error)]));
+      const fresh = rep.failures.filter((f) => before.get(f.key) !== now.get(f.key));
+      for (const f of fresh.slice(0, 10)) {
         this.logger.warn("kernel object not programmed; will retry", { kind: rep.kind, key: f.key, code: f.error?.code, error: f.error?.message });
       }
-      if (rep.failures.length > 10) this.logger.warn("more kernel objects not programmed", { kind: rep.kind, count: rep.failures.length - 10 });
+      if (fresh.length > 10) this.logger.warn("more kernel objects not programmed", { kind: rep.kind, count: fresh.length - 10 });
+      if (rep.failures.length > fresh.length) this.logger.debug("kernel objects still not programmed", { kind: rep.kind, count: rep.failures.length - fresh.length });
+      const cleared = [...before.keys()].filter((k) => !now.has(k));
+      if (cleared.length) this.logger.info("kernel objects programmed after earlier failures", { kind: rep.kind, count: cleared.length, examples: cleared.slice(0, 3) });
+      this.failing.set(rep.kind, now);
     }
     this.lastReport = report;
     return report;

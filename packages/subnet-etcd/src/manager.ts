@@ -660,6 +660,13 @@ export class EtcdSubnetManager implements SubnetManager {
   }
 
   /** Closes the etcd client (and every watch). The leases stay: a restarted agent finds them again. */
+  /** When this node's lease expires unless renewed (updated by every renewal); null for a reservation. */
+  leaseExpiration(): Date | null | undefined {
+    const own = [...this.owned.values()][0];
+    if (!own) return undefined;
+    return own.expiresAt === undefined ? null : new Date(own.expiresAt);
+  }
+
   async close(): Promise<void> {
     await this.store.close();
   }
