@@ -134,6 +134,9 @@ describe("Agent in kube mode", () => {
       expect(snap.neighbours.find((n) => n.ip === "198.19.2.0")?.lladdr).toBe(PEER_MAC);
       expect(snap.fdb.find((f) => f.mac === PEER_MAC)?.dst).toBe("198.18.0.2");
       expect(await kernel.getSysctl("net.ipv4.ip_forward")).toBe("1");
+      // This fake node has no br_netfilter: said once, with the fix, and the agent carries on.
+      expect(log.records.filter((r) => r.level === "warn" && r.msg.includes("br_netfilter"))).toHaveLength(1);
+      expect(log.records.find((r) => r.msg.includes("br_netfilter"))!.msg).toContain("modprobe br_netfilter");
       expect(readFileSync(join(dir, "subnet.env"), "utf8")).toBe("FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
       expect(plans[0]?.v4?.subnet.toString()).toBe("198.19.1.0/24");
       const n1 = api.getNode("n1") as { metadata: { annotations: Record<string, string> }; status?: { conditions?: { type: string; status: string; reason?: string }[] } };

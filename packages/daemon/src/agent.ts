@@ -229,6 +229,7 @@ export class Agent {
       mtu: this.mtu,
       ipMasq: flags["ip-masq"],
     });
+    if (!config.enableNFTables) await this.checkBridgeNetfilter(config);
     const traffic = this.deps.trafficRules(config.enableNFTables ? "nftables" : "iptables");
     await traffic.cleanupOther();
     const plan = this.trafficPlan(config, lease, previous.env);
@@ -379,6 +380,23 @@ export class Agent {
       forward: flags["iptables-forward-rules"],
       fullyRandom: !flags["ip-masq-fully-random-disable"],
     };
+  }
+
+  /**
+   * Kubernetes Services on bridged pods need br_netfilter (the bridge must hand frames to iptables). Flannel
+   * exits without it since kubeadm stopped checking; that also breaks rootless setups that do not need it
+   * (flannel#2254). Weft says it once, with the fix, and carries on.
+   */
+  private async checkBridgeNetfilter(config: NetworkConfig) {
+    const keys = [...(config.enableIPv4 ? ["net.bridge.bridge-nf-call-iptables"] : []), ...(config.enableIPv6 ? ["net.bridge.bridge-nf-call-ip6tables"] : [])];
+    for (const key of keys) {
+      const v = await this.deps.kernel.getSysctl(key).catch(() => undefined);
+      if (v === undefined) {
+        this.deps.logger.warn(`${key} does not exist: the br_netfilter module is not loaded, so Services will not work for pods on a bridge; run modprobe br_netfilter (and load it at boot), or set EnableNFTables`);
+      } else if (v.trim() !== "1") {
+        this.deps.logger.warn(`${key} is ${v.trim()}: bridged pod traffic bypasses iptables, so Services will not work for pods on a bridge; set it to 1`);
+      }
+    }
   }
 
   /** Pods on other nodes are only reachable when this node forwards; say so when it had to be switched on. */
