@@ -1,6 +1,6 @@
 /**
- * weft-cni against the real kernel, run the way kubelet runs it: the BUILT bundle as its own process, CNI_* in
- * the environment, the network config on stdin. The "node" is a fresh namespace (the plugin runs under
+ * weft-cni against the real kernel, run the way kubelet runs it: the BUILT executable as its own process, CNI_*
+ * in the environment, the network config on stdin. Its V8 code cache goes to the node's temporary directory. The "node" is a fresh namespace (the plugin runs under
  * `ip netns exec <node>`, which also remounts /sys for it), each "pod" another namespace.
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -13,7 +13,7 @@ import { describeReal } from "@weft/netns-lab/vitest";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { hostVethName } from "./direct/plan.js";
 
-const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.mjs", import.meta.url));
+const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.cjs", import.meta.url));
 const REF_BIN = "/usr/lib/cni";
 
 const DUAL = [
@@ -69,7 +69,15 @@ async function makePod(): Promise<TestNetns> {
 function cni(node: Node, command: string, pod: { path: string } | string, id: string, conf: Record<string, unknown> = node.conf, extraEnv: Record<string, string> = {}): Promise<RunResult> {
   const netns = typeof pod === "string" ? pod : pod.path;
   return node.ns.run(process.execPath, [BUNDLE], {
-    env: { CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: REF_BIN, ...extraEnv },
+    env: {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: id,
+      CNI_NETNS: netns,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: REF_BIN,
+      WEFT_CNI_CODE_CACHE_DIR: join(node.dir, "code-cache"),
+      ...extraEnv,
+    },
     input: JSON.stringify(conf),
     reject: false,
     timeoutMs: 60_000,
@@ -143,6 +151,39 @@ describeReal(
       const after = await cni(node, "CHECK", pod, "c-v4", { ...node.conf, prevResult: res });
       expect(after.exitCode).toBe(1);
       expect(JSON.parse(after.stdout).msg).toMatch(/CHECK of c-v4\/eth0 failed/);
+    });
+
+    it("keeps a V8 code cache per command: written after the first successful ADD and DEL, used from then on", async () => {
+      const node = await makeNode(V4);
+      const cacheDir = join(node.dir, "code-cache");
+      const status = (r: RunResult) => /weft-cni: code cache (\w+)/.exec(r.stderr)?.[1];
+      const trace = { WEFT_CNI_TRACE: "1" };
+      const first = await makePod();
+      // A failed run writes nothing: its cache would lack the code a real ADD runs.
+      const failed = await cni(node, "ADD", first, "c-cc0", { ...node.conf, subnetFile: join(node.dir, "missing.env") }, trace);
+      expect(failed.exitCode).toBe(1);
+      expect(status(failed)).toBe("missing");
+      expect(existsSync(cacheDir)).toBe(false);
+
+      const a1 = await cni(node, "ADD", first, "c-cc1", node.conf, trace);
+      ok(a1);
+      expect(status(a1)).toBe("missing");
+      expect(readdirSync(cacheDir).filter((f) => f.endsWith(".v8"))).toEqual([expect.stringMatching(/^weft-cni-[0-9a-f]{16}-v\d+\.\d+\.\d+-\w+-ADD\.v8$/)]);
+      expect(statSync(cacheDir).mode & 0o777).toBe(0o700);
+      const d1 = await cni(node, "DEL", first, "c-cc1", node.conf, trace);
+      ok(d1);
+      expect(status(d1)).toBe("missing");
+      expect(readdirSync(cacheDir).filter((f) => f.endsWith(".v8")).length).toBe(2);
+
+      const second = await makePod();
+      const a2 = await cni(node, "ADD", second, "c-cc2", node.conf, trace);
+      expect(ok(a2).ips[0].address).toBe("198.19.11.3/24");
+      expect(status(a2)).toBe("used");
+      expect(await ping(second, "198.19.11.1")).toBe(true);
+      const d2 = await cni(node, "DEL", second, "c-cc2", node.conf, trace);
+      ok(d2);
+      expect(status(d2)).toBe("used");
+      expect(reservations(node)).toEqual([]);
     });
 
     it("IPv6 only: the address is usable at once (no DAD wait), routes via the bridge", async () => {

@@ -6,7 +6,7 @@ import { install, parseInstallArgs, UsageError } from "./install.js";
 
 const root = mkdtempSync(join(tmpdir(), "weft-install-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-const self = join(root, "weft-cni.mjs");
+const self = join(root, "weft-cni.cjs");
 writeFileSync(self, "#!/usr/bin/env node\nconsole.log('plugin');\n");
 
 describe("weft-cni install", () => {

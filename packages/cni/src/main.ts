@@ -1,6 +1,6 @@
-#!/usr/bin/env node
 /**
- * weft-cni: the entry point of the bundle (dist/weft-cni.mjs), installed into the CNI bin dir as `weft`.
+ * weft-cni: the plugin's entry point. Bundled as the payload that the executable (dist/weft-cni.cjs, built from
+ * ./loader.ts) runs through a code cache; installed into the CNI bin dir as `weft`.
  *   - with CNI_COMMAND set: one CNI invocation (see plugin.ts);
  *   - `weft-cni install ...`: copy itself and a conflist into place (see install.ts);
  *   - `weft-cni --version`: the supported CNI versions.
@@ -9,7 +9,6 @@
  */
 import { readSync } from "node:fs";
 import { isatty } from "node:tty";
-import { fileURLToPath } from "node:url";
 import { LinuxKernel, NetnsPathKernel, SpawnRunner } from "@weft/kernel";
 import { describeInstall, install, INSTALL_USAGE, parseInstallArgs, UsageError } from "./install.js";
 import { runCni, versionInfo } from "./plugin.js";
@@ -38,7 +37,8 @@ async function readStdin(): Promise<string> {
 async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === "install") {
     try {
-      const r = await install(parseInstallArgs(argv.slice(1)), fileURLToPath(import.meta.url));
+      // argv[1]: the executable node was started with (the loader that carries this code), which is what to copy.
+      const r = await install(parseInstallArgs(argv.slice(1)), process.argv[1]!);
       process.stderr.write(`weft-cni: ${describeInstall(r)}\n`);
       return 0;
     } catch (err) {

@@ -15,7 +15,7 @@ import { WeftCluster, labRunner } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
-const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.mjs", import.meta.url));
+const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.cjs", import.meta.url));
 const WEFTD = fileURLToPath(new URL("../../daemon/dist/main.js", import.meta.url));
 
 describeReal(
@@ -53,7 +53,12 @@ describeReal(
         { reject: false },
       );
       expect(inst.exitCode, inst.stderr).toBe(0);
-      writeFileSync(join(dir, "containers.conf"), `[network]\ncni_plugin_dirs = ["${join(dir, "bin")}"]\n`);
+      // [engine] env reaches every podman process of this container, including the cleanup that runs CNI DEL
+      // (conmon starts it with an environment of its own): the plugin's code cache stays in the test's directory.
+      writeFileSync(
+        join(dir, "containers.conf"),
+        `[engine]\nenv = ["WEFT_CNI_CODE_CACHE_DIR=${join(dir, "code-cache")}"]\n[network]\ncni_plugin_dirs = ["${join(dir, "bin")}"]\n`,
+      );
       const r = await labRunner.run(
         "nsenter",
         [

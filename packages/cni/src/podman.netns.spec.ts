@@ -15,7 +15,7 @@ import { labRunner, registerCleanup, uniqueName } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { expect, it } from "vitest";
 
-const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.mjs", import.meta.url));
+const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.cjs", import.meta.url));
 const BUSYBOX = "/bin/busybox";
 
 describeReal(
@@ -52,14 +52,19 @@ describeReal(
             plugins: [{ type: "weft", bridge, subnetFile: join(dir, "subnet.env"), dataDir: join(dir, "weft"), ipam: { dataDir: join(dir, "ipam") } }],
           }),
         );
-        // The install mode of the same bundle puts the plugin and the conflist in place.
+        // The install mode of the same executable puts the plugin and the conflist in place.
         const inst = await labRunner.run(
           process.execPath,
           [BUNDLE, "install", "--bin-dir", join(dir, "bin"), "--conf-dir", join(dir, "net.d"), "--conflist", src, "--conf-name", `50-${net}.conflist`, "--node", process.execPath],
           { reject: false },
         );
         expect(inst.exitCode, inst.stderr).toBe(0);
-        writeFileSync(join(dir, "containers.conf"), `[network]\ncni_plugin_dirs = ["${join(dir, "bin")}"]\n`);
+        // [engine] env reaches every podman process of this container, including the cleanup that runs CNI DEL
+        // (conmon starts it with an environment of its own): the plugin's code cache stays in the test's directory.
+        writeFileSync(
+          join(dir, "containers.conf"),
+          `[engine]\nenv = ["WEFT_CNI_CODE_CACHE_DIR=${join(dir, "code-cache")}"]\n[network]\ncni_plugin_dirs = ["${join(dir, "bin")}"]\n`,
+        );
 
         const r = await labRunner.run(
           "podman",
@@ -75,6 +80,9 @@ describeReal(
         expect(r.stdout).toContain("mtu 1450");
         // podman's CNI DEL after the container exited released the reservation.
         expect(readdirSync(join(dir, "ipam", net)).filter((f) => f.startsWith("198."))).toEqual([]);
+        // The installed `weft` (extensionless, run through its shebang) kept its code caches where podman's
+        // environment said (libcni passes the runtime's environment on to plugins), for ADD and for DEL.
+        expect(readdirSync(join(dir, "code-cache")).map((f) => f.replace(/.*-/, "")).sort()).toEqual(["ADD.v8", "DEL.v8"]);
         expect((await labRunner.run("ip", ["-br", "addr", "show", "dev", bridge])).stdout).toContain(`198.19.${third}.1/24`);
       } finally {
         await teardown();
