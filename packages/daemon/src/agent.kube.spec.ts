@@ -122,9 +122,17 @@ describe("Agent in kube mode", () => {
       spec: { podCIDR: "198.19.2.0/24" },
     });
     const agent = await makeAgent({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } });
+    // The route to the peer cannot be programmed at first: the node must not be reported network-available.
+    const stop = kernel.failAlways((op) => op.op === "route.add" && op.route.dst === "198.19.2.0/24", "KERNEL_TRANSIENT");
     const ctl = new AbortController();
     const running = agent.run(ctl.signal);
     try {
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(agent.ready().ready).toBe(false);
+      expect(agent.ready().reason).toMatch(/kernel objects not programmed/);
+      const early = api.getNode("n1") as { status?: { conditions?: { type: string }[] } };
+      expect(early.status?.conditions?.some((c) => c.type === "NetworkUnavailable") ?? false).toBe(false);
+      stop();
       const deadline = Date.now() + 10_000;
       while (!agent.ready().ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(agent.ready()).toEqual({ ready: true, reason: "" });

@@ -85,6 +85,8 @@ export interface AgentDeps {
 
  /** Metric of the --ip-blackhole-route routes (below every real route to the same subnet). */
 export const BLACKHOLE_METRIC = 65535;
+/** How long the lease keeper waits for the first fully programmed datapath before it starts anyway. */
+export const KEEPER_GRACE_MS = 60_000;
 
 type Phase = "starting" | "lease" | "subnet-file" | "peers" | "running" | "stopped";
 
@@ -96,6 +98,8 @@ export class Agent {
   private firstReconcileDone = false;
   lease?: Lease;
   mtu?: number;
+  /** Called after every pass; starts the lease keeper the first time the agent is ready. */
+  private onReady: () => void = () => undefined;
 
   constructor(private readonly deps: AgentDeps) {}
 
@@ -252,14 +256,30 @@ export class Agent {
       }
     };
 
-    // The lease keeper starts once the datapath is programmed for every known peer: in kube mode it is what
-    // sets NetworkUnavailable=False, which must not happen before pods here can reach pods elsewhere. (The
-    // first snapshot arrives within milliseconds of the watch; an etcd lease TTL is hours.)
+    // The lease keeper starts once the datapath is programmed for every known peer (the agent is ready): in
+    // kube mode it is what sets NetworkUnavailable=False, which must not happen before pods here can reach pods
+    // elsewhere. It also renews the etcd lease, so if programming keeps failing it starts anyway after
+    // KEEPER_GRACE_MS, saying why: losing the lease would make things worse, not better.
+    let keeperStarted = false;
     let startKeeper!: () => void;
     const programmed = new Promise<void>((resolve) => (startKeeper = resolve));
-    const keeper = Promise.race([programmed, new Promise<void>((r) => inner.signal.addEventListener("abort", () => r(), { once: true }))]).then(() =>
-      inner.signal.aborted ? undefined : sm.completeLease(lease, inner.signal).catch(fail),
-    );
+    this.onReady = () => {
+      if (!keeperStarted && this.ready().ready) {
+        keeperStarted = true;
+        startKeeper();
+      }
+    };
+    const grace = setTimeout(() => {
+      if (!keeperStarted) {
+        keeperStarted = true;
+        logger.warn(`not every peer is programmed after ${KEEPER_GRACE_MS / 1000} s (${this.ready().reason}); keeping the lease anyway`);
+        startKeeper();
+      }
+    }, KEEPER_GRACE_MS);
+    const keeper = Promise.race([programmed, new Promise<void>((r) => inner.signal.addEventListener("abort", () => r(), { once: true }))]).then(() => {
+      clearTimeout(grace);
+      return inner.signal.aborted ? undefined : sm.completeLease(lease, inner.signal).catch(fail);
+    });
     const watcher = (async () => {
       let backoff = 100;
       while (!inner.signal.aborted) {
@@ -271,10 +291,11 @@ export class Agent {
               await this.reconcile(true);
               this.firstReconcileDone = true;
               this.phase = "running";
-              startKeeper();
+              this.onReady();
               logger.info("datapath programmed for every known peer", { peers: peers.counts() });
             } else if (changed) {
               await this.flush();
+              this.onReady();
             }
             this.updatePeerMetrics();
           }
@@ -295,6 +316,7 @@ export class Agent {
         try {
           if (await peers.retryFailed()) await this.flush();
           await this.reconcile(peers.snapshotSeen);
+          this.onReady();
           const r = await traffic.rules.ensure(steadyPlan);
           if (r.changed) {
             this.deps.metrics.trafficRuleRepairs.inc();
