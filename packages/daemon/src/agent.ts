@@ -292,7 +292,12 @@ export class Agent {
               this.firstReconcileDone = true;
               this.phase = "running";
               this.onReady();
-              logger.info("datapath programmed for every known peer", { peers: peers.counts() });
+              const counts = peers.counts();
+              const waiting = (counts.skipped ?? 0) + (counts.unreachable ?? 0) + (counts.failed ?? 0);
+              logger.info(
+                waiting === 0 ? "datapath programmed for every known peer" : `datapath programmed; ${waiting} of ${waiting + (counts.programmed ?? 0)} peers not (yet) programmed, see /status`,
+                { peers: counts },
+              );
             } else if (changed) {
               await this.flush();
               this.onReady();
