@@ -1,6 +1,6 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
-import { etcdHealthy, freeLoopbackPorts } from "./etcd.js";
+import { etcdHealthy, etcdHttp, freeLoopbackPorts } from "./etcd.js";
 
 describe("freeLoopbackPorts", () => {
   it("returns distinct ports that can be bound on 127.0.0.1", async () => {
@@ -22,5 +22,13 @@ describe("etcdHealthy", () => {
     const [port] = await freeLoopbackPorts(1);
     expect(await etcdHealthy(`http://127.0.0.1:${port}`, 300)).toBe(false);
     expect(await etcdHealthy("unix:///nonexistent/dir/x:23790", 300)).toBe(false);
+  });
+});
+
+describe("etcdHttp", () => {
+  it("refuses an https endpoint without the client TLS files, naming what is missing", async () => {
+    const [port] = await freeLoopbackPorts(1);
+    await expect(etcdHttp(`https://127.0.0.1:${port}`, "/health")).rejects.toThrow(/https endpoint needs the client TLS files \(EtcdServer\.tls\)/);
+    expect(await etcdHealthy(`https://127.0.0.1:${port}`, 300)).toBe(false);
   });
 });

@@ -9,13 +9,19 @@
  *   <name>:23790     client socket (listen: "unix"); etcd creates it in its working directory, and the
  *   <name>:23800     peer socket    name must have the form host:port or etcd rejects the URL.
  *
+ *   tls/             with `tls: true` only: a throw-away CA, a server certificate for 127.0.0.1 and a client
+ *                    certificate, made by the `openssl` binary (keys 0600). etcd then requires a client
+ *                    certificate signed by that CA (--client-cert-auth) on its https:// client URL.
+ *
  * The unix listener speaks the same HTTP as the TCP one (/health, /version, the /v3 JSON gateway), so one
  * HTTP client with `socketPath` serves both modes. The unix endpoint needs no address anywhere and works
- * from every namespace on the machine, pods included (see linux-lab.md §7).
+ * from every namespace on the machine, pods included (see linux-lab.md §7). The TLS listener speaks the same
+ * HTTP over TLS; the helpers below take the client files as their last argument.
  */
-import { mkdtempSync, rmSync, existsSync, readFileSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { request } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ChildHandle } from "@weft/kernel";
@@ -24,8 +30,18 @@ import { registerCleanup } from "./cleanup.js";
 import { uniqueName } from "./guards.js";
 import { labRunner } from "./runner.js";
 
+/** PEM files a client needs to talk to a TLS etcd started with `tls: true`. */
+export interface EtcdClientTls {
+  /** The throw-away CA that signed the server and client certificates. */
+  readonly caFile: string;
+  /** Client certificate (CN weft-test-client, extendedKeyUsage clientAuth). */
+  readonly certFile: string;
+  /** Its private key (mode 0600). */
+  readonly keyFile: string;
+}
+
 export interface EtcdServer {
-  /** `http://127.0.0.1:<port>` (loopback) or `unix:///abs/dir/<name>:23790` (unix). */
+  /** `http://127.0.0.1:<port>` (loopback), `https://127.0.0.1:<port>` (loopback with tls) or `unix:///abs/dir/<name>:23790` (unix). */
   readonly endpoint: string;
   readonly endpoints: string[];
   readonly pid: number;
@@ -33,6 +49,8 @@ export interface EtcdServer {
   readonly dataDir: string;
   readonly logFile: string;
   readonly name: string;
+  /** Set when started with `tls: true`: what a client needs (etcd demands a client certificate). */
+  readonly tls?: EtcdClientTls;
   /** SIGTERM by PID, wait (SIGKILL after 10 s), then rm -rf dataDir. Idempotent. */
   stop(): Promise<void>;
   /** SIGKILL by PID and wait; the data directory stays for restart(). */
@@ -48,6 +66,12 @@ export interface StartEtcdOptions {
   readonly extraArgs?: readonly string[];
   /** How long to wait for /health (default 20 s; the machine is noisy). */
   readonly readyTimeoutMs?: number;
+  /**
+   * Serve clients over TLS with mutual authentication (loopback only): a fresh CA and certificates are made
+   * with `openssl` in the temp directory and exposed as `EtcdServer.tls`. The peer URL stays plain http
+   * (one member; nothing else dials it).
+   */
+  readonly tls?: boolean;
 }
 
 /** A free TCP port on 127.0.0.1 for each entry of `count` (all held open together, so they differ). */
@@ -74,25 +98,37 @@ export interface EtcdHttpResponse {
 }
 
 /**
- * One HTTP request to an etcd endpoint (`http://host:port` or `unix:///path/name:port`). `body`, if given,
- * is sent as JSON with POST. For the v3 JSON gateway keys and values are base64 (see etcdPut/etcdGet).
+ * One HTTP request to an etcd endpoint (`http://host:port`, `https://host:port` or `unix:///path/name:port`).
+ * `body`, if given, is sent as JSON with POST. For the v3 JSON gateway keys and values are base64 (see
+ * etcdPut/etcdGet). An https endpoint needs `tls` (the server's CA and a client certificate).
  */
-export function etcdHttp(endpoint: string, path: string, body?: unknown, timeoutMs = 2000): Promise<EtcdHttpResponse> {
+export function etcdHttp(endpoint: string, path: string, body?: unknown, timeoutMs = 2000, tls?: EtcdClientTls): Promise<EtcdHttpResponse> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
+    const secure = endpoint.startsWith("https://");
+    if (secure && !tls) {
+      reject(new Error(`etcd ${endpoint}: an https endpoint needs the client TLS files (EtcdServer.tls)`));
+      return;
+    }
     const target = endpoint.startsWith("unix://")
       ? { socketPath: endpoint.slice("unix://".length), host: "localhost" }
       : (() => {
           const u = new URL(endpoint);
           return { host: u.hostname, port: Number(u.port) };
         })();
-    const req = request(
+    // Read per request: the files are tiny, and a restart() keeps them, so there is nothing to cache.
+    const tlsOptions =
+      secure && tls
+        ? { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), agent: false as const }
+        : {};
+    const req = (secure ? httpsRequest : request)(
       {
         ...target,
         path,
         method: payload === undefined ? "GET" : "POST",
         headers: payload === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
         timeout: timeoutMs,
+        ...tlsOptions,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -110,14 +146,14 @@ export function etcdHttp(endpoint: string, path: string, body?: unknown, timeout
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64");
 
 /** Puts `key` = `value` through the v3 JSON gateway. */
-export async function etcdPut(endpoint: string, key: string, value: string): Promise<void> {
-  const r = await etcdHttp(endpoint, "/v3/kv/put", { key: b64(key), value: b64(value) });
+export async function etcdPut(endpoint: string, key: string, value: string, tls?: EtcdClientTls): Promise<void> {
+  const r = await etcdHttp(endpoint, "/v3/kv/put", { key: b64(key), value: b64(value) }, undefined, tls);
   if (r.status !== 200) throw new Error(`etcd put ${key} at ${endpoint}: HTTP ${r.status}: ${r.body.slice(0, 200)}`);
 }
 
 /** Reads `key` through the v3 JSON gateway; undefined when absent. */
-export async function etcdGet(endpoint: string, key: string): Promise<string | undefined> {
-  const r = await etcdHttp(endpoint, "/v3/kv/range", { key: b64(key) });
+export async function etcdGet(endpoint: string, key: string, tls?: EtcdClientTls): Promise<string | undefined> {
+  const r = await etcdHttp(endpoint, "/v3/kv/range", { key: b64(key) }, undefined, tls);
   if (r.status !== 200) throw new Error(`etcd get ${key} at ${endpoint}: HTTP ${r.status}: ${r.body.slice(0, 200)}`);
   const kvs = (JSON.parse(r.body) as { kvs?: { value?: string }[] }).kvs;
   const v = kvs?.[0]?.value;
@@ -125,9 +161,9 @@ export async function etcdGet(endpoint: string, key: string): Promise<string | u
 }
 
 /** True when GET /health answers {"health":"true"}. */
-export async function etcdHealthy(endpoint: string, timeoutMs = 1000): Promise<boolean> {
+export async function etcdHealthy(endpoint: string, timeoutMs = 1000, tls?: EtcdClientTls): Promise<boolean> {
   try {
-    const r = await etcdHttp(endpoint, "/health", undefined, timeoutMs);
+    const r = await etcdHttp(endpoint, "/health", undefined, timeoutMs, tls);
     return r.status === 200 && (JSON.parse(r.body) as { health?: string }).health === "true";
   } catch {
     return false;
@@ -170,6 +206,7 @@ class Etcd implements EtcdServer {
     private readonly args: readonly string[],
     private readonly sockets: readonly string[],
     private readonly readyTimeoutMs: number,
+    readonly tls?: EtcdClientTls,
   ) {
     this.endpoints = [endpoint];
     this.logFile = join(dataDir, "etcd.log");
@@ -197,7 +234,7 @@ class Etcd implements EtcdServer {
           `etcd exited during startup (code ${exited.code}, signal ${exited.signal}):\n${explain(stdio, this.logFile)}`,
         );
       }
-      if (await etcdHealthy(this.endpoint, 500)) return;
+      if (await etcdHealthy(this.endpoint, 500, this.tls)) return;
       if (Date.now() > deadline) {
         child.kill("SIGKILL");
         await child.exited;
@@ -257,12 +294,59 @@ class Etcd implements EtcdServer {
   }
 }
 
+/** What `makeTestPki` wrote: the client's files plus the server's certificate and key. */
+export interface TestPki extends EtcdClientTls {
+  readonly serverCertFile: string;
+  readonly serverKeyFile: string;
+}
+
+/**
+ * Makes a throw-away PKI in `dir` with the `openssl` binary (OpenSSL 3: `req -x509 -CA` signs in one step):
+ * a CA, a server certificate for IP 127.0.0.1 (and DNS localhost) and a client certificate. ECDSA P-256,
+ * valid for 2 days; keys are chmod 0600. `cn` names the CA so two PKIs are told apart in error messages.
+ *
+ * `openssl req -x509` applies the config's v3_ca section (basicConstraints CA:TRUE) to every certificate it
+ * makes; the leaf certificates override it with `-addext basicConstraints=critical,CA:FALSE`.
+ */
+export async function makeTestPki(dir: string, cn = "weft-test-ca"): Promise<TestPki> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const f = (name: string) => join(dir, name);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
+  const openssl = async (args: string[]) => {
+    const r = await labRunner.run("openssl", args, { reject: false, timeoutMs: 30_000 });
+    if (r.exitCode !== 0) {
+      throw new WeftError("PROCESS_FAILED", `openssl ${args.slice(0, 2).join(" ")} failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
+    }
+  };
+  await openssl(["req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-subj", `/CN=${cn}`,
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+  const leaf = (name: string, subject: string, usage: string, san?: string) =>
+    openssl(["req", "-x509", ...ec, "-keyout", f(`${name}.key`), "-out", f(`${name}.crt`), "-subj", subject,
+      "-CA", f("ca.crt"), "-CAkey", f("ca.key"),
+      "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature",
+      "-addext", `extendedKeyUsage=${usage}`, ...(san ? ["-addext", `subjectAltName=${san}`] : [])]);
+  // clientAuth too: etcd 3.4's HTTP/JSON gateway dials etcd's own gRPC port presenting the *server*
+  // certificate, and with --client-cert-auth a certificate without clientAuth is refused ("incompatible key
+  // usage" in etcd.log, "connection closed" / HTTP 503 on every /v3 call while /health still says true).
+  await leaf("server", "/CN=127.0.0.1", "serverAuth,clientAuth", "IP:127.0.0.1,DNS:localhost");
+  await leaf("client", "/CN=weft-test-client", "clientAuth");
+  for (const k of ["ca.key", "server.key", "client.key"]) chmodSync(f(k), 0o600);
+  return {
+    caFile: f("ca.crt"),
+    certFile: f("client.crt"),
+    keyFile: f("client.key"),
+    serverCertFile: f("server.crt"),
+    serverKeyFile: f("server.key"),
+  };
+}
+
 /**
  * Starts a fresh single-member etcd and resolves once /health says true. Loopback mode picks free ports for
  * the client and peer listeners; unix mode uses sockets in the temp directory (no TCP port at all).
  */
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer> {
   const listen = opts.listen ?? "loopback";
+  if (opts.tls && listen !== "loopback") throw new Error(`startEtcd: tls needs listen "loopback" (got ${JSON.stringify(listen)})`);
   const name = uniqueName("we");
   const dataDir = mkdtempSync(join(tmpdir(), "weft-etcd-"));
   let clientUrl: string;
@@ -281,7 +365,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
     }
   } else {
     const [clientPort, peerPort] = await freeLoopbackPorts(2);
-    clientUrl = `http://127.0.0.1:${clientPort}`;
+    clientUrl = `${opts.tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
     peerUrl = `http://127.0.0.1:${peerPort}`;
     endpoint = clientUrl;
   }
@@ -299,9 +383,21 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
     // Fast single-member election: ~0.2 s to healthy instead of ~0.9 s.
     "--heartbeat-interval", "10",
     "--election-timeout", "100",
-    ...(opts.extraArgs ?? []),
   ];
-  const etcd = new Etcd(name, dataDir, endpoint, args, sockets, opts.readyTimeoutMs ?? 20_000);
+  let tls: EtcdClientTls | undefined;
+  if (opts.tls) {
+    let pki: TestPki;
+    try {
+      pki = await makeTestPki(join(dataDir, "tls"));
+    } catch (err) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    }
+    tls = { caFile: pki.caFile, certFile: pki.certFile, keyFile: pki.keyFile };
+    args.push("--cert-file", pki.serverCertFile, "--key-file", pki.serverKeyFile, "--trusted-ca-file", pki.caFile, "--client-cert-auth");
+  }
+  args.push(...(opts.extraArgs ?? []));
+  const etcd = new Etcd(name, dataDir, endpoint, args, sockets, opts.readyTimeoutMs ?? 20_000, tls);
   etcd.arm();
   try {
     await etcd.start();
