@@ -58,6 +58,12 @@ export interface AddressSpec {
   readonly dev: string;
   /** Address with prefix length, e.g. "198.19.1.0/32". */
   readonly address: string;
+  /**
+   * IPv6 only (ignored for IPv4): skip Duplicate Address Detection (iproute2 `nodad`), so the address is usable
+   * at once instead of "tentative" for the 1-2 s DAD takes. For addresses whose uniqueness is known (IPAM).
+   * An option of add/replace: it is not read back.
+   */
+  readonly nodad?: boolean;
 }
 
 export type RouteScope = "global" | "link" | "host";

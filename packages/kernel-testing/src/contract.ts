@@ -249,6 +249,33 @@ export function describeKernelPortContract(name: string, factory: () => Promise<
         expect((await k.listRoutes({ family: "v4" })).filter((r) => r.dev === "wt-a0")).toEqual([]);
         await expectThrowsCode(k.listAddresses("wt-nosuch"), "KERNEL_NOT_FOUND");
       });
+
+      it("nodad: a new IPv6 address is usable at once (a route takes it as src); without it, it is tentative (refused); IPv4 ignores it", async () => {
+        await upVeth("wt-d0", "wt-d1");
+        expect(
+          codes(
+            await k.apply([
+              { op: "addr.add", addr: { dev: "wt-d0", address: "2001:2:0:78::1/64", nodad: true } },
+              { op: "addr.add", addr: { dev: "wt-d0", address: "2001:2:0:79::1/64" } },
+              { op: "addr.replace", addr: { dev: "wt-d0", address: "2001:2:0:7a::1/64", nodad: true } },
+              { op: "addr.add", addr: { dev: "wt-d0", address: "198.19.78.1/24", nodad: true } },
+              // DAD takes ~1 s on the kernel: these run well within it.
+              { op: "route.add", route: { family: "v6", dst: "2001:2:0:80::/64", dev: "wt-d0", src: "2001:2:0:78::1", protocol: P } },
+              { op: "route.add", route: { family: "v6", dst: "2001:2:0:81::/64", dev: "wt-d0", src: "2001:2:0:79::1", protocol: P } },
+              { op: "route.add", route: { family: "v6", dst: "2001:2:0:82::/64", dev: "wt-d0", src: "2001:2:0:7a::1", protocol: P } },
+              { op: "route.add", route: { family: "v4", dst: "198.19.79.0/24", dev: "wt-d0", src: "198.19.78.1", protocol: P } },
+            ]),
+          ),
+        ).toEqual(["ok", "ok", "ok", "ok", "ok", "KERNEL_INVALID", "ok", "ok"]);
+        // An option of the write, not a property of the address: read-back is the same as without it.
+        const mine = (await k.listAddresses("wt-d0")).filter((a) => !a.address.startsWith("fe80:"));
+        expect(mine.map((a) => [a.address, a.family, a.nodad]).sort()).toEqual([
+          ["198.19.78.1/24", "v4", undefined],
+          ["2001:2:0:78::1/64", "v6", undefined],
+          ["2001:2:0:79::1/64", "v6", undefined],
+          ["2001:2:0:7a::1/64", "v6", undefined],
+        ]);
+      });
     });
 
     describe("routes", () => {

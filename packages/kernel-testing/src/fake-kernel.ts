@@ -10,6 +10,8 @@
  *   `onlink`: KERNEL_INVALID ("Nexthop has invalid gateway" / "No route to host"); via a down device:
  *   KERNEL_INVALID ("Nexthop device is not up");
  * - an address on an up link adds its connected route (proto kernel; IPv4 scope link + src, IPv6 metric 256);
+ * - an IPv6 address added without `nodad` is tentative (DAD), and a tentative address is refused as a route's
+ *   src (KERNEL_INVALID). The kernel ends DAD after ~1 s; the fake has no timers, so here it never ends;
  * - a link going down loses every route through it, its IPv6 addresses (keep_addr_on_down=0) and all its
  *   neighbours, permanent ones too; coming up restores the connected routes only. A MAC change also
  *   flushes its neighbours. Permanent vxlan FDB entries survive both;
@@ -95,6 +97,8 @@ interface AddrState {
   ip: IPAddress;
   prefix: number;
   scope: string;
+  /** IPv6 added without nodad: Duplicate Address Detection never ends here (no timers), so it stays tentative. */
+  tentative: boolean;
 }
 
 interface RouteState {
@@ -191,8 +195,8 @@ export class FakeKernel implements KernelPort {
     for (const [k, v] of Object.entries(opts.sysctls ?? {})) this.sysctls.set(sysctlPath(k).join("/"), v);
     // `lo` exists in every namespace (up: the test labs bring it up too).
     this.createLink({ name: "lo", index: this.nextIndex++, kind: "loopback", up: true, mtu: 65536, address: "00:00:00:00:00:00", addrGenMode: "eui64" });
-    this.addrs.push({ dev: "lo", ip: IPAddress.parse("127.0.0.1"), prefix: 8, scope: "host" });
-    this.addrs.push({ dev: "lo", ip: IPAddress.parse("::1"), prefix: 128, scope: "host" });
+    this.addrs.push({ dev: "lo", ip: IPAddress.parse("127.0.0.1"), prefix: 8, scope: "host", tentative: false });
+    this.addrs.push({ dev: "lo", ip: IPAddress.parse("::1"), prefix: 128, scope: "host", tentative: false });
   }
 
   // ---------------------------------------------------------------- fault injection
@@ -246,8 +250,9 @@ export class FakeKernel implements KernelPort {
     });
   }
 
+  /** Plants an address that has been there a while: an IPv6 one has finished DAD (is not tentative). */
   addExternalAddress(addr: { dev: string; address: string }): void {
-    this.plant({ op: "addr.add", addr });
+    this.plant({ op: "addr.add", addr: { ...addr, nodad: true } });
   }
 
   /** Plants a route (protocol defaults to boot, as `ip route add` gives). Throws when the kernel would refuse it. */
@@ -379,7 +384,7 @@ export class FakeKernel implements KernelPort {
       case "addr.add":
       case "addr.replace":
       case "addr.del":
-        return this.addr(op.op, op.addr.dev, op.addr.address);
+        return this.addr(op.op, op.addr.dev, op.addr.address, op.addr.nodad === true);
       case "route.add":
       case "route.replace":
         return this.routeAdd(op.route, op.op === "route.replace");
@@ -563,7 +568,7 @@ export class FakeKernel implements KernelPort {
 
   // ---------------------------------------------------------------- addresses
 
-  private addr(verb: "addr.add" | "addr.replace" | "addr.del", dev: string, text: string): void {
+  private addr(verb: "addr.add" | "addr.replace" | "addr.del", dev: string, text: string, nodad: boolean): void {
     const [ipText, lenText] = text.split("/");
     const ip = IPAddress.parse(ipText!);
     const prefix = Number(lenText);
@@ -588,7 +593,7 @@ export class FakeKernel implements KernelPort {
       }
       return;
     }
-    const a: AddrState = { dev, ip, prefix, scope: "global" };
+    const a: AddrState = { dev, ip, prefix, scope: "global", tentative: ip.family === "v6" && !nodad };
     this.addrs.push(a);
     if (l.up) this.addConnectedRoute(a);
   }
@@ -689,7 +694,9 @@ export class FakeKernel implements KernelPort {
     }
     if (spec.src !== undefined) {
       const src = IPAddress.parse(spec.src);
-      if (!this.addrs.some((a) => a.ip.equals(src))) failOp("KERNEL_INVALID", family === "v4" ? "Error: Invalid prefsrc address." : "Error: Invalid source address.");
+      if (!this.addrs.some((a) => a.ip.equals(src) && !a.tentative)) {
+        failOp("KERNEL_INVALID", family === "v4" ? "Error: Invalid prefsrc address." : "Error: Invalid source address.");
+      }
       r.src = src.toString();
     }
 

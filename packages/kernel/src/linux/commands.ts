@@ -14,6 +14,8 @@
  * - Without `dstport`, `link add ... type vxlan` prints a three-line warning; we always pass it.
  * - A vxlan created with `dev` and an MTU above dev MTU - overhead is silently clamped; `link set` of such an
  *   MTU later fails with EINVAL.
+ * - A new IPv6 address is "tentative" until DAD ends (~1 s; also while its link is down), and a tentative
+ *   address is refused as a route's src ("Invalid source address"). `nodad` makes it usable at once.
  */
 import type { LinkSpec, RouteSpec } from "@weft/core";
 import { describeOp, KernelError, type KernelOp } from "../port.js";
@@ -55,7 +57,9 @@ export function compileOp(op: KernelOp): CompiledOp {
     case "addr.replace":
     case "addr.del": {
       const p = v.prefix("address", op.addr.address);
-      return { tool: "ip", lines: [`addr ${op.op.slice(5)} ${p} dev ${v.ifname("dev", op.addr.dev)}`], followUps: [] };
+      // `nodad` on an IPv4 address makes ip print a warning (and do nothing): sent for IPv6 only.
+      const nodad = op.op !== "addr.del" && op.addr.nodad === true && p.includes(":") ? " nodad" : "";
+      return { tool: "ip", lines: [`addr ${op.op.slice(5)} ${p} dev ${v.ifname("dev", op.addr.dev)}${nodad}`], followUps: [] };
     }
     case "route.add":
     case "route.replace":

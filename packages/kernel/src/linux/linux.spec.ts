@@ -253,6 +253,15 @@ describe("compileOp", () => {
     });
   });
 
+  it("adds `nodad` to IPv6 address adds and replaces only (ip warns about it for IPv4; del has no use for it)", () => {
+    const line = (op: "addr.add" | "addr.replace" | "addr.del", address: string) => compileOp({ op, addr: { dev: "eth0", address, nodad: true } }).lines;
+    expect(line("addr.add", "2001:2:0:5::2/64")).toEqual(["addr add 2001:2:0:5::2/64 dev eth0 nodad"]);
+    expect(line("addr.replace", "2001:2:0:5::1/64")).toEqual(["addr replace 2001:2:0:5::1/64 dev eth0 nodad"]);
+    expect(line("addr.del", "2001:2:0:5::2/64")).toEqual(["addr del 2001:2:0:5::2/64 dev eth0"]);
+    expect(line("addr.add", "198.19.5.2/24")).toEqual(["addr add 198.19.5.2/24 dev eth0"]);
+    expect(compileOp({ op: "addr.add", addr: { dev: "eth0", address: "2001:2:0:5::2/64" } }).lines).toEqual(["addr add 2001:2:0:5::2/64 dev eth0"]);
+  });
+
   it("creates links in one line unless a setting must follow the create", () => {
     expect(
       compileOp({
