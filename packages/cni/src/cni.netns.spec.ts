@@ -192,7 +192,10 @@ describeReal(
       const res = ok(await cni(node, "ADD", pod, "c-v6"));
       expect(res.ips).toEqual([{ interface: 2, address: "2001:2:0:12::2/64", gateway: "2001:2:0:12::1" }]);
       expect(res.routes).toEqual([{ dst: "2001:2::/48" }, { dst: "::/0", gw: "2001:2:0:12::1" }]);
-      expect((await pod.ip(["-6", "addr", "show", "dev", "eth0"])).stdout).not.toContain("tentative");
+      // Added with nodad: not tentative, usable at once (only the link-local address runs DAD).
+      const global6 = (await pod.ip(["-6", "addr", "show", "dev", "eth0", "scope", "global"])).stdout;
+      expect(global6).toContain("2001:2:0:12::2/64");
+      expect(global6).not.toContain("tentative");
       expect(await ping(pod, "2001:2:0:12::1")).toBe(true);
       ok(await cni(node, "CHECK", pod, "c-v6", { ...node.conf, prevResult: res }));
       ok(await cni(node, "DEL", pod, "c-v6"));

@@ -2,15 +2,18 @@
  * Direct mode (no "delegate"): weft-cni itself plugs the pod into the node bridge, with the built-in host-local
  * IPAM. Plan in ./plan.ts; this file runs it and undoes it.
  *
- * Process budget per ADD (what makes it fast, DESIGN §4): zero for reads (sysfs), one `ip -batch` in the node
- * namespace, one in the container namespace, plus one `sysctl` in the container for IPv6 (see below), plus one
- * extra batch on the node's very first ADD (the bridge is created alone so its IPv6 DAD can be disabled before
- * the gateway address goes on). DEL: one `ip` process (none when the host veth is already gone).
+ * Process budget per ADD (what makes it fast, DESIGN §4; measurements in docs/adr/0006-cni-latency.md): zero
+ * for reads (sysfs), one `ip -batch` in the node namespace, one in the container namespace, plus one extra batch
+ * on the node's very first ADD (the bridge is created alone so its IPv6 DAD can be disabled before the gateway
+ * address goes on). DEL: one `ip` process (none when the host veth is already gone).
  *
  * IPv6 DAD: a fresh address is "tentative" for 1-2 s while the kernel runs Duplicate Address Detection, and a
  * tentative address cannot be used as a source, so a pod started right after ADD would have no IPv6. The IPAM
- * already guarantees uniqueness, so DAD is switched off on the pod interface (net.ipv6.conf.<if>.accept_dad=0,
- * before the address is added) and on the bridge. The reference bridge plugin instead waits for DAD to settle.
+ * already guarantees uniqueness, so the pod's addresses are added with `nodad` (in the same batch: no process
+ * of its own, where writing net.ipv6.conf.<if>.accept_dad in the pod's namespace cost one `sysctl` under
+ * nsenter), and the bridge has accept_dad=0 (written through /proc: the node's namespace is ours). The pod's
+ * link-local address still runs DAD; nothing needs it (neighbour solicitations to the gateway go out from the
+ * global address). The reference bridge plugin instead waits for DAD to settle.
  */
 import { type Family, IPAddress, IPNet, isWeftError } from "@weft/core";
 import type { KernelPort, OpResult } from "@weft/kernel";
@@ -110,7 +113,6 @@ export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFi
     injected(deps, "after-veth");
 
     const container = deps.container(env.netns);
-    if (families.has("v6")) await container.setSysctl(`net/ipv6/conf/${names.ifname}/accept_dad`, "0");
     const mac = macForAddress((allocations.find((a) => a.ip.family === "v4") ?? allocations[0]!).ip);
     const cops = containerOps(names, allocations, routes, mac);
     const cresults = await container.apply(cops);

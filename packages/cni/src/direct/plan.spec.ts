@@ -58,7 +58,7 @@ describe("direct-mode plan", () => {
     ]);
     const ops = containerOps({ bridge: "cni0", hostVeth: "vethx", ifname: "eth0", netns: "/n" }, allocs, routes, "0a:58:c6:13:01:05");
     expect(ops[0]).toEqual({ op: "link.set", name: "eth0", address: "0a:58:c6:13:01:05", up: true });
-    expect(ops).toContainEqual({ op: "addr.add", addr: { dev: "eth0", address: "2001:2:0:1::5/64" } });
+    expect(ops).toContainEqual({ op: "addr.add", addr: { dev: "eth0", address: "2001:2:0:1::5/64", nodad: true } });
     expect(ops).toContainEqual({ op: "route.add", route: { family: "v4", dst: "198.19.0.0/16", dev: "eth0", gateway: "198.19.1.1" } });
     expect(ops).toContainEqual({ op: "route.add", route: { family: "v6", dst: "::/0", dev: "eth0", gateway: "2001:2:0:1::1" } });
     expect(() => planRoutes(conf({ ipam: { routes: [{ dst: "2001:3::/64" }] } }), planNode(conf(), dual), [allocs[0]!])).toThrow(/"ipam.routes\[0\].dst" 2001:3::\/64 is IPv6 but the pod gets no IPv6 address/);

@@ -10,7 +10,7 @@
  * container namespace, one more `ip -force -batch` process:
  *   link set <ifname> address <MAC> up       MAC derived from the address (0a:58:<IPv4>), stable across pods
  *                                            that reuse an address, so peers' ARP caches stay right
- *   addr add <ip>/<len> dev <ifname>
+ *   addr add <ip>/<len> dev <ifname>        IPv6 with `nodad` (see bridge.ts)
  *   route add <cluster network> via <gateway> dev <ifname>   and default via <gateway> with isDefaultGateway
  *
  * The host veth is named from a hash of (network, container id, ifname), so DEL finds it without any state.
@@ -132,7 +132,11 @@ export function hostOps(node: NodePlan, names: AttachmentNames, bridgeNeeds: { m
 /** Container-side ops: MAC and up, addresses, routes (a route without gw goes via its family's gateway). */
 export function containerOps(names: AttachmentNames, allocations: readonly Allocation[], routes: readonly CniRoute[], mac: string): KernelOp[] {
   const ops: KernelOp[] = [{ op: "link.set", name: names.ifname, address: mac, up: true }];
-  for (const a of allocations) ops.push({ op: "addr.add", addr: { dev: names.ifname, address: `${a.ip}/${a.range.subnet.prefix}` } });
+  for (const a of allocations) {
+    const address = `${a.ip}/${a.range.subnet.prefix}`;
+    // IPv6: no DAD (the IPAM made the address unique), so it is usable at once rather than tentative for ~1 s.
+    ops.push({ op: "addr.add", addr: a.ip.family === "v6" ? { dev: names.ifname, address, nodad: true } : { dev: names.ifname, address } });
+  }
   for (const r of routes) {
     const family = IPNet.parse(r.dst).family;
     const gw = r.gw ?? allocations.find((a) => a.ip.family === family)?.range.gateway.toString();
