@@ -1,6 +1,6 @@
 import { ConfigError } from "@weft/core";
 import { describe, expect, it } from "vitest";
-import { EtcdStore, redactEndpoint } from "./etcd-store.js";
+import { EtcdStore, redactEndpoint, tlsProblem } from "./etcd-store.js";
 
 const base = { requestTimeoutMs: 1000, dialTimeoutMs: 1000, watchBackoffMinMs: 100, watchBackoffMaxMs: 5000 };
 
@@ -29,5 +29,44 @@ describe("EtcdStore options", () => {
   it("needs a username and password together, and at least one endpoint", () => {
     expect(() => new EtcdStore({ ...base, endpoints: ["http://127.0.0.1:1"], username: "weft" })).toThrow(/username and password go together/);
     expect(() => new EtcdStore({ ...base, endpoints: [] })).toThrow(/no etcd endpoints given/);
+  });
+});
+
+// Messages as grpc-js 1.x / Node 20 / etcd 3.4 produce them (captured from tls.cluster.spec.ts runs).
+const grpc = (last: string) => `14 UNAVAILABLE: No connection established. Last error: ${last} (2026-11-25T08:32:59.361Z). Resolution note: `;
+const ALERT_42 =
+  "80FC2144DE7F0000:error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 42\n";
+
+describe("tlsProblem", () => {
+  it("names the CA file when etcd's certificate does not verify", () => {
+    const p = tlsProblem("14 UNAVAILABLE: No connection established. Last error: Error: unable to verify the first certificate. Resolution note: ", { caFile: "/etc/weft/ca.pem" });
+    expect(p?.permanent).toBe(true);
+    expect(p?.text).toBe(
+      "TLS: etcd's server certificate is not signed by the CA file /etc/weft/ca.pem (unable to verify the first certificate); set the etcd CA file option (tls.caFile, --etcd-cafile) to the CA that signed etcd's --cert-file",
+    );
+    expect(tlsProblem(grpc("Error: self-signed certificate in certificate chain"), {})?.text).toContain("not signed by the system CA roots (no CA file set)");
+  });
+
+  it("tells a missing client certificate from a refused one", () => {
+    const none = tlsProblem(grpc(ALERT_42), { caFile: "/ca.pem" });
+    expect(none?.permanent).toBe(true);
+    expect(none?.text).toMatch(/^TLS: etcd requires a client certificate \(alert "bad certificate"; etcd runs with --client-cert-auth\) and none is set; set .*--etcd-certfile\/--etcd-keyfile/);
+    const refused = tlsProblem(grpc(ALERT_42), { caFile: "/ca.pem", certFile: "/c.pem", keyFile: "/k.pem" });
+    expect(refused?.text).toMatch(/^TLS: etcd refused the client certificate \/c.pem \(alert "bad certificate"\); it must be signed by a CA in etcd's --trusted-ca-file/);
+    expect(tlsProblem(grpc("...:tlsv13 alert certificate required:..."), {})?.text).toContain('alert "certificate required"');
+  });
+
+  it("names the host for a subjectAltName mismatch, and expiry", () => {
+    const p = tlsProblem(grpc("Error: Hostname/IP does not match certificate's altnames: IP: 127.0.0.2 is not in the cert's list: 127.0.0.1"), {});
+    expect(p?.text).toMatch(/does not name the host in the endpoint \(Hostname\/IP does not match .*127\.0\.0\.1\); use an endpoint host/);
+    expect(tlsProblem(grpc("Error: certificate has expired"), {})?.text).toContain("renew etcd's --cert-file or check this machine's clock");
+  });
+
+  it("only hints (stays transient) when the handshake is cut off, and ignores non-TLS failures", () => {
+    const cut = tlsProblem(grpc("Error: Client network socket disconnected before secure TLS connection was established"), { caFile: "/ca.pem" });
+    expect(cut?.permanent).toBe(false);
+    expect(cut?.text).toContain("check that etcd serves TLS on this endpoint");
+    expect(tlsProblem(grpc("Failed to connect"), {})).toBeUndefined();
+    expect(tlsProblem("4 DEADLINE_EXCEEDED: Deadline exceeded", {})).toBeUndefined();
   });
 });

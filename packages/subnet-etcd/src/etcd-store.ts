@@ -16,6 +16,10 @@
  *   do our own backoff (100 ms to 5 s) in the manager.
  * - Calls have no deadline by default; a stopped (SIGSTOP) etcd would hang them forever. Unary calls get
  *   `requestTimeoutMs`, and the connection sends keepalive pings so a silent watch stream is noticed.
+ * - A failed TLS handshake is not an error of its own in grpc-js: the call fails with `14 UNAVAILABLE: No
+ *   connection established. Last error: <Node's TLS error>`, exactly like a refused connection, and would be
+ *   retried forever. `tlsProblem` reads the Node/OpenSSL text out of it and turns the cases that only the
+ *   operator can fix (a CA that does not match, a client certificate etcd refuses) into CONFIG_INVALID.
  */
 import { readFileSync } from "node:fs";
 import { ConfigError, WeftError, errorMessage } from "@weft/core";
@@ -83,6 +87,47 @@ function readPem(path: string, what: string): Buffer {
   }
 }
 
+/**
+ * What a grpc-js "No connection established" message says about TLS, as one actionable sentence, or
+ * undefined when it is not a TLS verification problem. `permanent` is false for hints about errors that also
+ * happen while etcd restarts (a connection closed mid-handshake).
+ *
+ * The texts come from Node (server certificate checks, done by the client) and from OpenSSL alerts sent by
+ * etcd (client certificate checks): with --client-cert-auth, Go answers a missing or untrusted client
+ * certificate with alert 42 "bad certificate" (TLS 1.2 and 1.3 alike in etcd 3.4's Go 1.19), newer servers
+ * send "certificate required" (116) or "unknown ca" (48).
+ */
+export function tlsProblem(message: string, tls: EtcdTlsOptions): { permanent: boolean; text: string } | undefined {
+  const last = /Last error: (?:Error: )?(.*?)(?:\s*\(\d{4}-\d\d-\d\dT[^)]*\))?\.?(?: Resolution note:.*)?$/s.exec(message)?.[1]?.trim() ?? message;
+  const ca = tls.caFile ? `the CA file ${tls.caFile}` : "the system CA roots (no CA file set)";
+  if (/unable to verify the first certificate|unable to get (local )?issuer certificate|self[- ]signed certificate|certificate signature failure|CERT_UNTRUSTED/i.test(last)) {
+    return {
+      permanent: true,
+      text: `TLS: etcd's server certificate is not signed by ${ca} (${last}); set the etcd CA file option (tls.caFile, --etcd-cafile) to the CA that signed etcd's --cert-file`,
+    };
+  }
+  if (/certificate has expired|certificate is not yet valid/i.test(last)) {
+    return { permanent: true, text: `TLS: etcd's server certificate is not valid now (${last}); renew etcd's --cert-file or check this machine's clock` };
+  }
+  if (/does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(last)) {
+    return {
+      permanent: true,
+      text: `TLS: etcd's server certificate does not name the host in the endpoint (${last}); use an endpoint host that is in the certificate's subjectAltName`,
+    };
+  }
+  const alert = /alert (bad certificate|certificate required|unknown ca|certificate unknown|certificate expired|certificate revoked|unsupported certificate|access denied)/i.exec(last)?.[1];
+  if (alert) {
+    const text = tls.certFile
+      ? `TLS: etcd refused the client certificate ${tls.certFile} (alert "${alert}"); it must be signed by a CA in etcd's --trusted-ca-file, be valid now and allow clientAuth`
+      : `TLS: etcd requires a client certificate (alert "${alert}"; etcd runs with --client-cert-auth) and none is set; set the etcd certificate and key options (tls.certFile/tls.keyFile, --etcd-certfile/--etcd-keyfile)`;
+    return { permanent: true, text };
+  }
+  if (/socket disconnected before secure TLS connection|wrong version number|packet length too long/i.test(last)) {
+    return { permanent: false, text: `the TLS handshake was cut off (${last}); if this persists, check that etcd serves TLS on this endpoint (etcd --cert-file) or drop the TLS options` };
+  }
+  return undefined;
+}
+
 function toKV(kv: IKeyValue): StoredKV {
   return {
     key: kv.key.toString(),
@@ -97,6 +142,8 @@ export class EtcdStore implements SubnetStore {
   readonly label: string;
   private readonly client: Etcd3;
   private readonly username: string | undefined;
+  private readonly tls: EtcdTlsOptions;
+  private readonly secure: boolean;
   private readonly watches = new Set<EtcdWatch>();
 
   constructor(options: EtcdConnectionOptions) {
@@ -109,7 +156,10 @@ export class EtcdStore implements SubnetStore {
       throw new ConfigError("etcd options", "username", "etcd username and password go together: set both or neither");
     }
     this.username = options.username;
+    this.tls = tls;
     const secure = !!tls.caFile || !!tls.certFile;
+    // etcd3 uses TLS with the system roots for https:// endpoints when no credentials are given.
+    this.secure = secure || options.endpoints.some((e) => /^https:/i.test(e));
     const credentials = secure
       ? {
           // grpc-js's createSsl takes null for "the system roots".
@@ -136,9 +186,11 @@ export class EtcdStore implements SubnetStore {
     this.label = `etcd ${options.endpoints.map(redactEndpoint).join(",")}`;
   }
 
-  /** Turns an etcd3/grpc error into a WeftError: credentials problems are permanent, the rest transient. */
+  /** Turns an etcd3/grpc error into a WeftError: credentials and TLS problems are permanent, the rest transient. */
   private classify(op: string, e: unknown): WeftError {
     if (e instanceof WeftError) return e;
+    const tls = this.secure ? tlsProblem(errorMessage(e), this.tls) : undefined;
+    if (tls) return new WeftError(tls.permanent ? "CONFIG_INVALID" : "STORE_UNAVAILABLE", `${this.label}: ${op} failed: ${tls.text}`, { cause: e });
     if (
       e instanceof EtcdAuthenticationFailedError ||
       e instanceof EtcdUserNotFoundError ||

@@ -659,7 +659,6 @@ export class EtcdSubnetManager implements SubnetManager {
     }
   }
 
-  /** Closes the etcd client (and every watch). The leases stay: a restarted agent finds them again. */
   /** When this node's lease expires unless renewed (updated by every renewal); null for a reservation. */
   leaseExpiration(): Date | null | undefined {
     const own = [...this.owned.values()][0];
@@ -667,6 +666,7 @@ export class EtcdSubnetManager implements SubnetManager {
     return own.expiresAt === undefined ? null : new Date(own.expiresAt);
   }
 
+  /** Closes the etcd client (and every watch). The leases stay: a restarted agent finds them again. */
   async close(): Promise<void> {
     await this.store.close();
   }
