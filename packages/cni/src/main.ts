@@ -7,14 +7,22 @@
  * Kept free of DI containers and cluster clients: this process starts once per pod ADD/DEL, so every module it
  * loads is paid for on every pod.
  */
-import { readSync } from "node:fs";
-import { isatty } from "node:tty";
+import { fstatSync, readSync } from "node:fs";
 import { LinuxKernel, NetnsPathKernel, SpawnRunner } from "@weft/kernel";
 import { describeInstall, install, INSTALL_USAGE, parseInstallArgs, UsageError } from "./install.js";
 import { runCni, versionInfo } from "./plugin.js";
 
+/** A terminal (someone ran it by hand) or /dev/null: nothing to read. (fstat, not node:tty: no module to load.) */
+function stdinIsCharacterDevice(): boolean {
+  try {
+    return fstatSync(0).isCharacterDevice();
+  } catch {
+    return false; // closed: the read below says so
+  }
+}
+
 async function readStdin(): Promise<string> {
-  if (isatty(0)) return "";
+  if (stdinIsCharacterDevice()) return "";
   // Plain reads of fd 0 until end of file: ~3 ms less than creating process.stdin's stream. A runtime that
   // hands over a non-blocking pipe makes a read fail with EAGAIN; then the stream waits for the rest.
   const chunks: Buffer[] = [];

@@ -15,7 +15,6 @@
  *
  * The host veth is named from a hash of (network, container id, ifname), so DEL finds it without any state.
  */
-import { createHash } from "node:crypto";
 import { type Family, IPAddress, IPNet, type RouteSpec } from "@weft/core";
 import type { KernelOp } from "@weft/kernel";
 import type { WeftNetConf } from "../config.js";
@@ -23,11 +22,12 @@ import { invalidConfig } from "../errors.js";
 import type { Allocation } from "../ipam/allocator.js";
 import { checkRangeSets, makeRange, type RangeSet } from "../ipam/range.js";
 import type { CniResult, CniRoute } from "../result.js";
+import { sha256Hex } from "../sha256.js";
 import type { SubnetFile } from "../subnet-file.js";
 
 /** `veth` + 8 hex digits of sha256(network NUL containerID NUL ifname): 12 characters, like the bridge plugin's. */
 export function hostVethName(network: string, containerID: string, ifname: string): string {
-  return `veth${createHash("sha256").update(`${network}\0${containerID}\0${ifname}`).digest("hex").slice(0, 8)}`;
+  return `veth${sha256Hex(`${network}\0${containerID}\0${ifname}`).slice(0, 8)}`;
 }
 
 /** 0a:58 + the IPv4 address (or the last 4 bytes of the IPv6 address): locally administered, unicast. */
