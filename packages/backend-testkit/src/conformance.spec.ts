@@ -14,6 +14,9 @@ import {
   type Datapath,
   type Lease,
   type LocalLease,
+  type ExternalInterface,
+  LOGGER,
+  type Logger,
   type PeerStatus,
   WeftError,
   subnetKey,
@@ -41,6 +44,14 @@ interface Defects {
   ignoresType?: boolean;
   /** mtuOverhead returns this. */
   overhead?: number;
+  /** Logs a warning for every peer it skips (the agent already logs peer states). */
+  logsSkippedPeers?: boolean;
+  /** Reports a peer that has not published its data yet as malformed. */
+  unpublishedLooksMalformed?: boolean;
+  /** The NAT check lives only in registerSubnet (no preflight). */
+  noPreflight?: boolean;
+  /** preflight exists but lets a NAT'd PublicIP through; registerSubnet finds it. */
+  lenientPreflight?: boolean;
 }
 
 let counter = 0;
@@ -54,9 +65,13 @@ function toyModule(defects: Defects = {}): BackendModule<{ Type: string }> {
     private readonly dev = defects.newNamePerInstance ? `weft-t${randomBytes(3).toString("hex")}` : "weft-toy";
     private readonly peers = new Set<string>();
     private nextMetric = 100;
-    constructor(@inject(DATAPATH) private readonly datapath: Datapath) {}
+    constructor(
+      @inject(DATAPATH) private readonly datapath: Datapath,
+      @inject(LOGGER) private readonly logger: Logger,
+    ) {}
 
     async registerSubnet(local: LocalLease): Promise<BackendData> {
+      natCheck(local.iface);
       const gw = local.lease.subnet!;
       this.datapath.declare("local", {
         links: [{ name: this.dev, kind: "bridge", mtu: 1500, address: this.mac, up: true }],
@@ -71,9 +86,11 @@ function toyModule(defects: Defects = {}): BackendModule<{ Type: string }> {
       const fail = (reason: string): PeerStatus => {
         this.datapath.retract(owner);
         this.peers.delete(owner);
+        if (defects.logsSkippedPeers) this.logger.warn(`toy: ${reason}`);
         return { state: "skipped", reason };
       };
       if (!defects.ignoresType && peer.attrs.backendType !== type) return fail(`peer ${owner} is ${peer.attrs.backendType}`);
+      if (peer.attrs.backendData === undefined && !defects.unpublishedLooksMalformed) return fail(`peer ${owner} has not published its backend data yet`);
       const data = peer.attrs.backendData as { Mac?: unknown } | null | undefined;
       if (typeof data?.Mac !== "string") {
         if (defects.throwsOnBadData) throw new WeftError("PEER_DATA_INVALID", `peer ${owner}: bad data`);
@@ -109,8 +126,16 @@ function toyModule(defects: Defects = {}): BackendModule<{ Type: string }> {
     }
   }
 
+  /** Like host-gw: peers route to the PublicIP, so it must be the interface's own address. */
+  function natCheck(iface: ExternalInterface): void {
+    if (iface.extAddr && iface.ifaceAddr && !iface.extAddr.equals(iface.ifaceAddr)) {
+      throw new WeftError("CONFIG_INVALID", `${type}: PublicIP ${iface.extAddr} is not ${iface.name}'s address ${iface.ifaceAddr}: drop --public-ip`);
+    }
+  }
+
   return {
     type,
+    ...(defects.noPreflight ? {} : { preflight: (_c: unknown, _n: unknown, iface: ExternalInterface) => (defects.lenientPreflight ? undefined : natCheck(iface)) }),
     configSchema: {
       parse(input: unknown, path: string) {
         if (defects.acceptsAnything) return input as { Type: string };
@@ -131,6 +156,7 @@ const baseOptions: ConformanceOptions = {
   encapsulates: false,
   invalidConfigs: [{ config: { Type: "toy", Colour: "blue" }, path: "Backend.Colour" }],
   malformedPeerData: [null, 42, { Mac: 7 }],
+  preflightRejects: [{ name: "PublicIP is not the interface address", iface: { address: "198.18.0.1/24", publicIP: "198.18.9.9" }, error: "drop --public-ip" }],
 };
 
 async function failures(defects: Defects, options: Partial<ConformanceOptions> = {}) {
@@ -182,6 +208,28 @@ describe("the conformance suite", () => {
   it("catches teardown leaving objects behind", async () => {
     const f = await failures({ keepsDeviceOnTeardown: true });
     expect(f.get("teardown removes everything the backend created")).toMatch(/kernel differs[\s\S]*\+ link weft-toy bridge/);
+  });
+
+  it("catches a configuration error found only in registerSubnet, after the lease and the node changes", async () => {
+    const name = "preflight refuses what the backend cannot run with, before a lease is taken or the node changed";
+    expect((await failures({ noPreflight: true })).get(name)).toMatch(/"PublicIP is not the interface address": the module has no preflight, so the agent would find this only in registerSubnet/);
+    expect((await failures({ lenientPreflight: true })).get(name)).toMatch(/preflight accepted .* it must throw a configuration error/);
+    // Without cases the check is not there at all; with a wrong expected text it says what the error was.
+    expect((await failures({}, { preflightRejects: [] })).has(name)).toBe(false);
+    expect((await failures({}, { preflightRejects: [{ name: "x", iface: { address: "198.18.0.1/24", publicIP: "198.18.9.9" }, error: /use vxlan/ }] })).get(name)).toMatch(
+      /preflight's error must match \/use vxlan\/; it said: toy-\d+: PublicIP 198\.18\.9\.9 is not eth0's address 198\.18\.0\.1: drop --public-ip/,
+    );
+  });
+
+  it("catches a backend that logs the peers it skips, and one that calls an unpublished peer malformed", async () => {
+    expect((await failures({ logsSkippedPeers: true })).get("malformed or foreign peer leases are skipped without affecting other peers")).toMatch(
+      /the backend logged a peer of another backend type at warn; return the reason in the status instead/,
+    );
+    expect((await failures({ unpublishedLooksMalformed: true })).get("a peer that has not published its backend data yet is skipped quietly, and programmed once it has")).toMatch(
+      /the reason must say it has not published its backend data yet; it said: peer 198\.19\.2\.0-24: BackendData has no Mac/,
+    );
+    // A backend that needs no peer data (host-gw) opts out.
+    expect([...(await failures({ unpublishedLooksMalformed: true }, { requiresPeerData: false })).keys()]).toEqual([]);
   });
 
   it("checks the MTU overhead against what the backend says it does", async () => {

@@ -8,11 +8,43 @@
  * vitest tests for a backend author.
  */
 import assert from "node:assert/strict";
-import { type BackendModule, type Family, type JsonValue, type Lease, WeftError, errorMessage, leaseSubnet } from "@weft/core";
+import {
+  type BackendModule,
+  type Family,
+  type JsonValue,
+  type Lease,
+  type LogRecord,
+  MemoryLogger,
+  WeftError,
+  type WeftErrorCode,
+  errorMessage,
+  leaseSubnet,
+  parseNetworkConfig,
+} from "@weft/core";
 import type { KernelPort, ProcessRunner } from "@weft/kernel";
+import { FakeKernel } from "@weft/kernel-testing";
+import { FakeSubnetManager } from "./fake-subnet-manager.js";
 import { type KernelSnapshot, diffSnapshots, snapshotKernel } from "./kernel-snapshot.js";
 import { type FamilyMode, TEST_TOPOLOGY, peerLease, testNetConf } from "./leases.js";
-import { type TestAgent, type TestAgentOptions, type TestInterface, startTestAgent } from "./test-agent.js";
+import { type TestAgent, type TestAgentOptions, type TestInterface, ensureUnderlay, startTestAgent } from "./test-agent.js";
+
+/**
+ * A configuration the backend cannot run with on a given interface: its schema accepts it, but the module's
+ * `preflight` must refuse it (a NAT'd PublicIP for a routing backend, an enabled family without an address on
+ * the interface, a device name that would be too long).
+ */
+export interface PreflightReject {
+  /** Says what is wrong, for the failure message (e.g. "PublicIP is not the interface address"). */
+  readonly name: string;
+  /** The node's underlay interface: addresses, PublicIP(s), MTU. */
+  readonly iface: TestInterface;
+  /** The Backend section (default: the suite's `config`). */
+  readonly config?: Readonly<Record<string, unknown>>;
+  /** Address families the network config enables (default "v4"). */
+  readonly family?: FamilyMode;
+  /** Text the error message must contain, or a pattern it must match. */
+  readonly error?: string | RegExp;
+}
 
 export interface ConformanceOptions {
   /** The Backend section the suite runs with (Type included); default `{ "Type": module.type }`. */
@@ -25,6 +57,18 @@ export interface ConformanceOptions {
   readonly invalidConfigs?: readonly { readonly config: unknown; readonly path: string }[];
   /** BackendData values a peer might publish that the backend must refuse (a "skipped" status, never a throw). */
   readonly malformedPeerData?: readonly JsonValue[];
+  /**
+   * Configurations `preflight` must refuse, each on its own interface (see PreflightReject). The agent calls
+   * `preflight` before it takes a lease or changes the node; a check that only registerSubnet makes comes
+   * too late. Giving cases for a module without `preflight` fails the suite.
+   */
+  readonly preflightRejects?: readonly PreflightReject[];
+  /**
+   * The backend needs its peers' BackendData (default true). Then a peer lease without it (the node has not
+   * published it yet: its lease exists before its data) must come back skipped, change nothing and log
+   * nothing. false for backends that publish no data (host-gw programs such a peer).
+   */
+  readonly requiresPeerData?: boolean;
   /** A programmed peer has a route to its pod subnet in some table (default true). */
   readonly routesPeerSubnets?: boolean;
   /** Kernel writes a restart may cause (default 0: adopting means touching nothing). */
@@ -125,6 +169,73 @@ function statusText(s: { state: string; reason?: string }): string {
   return s.reason ? `${s.state}: ${s.reason}` : s.state;
 }
 
+/** Codes a configuration error carries (permanent: the operator must change something). */
+const CONFIG_CODES: ReadonlySet<WeftErrorCode> = new Set(["CONFIG_INVALID", "BACKEND_CONFIG_INVALID"]);
+
+/** Log records at warn or error from `from` on (the backend's logger is a MemoryLogger in the suite). */
+function loudSince(agent: TestAgent, from: number): LogRecord[] {
+  const records = agent.logger instanceof MemoryLogger ? agent.logger.records : [];
+  return records.slice(from).filter((r) => r.level === "warn" || r.level === "error");
+}
+
+function recordCount(agent: TestAgent): number {
+  return agent.logger instanceof MemoryLogger ? agent.logger.records.length : 0;
+}
+
+/** One PreflightReject: refused by preflight with a config error; an agent started with it takes no lease, changes nothing. */
+async function checkPreflightReject(module: BackendModule, options: ConformanceOptions, c: PreflightReject): Promise<void> {
+  const what = `preflightRejects "${c.name}"`;
+  const mode = c.family ?? "v4";
+  const section = c.config ?? options.config ?? { Type: module.type };
+  let config: unknown;
+  try {
+    config = module.configSchema.parse(section, "Backend");
+  } catch (err) {
+    assert.fail(`${what}: configSchema.parse refuses ${JSON.stringify(section)} (${errorMessage(err)}); a preflight case must pass the schema (put it in invalidConfigs instead)`);
+  }
+  const preflight = module.preflight;
+  assert.ok(
+    preflight,
+    `${what}: the module has no preflight, so the agent would find this only in registerSubnet, after it took a lease and changed the node: ` +
+      `add preflight(config, network, iface) to the module`,
+  );
+  const network = parseNetworkConfig(JSON.stringify(testNetConf(section, mode)), { source: "net-conf.json" });
+  const kernel = options.kernel ? await options.kernel() : new FakeKernel();
+  try {
+    const iface = await ensureUnderlay(kernel, c.iface);
+    const before = await snapshotKernel(kernel);
+    let err: unknown;
+    try {
+      preflight.call(module, config, network, iface);
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err !== undefined, `${what}: preflight accepted ${JSON.stringify(section)} on ${JSON.stringify(c.iface)} (${mode}); it must throw a configuration error`);
+    assert.ok(
+      err instanceof WeftError && CONFIG_CODES.has(err.code),
+      `${what}: preflight threw ${err instanceof WeftError ? err.code : "a non-WeftError"} (${errorMessage(err)}); it must be a ConfigError/WeftError with code CONFIG_INVALID or BACKEND_CONFIG_INVALID`,
+    );
+    if (c.error !== undefined) {
+      const ok = typeof c.error === "string" ? err.message.includes(c.error) : c.error.test(err.message);
+      assert.ok(ok, `${what}: preflight's error must ${typeof c.error === "string" ? "contain" : "match"} ${String(c.error)}; it said: ${err.message}`);
+    }
+    // The agent's order: preflight first, so the refusal leaves no lease in the store and the node as it was.
+    const store = new FakeSubnetManager(network, { nodeName: "node-1" });
+    let agentErr: unknown;
+    try {
+      const agent = await startTestAgent({ backends: [module], config: testNetConf(section, mode), iface: c.iface, kernel, leases: store });
+      await agent.close("teardown");
+    } catch (e) {
+      agentErr = e;
+    }
+    assert.equal(agentErr === undefined ? "(started)" : errorMessage(agentErr), err.message, `${what}: an agent started with it must stop with preflight's error`);
+    assert.equal(store.localLease(), undefined, `${what}: the agent took a lease before it refused the configuration`);
+    assertSame(await snapshotKernel(kernel), before, `${what}: refusing the configuration changed the node`);
+  } finally {
+    await options.disposeKernel?.(kernel);
+  }
+}
+
 /** Every check for one module, in a stable order. */
 export function conformanceChecks(module: BackendModule, options: ConformanceOptions): ConformanceCheck[] {
   const modes = options.families ?? ["v4"];
@@ -188,6 +299,15 @@ export function conformanceChecks(module: BackendModule, options: ConformanceOpt
       }
     },
   });
+
+  if (options.preflightRejects?.length) {
+    checks.push({
+      name: "preflight refuses what the backend cannot run with, before a lease is taken or the node changed",
+      async run() {
+        for (const c of options.preflightRejects ?? []) await checkPreflightReject(module, options, c);
+      },
+    });
+  }
 
   for (const mode of modes) {
     kernelCheck(mode, "registerSubnet publishes data its peers accept", async (s) => {
@@ -312,6 +432,7 @@ export function conformanceChecks(module: BackendModule, options: ConformanceOpt
         })),
       ];
       for (const b of bad) {
+        const logged = recordCount(local);
         let status;
         try {
           status = await local.addPeer(b.lease);
@@ -321,6 +442,13 @@ export function conformanceChecks(module: BackendModule, options: ConformanceOpt
         assert.notEqual(status.state, "programmed", `${b.what} was reported programmed`);
         assert.ok(status.state !== "programmed" && status.reason.length > 0, `${b.what}: the status needs a reason`);
         assertSame(await snapshotKernel(local.kernel), withGood, `${b.what} changed the kernel`);
+        // The agent logs a peer's state once per change; a backend logging it too doubles every line.
+        const loud = loudSince(local, logged);
+        assert.deepEqual(
+          loud.map((r) => r.msg),
+          [],
+          `the backend logged ${b.what} at ${loud[0]?.level}; return the reason in the status instead (the agent logs it once per change)`,
+        );
       }
       // A good peer whose lease turns bad loses its entries (its old ones would point at the wrong place).
       const first = bad[bad.length - 1]!;
@@ -328,6 +456,30 @@ export function conformanceChecks(module: BackendModule, options: ConformanceOpt
       assertSame(await snapshotKernel(local.kernel), base, `a peer whose lease turned unusable (${first.what}) kept its kernel objects`);
       assertNoWrites(await local.reconcile(), "after bad leases, a full reconcile must be a no-op");
     });
+
+    if (options.requiresPeerData ?? true) {
+      kernelCheck(mode, "a peer that has not published its backend data yet is skipped quietly, and programmed once it has", async (s) => {
+        const local = await s.node(1);
+        const before = await snapshotKernel(local.kernel);
+        const peer = await s.peer(2);
+        // A joining node's lease exists before its data: it registers its devices after taking the lease.
+        const { backendData: _v4, backendV6Data: _v6, ...attrs } = peer.attrs;
+        const logged = recordCount(local);
+        let status;
+        try {
+          status = await local.addPeer({ ...peer, attrs });
+        } catch (err) {
+          assert.fail(`addPeer threw for a peer without BackendData: ${errorMessage(err)}; it must return a skipped status`);
+        }
+        assert.ok(status.state === "skipped", `a peer without BackendData: ${statusText(status)}; it must be skipped until it publishes its data`);
+        assert.match(status.reason, /not published/, `a peer without BackendData: the reason must say it has not published its backend data yet; it said: ${status.reason}`);
+        assertSame(await snapshotKernel(local.kernel), before, "a peer without BackendData changed the kernel");
+        const loud = loudSince(local, logged);
+        assert.deepEqual(loud.map((r) => r.msg), [], `the backend logged a peer that has not published its data yet at ${loud[0]?.level}: that happens on every node join; return the status only`);
+        const later = await local.addPeer(peer);
+        assert.equal(later.state, "programmed", `once it published its data: ${statusText(later)}`);
+      });
+    }
 
     kernelCheck(mode, "teardown removes everything the backend created", async (s) => {
       const local = await s.node(1);

@@ -6,7 +6,14 @@
  *   FakeSubnetManager, peerLease, TEST_TOPOLOGY  leases and the suite's test cluster
  *   snapshotKernel / diffSnapshots               compare kernel states
  */
-export { type ConformanceCheck, type ConformanceOptions, type ConformanceResult, conformanceChecks, runBackendConformance } from "./conformance.js";
+export {
+  type ConformanceCheck,
+  type ConformanceOptions,
+  type ConformanceResult,
+  type PreflightReject,
+  conformanceChecks,
+  runBackendConformance,
+} from "./conformance.js";
 export { describeBackendConformance } from "./vitest.js";
 export { FakeSubnetManager, type LocalLeaseChoice } from "./fake-subnet-manager.js";
 export { type FamilyMode, type PeerLeaseInput, TEST_TOPOLOGY, peerLease, testNetConf } from "./leases.js";

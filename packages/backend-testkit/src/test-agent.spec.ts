@@ -20,11 +20,13 @@ import {
   subnetKey,
 } from "@weft/core";
 import type { KernelPort, OpResult } from "@weft/kernel";
+import { FakeKernel } from "@weft/kernel-testing";
 import { RECONCILER_CONTRIBUTION, type ObjectReconciler } from "@weft/reconcile";
 import { inject, injectable } from "tsyringe";
 import { describe, expect, it } from "vitest";
 import { FakeSubnetManager } from "./fake-subnet-manager.js";
 import { TEST_TOPOLOGY, peerLease, testNetConf } from "./leases.js";
+import { snapshotKernel } from "./kernel-snapshot.js";
 import { startTestAgent } from "./test-agent.js";
 
 /** A backend that records which module instance was chosen by declaring a bridge named after its type. */
@@ -54,6 +56,11 @@ function namedModule(type: string, extra?: (c: Parameters<BackendModule["registe
         if ("Bad" in input) throw new WeftError("BACKEND_CONFIG_INVALID", `net-conf.json: ${path}.Bad is not allowed for ${type}`);
         return input;
       },
+    },
+    preflight(config, network, iface) {
+      if ((config as Record<string, unknown>).NeedsIPv6 && network.enableIPv6 && !iface.ifaceV6Addr) {
+        throw new WeftError("CONFIG_INVALID", `${type}: interface ${iface.name} has no IPv6 address: give it one or turn EnableIPv6 off`);
+      }
     },
     mtuOverhead: () => 0,
     register(c) {
@@ -102,6 +109,22 @@ describe("startTestAgent", () => {
       "net-conf.json: Backend.Bad is not allowed for alpha",
     );
     await expect(startTestAgent({ backends: [{ type: "nope" }], config: testNetConf({ Type: "nope" }, "v4"), iface })).rejects.toThrow(/is not a Weft backend module/);
+  });
+
+  it("runs the module's preflight before it takes a lease or changes the node, as weftd does", async () => {
+    const config = testNetConf({ Type: "alpha", NeedsIPv6: true }, "dual");
+    const store = new FakeSubnetManager(parseNetworkConfig(JSON.stringify(config)), { nodeName: "node-1" });
+    const kernel = new FakeKernel();
+    await expect(startTestAgent({ backends: [namedModule("alpha")], config, iface, kernel, leases: store })).rejects.toThrow(
+      "alpha: interface eth0 has no IPv6 address: give it one or turn EnableIPv6 off",
+    );
+    expect(store.localLease()).toBeUndefined();
+    // No device of the backend's (it would declare weft-alpha in registerSubnet).
+    expect((await snapshotKernel(kernel)).lines.filter((l) => l.includes("weft"))).toEqual([]);
+    // With the address it starts.
+    const a = await startTestAgent({ backends: [namedModule("alpha")], config, iface: { ...iface, address6: me.address6 }, kernel, leases: store });
+    expect(store.localLease()?.attrs.backendType).toBe("alpha");
+    await a.close();
   });
 
   it("re-declares the store's peers on restart and prunes the ones that left", async () => {

@@ -2,9 +2,10 @@
  * startTestAgent: one node's agent, minus the daemon's I/O, around the backend under test. It does what weftd
  * does with a backend, through the same public pieces:
  *   BackendRegistry (the given modules) → net-conf.json parsed by core → Backend.Type picks the module → its
- *   schema validates the Backend section → a child tsyringe container with the core tokens → module.register
- *   → registerDatapath (@weft/reconcile, the real reconcilers) → resolve BACKEND → acquire a lease from a
- *   FakeSubnetManager → registerSubnet → publish the backend data → add every known peer → full reconcile.
+ *   schema validates the Backend section → module.preflight (configuration checks, before anything is leased
+ *   or changed) → a child tsyringe container with the core tokens → module.register → registerDatapath
+ *   (@weft/reconcile, the real reconcilers) → resolve BACKEND → acquire a lease from a FakeSubnetManager →
+ *   registerSubnet → publish the backend data → add every known peer → full reconcile.
  * The kernel is a FakeKernel (@weft/kernel-testing) unless the test passes another KernelPort, e.g. the real
  * LinuxKernel inside a test namespace. Nothing here reaches into the daemon.
  */
@@ -262,6 +263,9 @@ export class TestAgent {
   }
 
   private async boot(): Promise<void> {
+    // As weftd does: the module's configuration checks run first, so a configuration the backend cannot run
+    // with stops the agent before it holds a lease or has changed anything on the node.
+    this.module.preflight?.(this.backendConfig, this.config, this.iface);
     const c = rootContainer.createChildContainer();
     c.register(LOGGER, { useValue: this.logger });
     c.register(NETWORK_CONFIG, { useValue: this.config });
@@ -322,7 +326,7 @@ function assertJson(data: BackendData, what: string): void {
  * Makes sure the underlay interface exists with its addresses (created as a bridge: a plain L3 device on the
  * fake and, unlike `dummy`, available inside test namespaces too), and describes it as the daemon would.
  */
-async function ensureUnderlay(kernel: KernelPort, want: TestInterface): Promise<ExternalInterface> {
+export async function ensureUnderlay(kernel: KernelPort, want: TestInterface): Promise<ExternalInterface> {
   const name = want.name ?? "eth0";
   const mtu = want.mtu ?? 1500;
   const v4 = want.address ? IPPrefix.parse(want.address) : undefined;
