@@ -9,9 +9,10 @@
  *
  * The catch is that the next hop must be directly reachable: the peer has to share this node's L2 segment.
  * Flannel finds out from the kernel's "network is unreachable" and then logs it every 10 s forever. Weft
- * decides up front from the subnets connected to the underlay interface and reports the peer as
- * "unreachable" once, naming the fix (vxlan with DirectRouting). The same reasoning rules out NAT: a node
- * whose PublicIP is not its interface address cannot be a next hop for anyone, so registerSubnet refuses.
+ * decides up front from the subnets connected to the underlay interface and returns the peer as
+ * "unreachable", naming the fix (vxlan with DirectRouting); the agent logs that once per change of state. The
+ * same reasoning rules out NAT: a node whose PublicIP is not its interface address cannot be a next hop for
+ * anyone, so the module's preflight refuses it before the agent takes a lease (hostGwPreflight).
  */
 import "reflect-metadata";
 import {
@@ -27,6 +28,7 @@ import {
   type LocalLease,
   LOGGER,
   type Logger,
+  type NetworkConfig,
   type PeerStatus,
   type RouteSpec,
   WeftError,
@@ -39,6 +41,32 @@ import { HOST_GW_TYPE, type HostGwConfig } from "./config.js";
 
 const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
 
+/**
+ * What host-gw cannot run with, checked from the configuration and the interface alone (no lease, no kernel):
+ * for every enabled family the interface needs an address (peers route this node's subnet to it), and the
+ * advertised PublicIP must be that address (behind NAT, peers would route to an address that is not on their
+ * segment). The module's preflight runs it before the agent takes a lease; registerSubnet runs it again as a
+ * guard.
+ */
+export function hostGwPreflight(_config: HostGwConfig, net: NetworkConfig, iface: ExternalInterface): void {
+  for (const family of ["v4", "v6"] as const) {
+    if (!(family === "v4" ? net.enableIPv4 : net.enableIPv6)) continue;
+    const fam = FAMILY_NAME[family];
+    const ifaceAddr = family === "v4" ? iface.ifaceAddr : iface.ifaceV6Addr;
+    const extAddr = family === "v4" ? iface.extAddr : iface.extV6Addr;
+    if (!ifaceAddr) {
+      throw new WeftError("CONFIG_INVALID", `host-gw: Enable${fam} is on but interface ${iface.name} has no ${fam} address for peers to route to: give it one or turn Enable${fam} off`);
+    }
+    if (extAddr && !extAddr.equals(ifaceAddr)) {
+      throw new WeftError(
+        "CONFIG_INVALID",
+        `host-gw: the public IP ${extAddr} differs from ${iface.name}'s address ${ifaceAddr}, so this node is probably behind NAT; ` +
+          `host-gw makes peers route straight to the public IP, which cannot work through NAT: use vxlan, or drop --public-ip${family === "v6" ? "v6" : ""}`,
+      );
+    }
+  }
+}
+
 @injectable()
 export class HostGwBackend implements Backend {
   private iface?: ExternalInterface;
@@ -46,8 +74,6 @@ export class HostGwBackend implements Backend {
   /** This node's subnet per routed family. */
   private readonly local = new Map<Family, IPNet>();
   private readonly peers = new Set<string>();
-  /** Last non-programmed reason logged per peer: an unreachable peer is reported once, not on every event. */
-  private readonly reported = new Map<string, string>();
   private warnedConfig = false;
 
   constructor(
@@ -63,25 +89,13 @@ export class HostGwBackend implements Backend {
       for (const w of this.config.warnings) this.logger.warn(w);
       this.warnedConfig = true;
     }
+    hostGwPreflight(this.config, net, iface); // the agent ran it already; a guard for other callers
     const data: { v4?: null; v6?: null } = {};
     this.local.clear();
     for (const family of ["v4", "v6"] as const) {
       const subnet = leaseSubnet(lease, family);
       const enabled = family === "v4" ? net.enableIPv4 : net.enableIPv6;
       if (!subnet || !enabled) continue;
-      const fam = FAMILY_NAME[family];
-      const ifaceAddr = family === "v4" ? iface.ifaceAddr : iface.ifaceV6Addr;
-      const extAddr = family === "v4" ? iface.extAddr : iface.extV6Addr;
-      if (!ifaceAddr) {
-        throw new WeftError("CONFIG_INVALID", `host-gw: the lease has the ${fam} subnet ${subnet} but interface ${iface.name} has no ${fam} address for peers to route to: give it one or turn Enable${fam} off`);
-      }
-      if (extAddr && !extAddr.equals(ifaceAddr)) {
-        throw new WeftError(
-          "CONFIG_INVALID",
-          `host-gw: the public IP ${extAddr} differs from ${iface.name}'s address ${ifaceAddr}, so this node is probably behind NAT; ` +
-            `host-gw makes peers route straight to the public IP, which cannot work through NAT: use vxlan, or drop --public-ip${family === "v6" ? "v6" : ""}`,
-        );
-      }
       this.local.set(family, subnet);
       data[family] = null; // Flannel publishes JSON null for host-gw
     }
@@ -98,15 +112,11 @@ export class HostGwBackend implements Backend {
     if ("routes" in result) {
       this.datapath.declare(owner, { routes: result.routes });
       this.peers.add(owner);
-      this.reported.delete(owner);
       return { state: "programmed" };
     }
+    // Not logged here: the agent logs a peer's state once per change, with this reason.
     this.datapath.retract(owner);
     this.peers.delete(owner);
-    if (this.reported.get(owner) !== result.status.reason) {
-      this.reported.set(owner, result.status.reason);
-      this.logger.warn(`host-gw: ${result.status.reason}`, { peer: owner });
-    }
     return result.status;
   }
 
@@ -114,7 +124,6 @@ export class HostGwBackend implements Backend {
     const owner = subnetKey(peer);
     this.datapath.retract(owner);
     this.peers.delete(owner);
-    this.reported.delete(owner);
   }
 
   async close(mode: "restart" | "teardown"): Promise<void> {

@@ -1,9 +1,9 @@
 /**
  * host-gw specifics beyond the conformance suite: the exact route per peer and family, the same-L2 rule
- * (reported once, with the fix), NAT refusal, null backend data. FakeKernel, final state.
+ * (a status with the fix; the agent logs it), NAT refusal in preflight, null backend data. FakeKernel, final state.
  */
 import { TEST_TOPOLOGY, type FamilyMode, type TestAgent, type TestInterface, peerLease, snapshotKernel, startTestAgent, testNetConf } from "@weft/backend-testkit";
-import { type Lease, MemoryLogger, encodeLeaseAttrs } from "@weft/core";
+import { type ExternalInterface, IPAddress, type Lease, MemoryLogger, encodeLeaseAttrs, isWeftError, parseNetworkConfig } from "@weft/core";
 import { FakeKernel } from "@weft/kernel-testing";
 import { afterEach, describe, expect, it } from "vitest";
 import hostGw, { hostGwConfigSchema } from "./index.js";
@@ -29,7 +29,7 @@ async function node(i: number, o: { mode?: FamilyMode; iface?: Partial<TestInter
   return a;
 }
 
-const weftRoutes = async (a: TestAgent) =>
+const weftRoutes = async (a: Pick<TestAgent, "kernel">) =>
   [...(await a.kernel.listRoutes({ family: "v4", protocol: 87 })), ...(await a.kernel.listRoutes({ family: "v6", protocol: 87 }))].map(
     (r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.onlink ? " onlink" : ""}`,
   );
@@ -55,7 +55,7 @@ describe("host-gw", () => {
     expect(JSON.parse(encodeLeaseAttrs(a.lease.attrs))).toEqual({ PublicIP: "198.18.0.1", PublicIPv6: "2001:2::1", BackendType: "host-gw", BackendData: null, BackendV6Data: null });
   });
 
-  it("reports a peer on another L2 segment as unreachable once, naming the fix, and programs nothing for it", async () => {
+  it("reports a peer on another L2 segment as unreachable, naming the fix, programs nothing for it and leaves the logging to the agent", async () => {
     const logger = new MemoryLogger();
     const a = await node(1, { logger });
     const far = peerLease({ subnet: "198.19.5.0/24", publicIP: T.offSegment, backendType: "host-gw", backendData: null, nodeName: "X" });
@@ -66,13 +66,17 @@ describe("host-gw", () => {
     expect(await a.addPeer(far)).toEqual(expected);
     expect(await a.addPeer(far)).toEqual(expected);
     await a.reconcile();
-    await a.reconcile();
-    expect(logger.records.filter((r) => r.level === "warn").map((r) => r.msg)).toEqual([`host-gw: ${expected.reason}`]);
     expect(await weftRoutes(a)).toEqual([]);
-    // Once it is removed and comes back, it is worth one more line.
-    await a.removePeer(far);
-    await a.addPeer(far);
-    expect(logger.records.filter((r) => r.level === "warn")).toHaveLength(2);
+    // The agent's PeerSet logs the state once per change; a second line from the backend would double it.
+    expect(logger.records.filter((r) => r.level === "warn" || r.level === "error")).toEqual([]);
+  });
+
+  it("routes a peer that publishes no BackendData at all (Flannel's host-gw publishes none)", async () => {
+    const a = await node(1);
+    const bare = peerLease({ subnet: "198.19.2.0/24", publicIP: "198.18.0.2", backendType: "host-gw", nodeName: "node-2" });
+    expect(bare.attrs.backendData).toBeUndefined();
+    expect(await a.addPeer(bare)).toEqual({ state: "programmed" });
+    expect(await weftRoutes(a)).toEqual(["198.19.2.0/24 via 198.18.0.2 dev eth0"]);
   });
 
   it("drops the route of a peer that moves off the segment", async () => {
@@ -84,11 +88,46 @@ describe("host-gw", () => {
     expect(await weftRoutes(a)).toEqual([]);
   });
 
-  it("refuses to start behind NAT (PublicIP differs from the interface address)", async () => {
-    await expect(node(1, { iface: { publicIP: "198.18.1.1" } })).rejects.toThrow(
-      "host-gw: the public IP 198.18.1.1 differs from eth0's address 198.18.0.1, so this node is probably behind NAT; host-gw makes peers route straight to the public IP, which cannot work through NAT: use vxlan, or drop --public-ip",
-    );
-    await expect(node(1, { mode: "v6", iface: { publicIPv6: "2001:2:0:9::1" } })).rejects.toThrow(/drop --public-ipv6$/);
+  describe("preflight (before the agent takes a lease)", () => {
+    const net = (mode: FamilyMode) => parseNetworkConfig(JSON.stringify(testNetConf({ Type: "host-gw" }, mode)));
+    const config = hostGwConfigSchema.parse({ Type: "host-gw" }, "Backend");
+    const eth0 = (o: Partial<ExternalInterface> = {}): ExternalInterface => ({ name: "eth0", index: 2, mtu: 1500, ...o });
+    const v4 = IPAddress.parse("198.18.0.1");
+    const v6 = IPAddress.parse("2001:2::1");
+
+    it("refuses a node behind NAT (PublicIP differs from the interface address), per family", () => {
+      expect(() => hostGw.preflight!(config, net("v4"), eth0({ ifaceAddr: v4, extAddr: IPAddress.parse("198.18.1.1") }))).toThrow(
+        "host-gw: the public IP 198.18.1.1 differs from eth0's address 198.18.0.1, so this node is probably behind NAT; host-gw makes peers route straight to the public IP, which cannot work through NAT: use vxlan, or drop --public-ip",
+      );
+      expect(() => hostGw.preflight!(config, net("v6"), eth0({ ifaceV6Addr: v6, extV6Addr: IPAddress.parse("2001:2:0:9::1") }))).toThrow(/drop --public-ipv6$/);
+    });
+
+    it("refuses an enabled family without an address on the interface", () => {
+      const err = (() => {
+        try {
+          hostGw.preflight!(config, net("dual"), eth0({ ifaceAddr: v4, extAddr: v4 }));
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(isWeftError(err, "CONFIG_INVALID")).toBe(true);
+      expect((err as Error).message).toBe("host-gw: EnableIPv6 is on but interface eth0 has no IPv6 address for peers to route to: give it one or turn EnableIPv6 off");
+    });
+
+    it("accepts the interface's own addresses, and a family that is not enabled needs none", () => {
+      hostGw.preflight!(config, net("dual"), eth0({ ifaceAddr: v4, extAddr: v4, ifaceV6Addr: v6, extV6Addr: v6 }));
+      hostGw.preflight!(config, net("v4"), eth0({ ifaceAddr: v4 }));
+    });
+
+    it("is also registerSubnet's guard: an agent behind NAT stops before any lease or route", async () => {
+      const kernel = new FakeKernel();
+      await expect(node(1, { kernel, iface: { publicIP: "198.18.1.1" } })).rejects.toThrow(/probably behind NAT/);
+      expect(await weftRoutes({ kernel })).toEqual([]);
+      // Called directly (no agent, so no preflight), registerSubnet refuses with the same check.
+      const a = await node(1);
+      const natted = { ...a.iface, extAddr: IPAddress.parse("198.18.1.1") };
+      await expect(a.backend.registerSubnet({ lease: a.lease, config: a.config, iface: natted })).rejects.toThrow(/probably behind NAT/);
+    });
   });
 
   it("skips peers of another backend type", async () => {

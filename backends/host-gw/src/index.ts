@@ -5,10 +5,10 @@
 import { BACKEND, type BackendModule } from "@weft/core";
 import { type DependencyContainer, Lifecycle } from "tsyringe";
 import { HOST_GW_TYPE, type HostGwConfig, hostGwConfigSchema } from "./config.js";
-import { HostGwBackend } from "./host-gw-backend.js";
+import { HostGwBackend, hostGwPreflight } from "./host-gw-backend.js";
 
 export { HOST_GW_TYPE, type HostGwConfig, hostGwConfigSchema } from "./config.js";
-export { HostGwBackend } from "./host-gw-backend.js";
+export { HostGwBackend, hostGwPreflight } from "./host-gw-backend.js";
 
 const hostGwModule: BackendModule<HostGwConfig> = {
   type: HOST_GW_TYPE,
@@ -16,6 +16,10 @@ const hostGwModule: BackendModule<HostGwConfig> = {
   /** Plain routing: nothing is added to a packet. */
   mtuOverhead(): number {
     return 0;
+  },
+  /** An address per enabled family on the interface, and no NAT: refused before the agent takes a lease. */
+  preflight(config, network, iface): void {
+    hostGwPreflight(config, network, iface);
   },
   register(container: DependencyContainer): void {
     container.register(BACKEND, { useClass: HostGwBackend }, { lifecycle: Lifecycle.ContainerScoped });

@@ -6,20 +6,25 @@
  *
  * EXTENSION POINT: the module. A backend package default-exports exactly one BackendModule value. Importing
  * the package must have no side effects: no registration, no global container, no I/O. The agent loads
- * the module (built in, or named with `weftd --backend-module <path>`), matches `type` against
- * Backend.Type, validates the section with `configSchema`, computes the pod MTU with `mtuOverhead`, and
- * calls `register` on the agent's own child container.
+ * the module (built in, or named with `weftd --backend-module <package or path>`), matches `type` against
+ * Backend.Type, validates the section with `configSchema`, runs `preflight` against the chosen interface,
+ * computes the pod MTU with `mtuOverhead`, and — only then, with a lease — calls `register` on the agent's
+ * own child container.
+ *
+ * EXTENSION POINT: packaging. @weft/core, @weft/kernel, @weft/reconcile, tsyringe and reflect-metadata are
+ * peerDependencies in package.json: the backend must use the agent's copies (a second tsyringe does not know
+ * the agent's tokens and fails with "TypeInfo not known"). See "Publishing" in docs/writing-a-backend.md.
  */
-import { BACKEND, type BackendModule, type Family } from "@weft/core";
+import { BACKEND, type BackendModule, type ExternalInterface, type Family, type NetworkConfig } from "@weft/core";
 import { KERNEL } from "@weft/kernel";
 import { RECONCILER_CONTRIBUTION } from "@weft/reconcile";
 import { type DependencyContainer, Lifecycle, instanceCachingFactory } from "tsyringe";
 import { SAMPLE_TYPE, type SampleConfig, sampleConfigSchema } from "./config.js";
-import { SampleBackend } from "./sample-backend.js";
+import { SampleBackend, samplePreflight } from "./sample-backend.js";
 import { SysctlReconciler } from "./sysctl.js";
 
 export { SAMPLE_TYPE, type SampleConfig, type SampleLeaseData, encodeSampleLeaseData, parseSampleLeaseData, sampleConfigSchema } from "./config.js";
-export { SampleBackend } from "./sample-backend.js";
+export { SampleBackend, samplePreflight } from "./sample-backend.js";
 export { SYSCTL_KIND, SysctlReconciler, type SysctlSpec } from "./sysctl.js";
 
 const sampleModule: BackendModule<SampleConfig> = {
@@ -33,6 +38,14 @@ const sampleModule: BackendModule<SampleConfig> = {
    */
   mtuOverhead(_config: SampleConfig, _family: Family): number {
     return 0;
+  },
+
+  /**
+   * Configuration checks that need no lease (see samplePreflight in sample-backend.ts). The agent calls this
+   * before it takes a lease or touches the node: throwing here stops it with nothing to undo.
+   */
+  preflight(config: SampleConfig, network: NetworkConfig, iface: ExternalInterface): void {
+    samplePreflight(config, network, iface);
   },
 
   register(container: DependencyContainer): void {

@@ -41,6 +41,7 @@ import {
   type LocalLease,
   LOGGER,
   type Logger,
+  type NetworkConfig,
   type PeerStatus,
   type RouteSpec,
   WeftError,
@@ -54,6 +55,30 @@ import { SAMPLE_TYPE, type SampleConfig, encodeSampleLeaseData, parseSampleLease
 import { SYSCTL_KIND, type SysctlSpec } from "./sysctl.js";
 
 const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
+
+/**
+ * EXTENSION POINT: preflight. Every check that needs only your config, the network config and the underlay
+ * interface belongs here — a missing address, a NAT'd PublicIP your datapath cannot work with, a device name
+ * too long. The module's `preflight` (index.ts) runs it BEFORE the agent takes a lease or changes anything on
+ * the node, so a configuration error stops the agent with nothing to undo. registerSubnet runs the same
+ * function again (one function, not two copies) and uses what it returns. Throw a WeftError CONFIG_INVALID
+ * (or a ConfigError naming the JSON path) with one line: the problem and the fix.
+ *
+ * Here: each enabled family needs an address on the interface; it is the gateway this node publishes.
+ */
+export function samplePreflight(_config: SampleConfig, net: NetworkConfig, iface: ExternalInterface): Map<Family, IPAddress> {
+  const gateways = new Map<Family, IPAddress>();
+  for (const family of ["v4", "v6"] as const) {
+    if (!(family === "v4" ? net.enableIPv4 : net.enableIPv6)) continue;
+    const fam = FAMILY_NAME[family];
+    const gateway = family === "v4" ? iface.ifaceAddr : iface.ifaceV6Addr;
+    if (!gateway) {
+      throw new WeftError("CONFIG_INVALID", `${SAMPLE_TYPE}: Enable${fam} is on but interface ${iface.name} has no ${fam} address for peers to route through: give it one or turn Enable${fam} off`);
+    }
+    gateways.set(family, gateway);
+  }
+  return gateways;
+}
 
 /**
  * EXTENSION POINT: the Backend class. tsyringe builds it in the agent's child container. Every constructor
@@ -71,8 +96,6 @@ export class SampleBackend implements Backend {
   private readonly own = new Map<Family, IPNet>();
   /** Owners declared, so teardown can retract them. */
   private readonly peers = new Set<string>();
-  /** Reason last logged per peer: a peer that stays broken is logged once, not on every event. */
-  private readonly reported = new Map<string, string>();
 
   constructor(
     @inject(DATAPATH) private readonly datapath: Datapath,
@@ -82,22 +105,20 @@ export class SampleBackend implements Backend {
   ) {}
 
   /**
-   * Called once per agent start, before any peer. Create or adopt local devices (declare + flush), check
-   * what cannot work and say so (throw a WeftError: the agent stops with that message), and return the data
-   * peers need. It must return the same data after a restart, or peers' entries for this node go stale.
+   * Called once per agent start, after the module's preflight and the lease, before any peer. Create or adopt
+   * local devices (declare + flush), and return the data peers need. It must return the same data after a
+   * restart, or peers' entries for this node go stale. What only the lease can tell (it has no subnet in an
+   * enabled family) is checked here; configuration errors were found by preflight already.
    */
   async registerSubnet(local: LocalLease): Promise<BackendData> {
     const { lease, config: net, iface } = local;
     for (const w of this.config.warnings) this.logger.warn(w);
+    const gateways = samplePreflight(this.config, net, iface);
     const data: { v4?: JsonValue; v6?: JsonValue } = {};
     this.own.clear();
-    for (const family of ["v4", "v6"] as const) {
+    for (const [family, gateway] of gateways) {
       const subnet = leaseSubnet(lease, family);
-      if (!subnet || !(family === "v4" ? net.enableIPv4 : net.enableIPv6)) continue;
-      const gateway = family === "v4" ? iface.ifaceAddr : iface.ifaceV6Addr;
-      if (!gateway) {
-        throw new WeftError("CONFIG_INVALID", `${SAMPLE_TYPE}: interface ${iface.name} has no ${FAMILY_NAME[family]} address for peers to route ${subnet} through: give it one or turn Enable${FAMILY_NAME[family]} off`);
-      }
+      if (!subnet) continue;
       this.own.set(family, subnet);
       data[family] = encodeSampleLeaseData({ gateway });
     }
@@ -117,8 +138,10 @@ export class SampleBackend implements Backend {
   /**
    * Describe one peer. Idempotent: the same lease again declares the same objects (no kernel writes). A
    * changed lease replaces what the peer had. A lease you cannot use returns skipped/unreachable with a
-   * reason — and retracts what the peer had before, so nothing stale stays in the kernel. Never throw.
-   * The agent flushes after each batch of lease events; do not flush here (5,000 peers, one batch).
+   * reason — and retracts what the peer had before, so nothing stale stays in the kernel. Never throw, and
+   * do not log the reason: the agent logs each peer's state once per change (a second line from the backend
+   * would double every one). The agent flushes after each batch of lease events; do not flush here (5,000
+   * peers, one batch).
    */
   async addPeer(peer: Lease): Promise<PeerStatus> {
     const owner = subnetKey(peer);
@@ -126,15 +149,10 @@ export class SampleBackend implements Backend {
     if ("routes" in result) {
       this.datapath.declare(owner, { routes: result.routes });
       this.peers.add(owner);
-      this.reported.delete(owner);
       return { state: "programmed" };
     }
     this.datapath.retract(owner);
     this.peers.delete(owner);
-    if (this.reported.get(owner) !== result.reason) {
-      this.reported.set(owner, result.reason);
-      this.logger.warn(`${SAMPLE_TYPE}: ${result.reason}`, { peer: owner });
-    }
     return result;
   }
 
@@ -143,7 +161,6 @@ export class SampleBackend implements Backend {
     const owner = subnetKey(peer);
     this.datapath.retract(owner);
     this.peers.delete(owner);
-    this.reported.delete(owner);
   }
 
   /** `restart`: leave everything for the next agent to adopt. `teardown`: remove what this backend declared. */
@@ -171,9 +188,13 @@ export class SampleBackend implements Backend {
         return { state: "skipped", reason: `${label} has the ${FAMILY_NAME[family]} subnet ${subnet} but no ${family === "v4" ? "PublicIP" : "PublicIPv6"}` };
       }
       const field = family === "v4" ? "BackendData" : "BackendV6Data";
+      const raw = family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data;
+      // A joining node's lease is stored before its data (it registers first, then publishes): not malformed,
+      // just early. Skip it quietly; the agent calls addPeer again when the data arrives.
+      if (raw === undefined) return { state: "skipped", reason: `${label} has not published its backend data yet (no ${field})` };
       let gateway: IPAddress;
       try {
-        gateway = parseSampleLeaseData(family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data, family, `${label} ${field}`).gateway;
+        gateway = parseSampleLeaseData(raw, family, `${label} ${field}`).gateway;
       } catch (err) {
         return { state: "skipped", reason: errorMessage(err) };
       }

@@ -3,7 +3,8 @@
  * converges, idempotent add, exact remove, adopting restart, schema errors with JSON paths, malformed peers
  * skipped, teardown) against a FakeKernel through the agent's real DI loading and reconcilers.
  * Tell it what your backend is: whether it encapsulates, which families it supports, configs its schema
- * must reject (with the JSON path the error must name) and peer data it must refuse.
+ * must reject (with the JSON path the error must name), peer data it must refuse, and configurations its
+ * preflight must refuse on a given interface (before the agent takes a lease or touches the node).
  */
 import { describeBackendConformance } from "@weft/backend-testkit";
 import backend from "./index.js";
@@ -17,4 +18,8 @@ describeBackendConformance(backend, {
     { config: { Type: "sample", LooseReversePathFilter: "yes" }, path: "Backend.LooseReversePathFilter" },
   ],
   malformedPeerData: [null, 42, {}, { Gateway: "not an address" }],
+  preflightRejects: [
+    { name: "IPv6 enabled, no IPv6 address on the interface", family: "dual", iface: { address: "198.18.0.1/24" }, error: "has no IPv6 address" },
+    { name: "IPv4 enabled, no IPv4 address on the interface", family: "v4", iface: { address6: "2001:2::1/64" }, error: "has no IPv4 address" },
+  ],
 });

@@ -9,7 +9,7 @@ import { RECONCILER_CONTRIBUTION } from "@weft/reconcile";
 import { type DependencyContainer, Lifecycle, instanceCachingFactory } from "tsyringe";
 import { VXLAN_OVERHEAD, VXLAN_TYPE, type VxlanConfig, vxlanConfigSchema } from "./config.js";
 import { OffloadReconciler } from "./offload.js";
-import { VxlanBackend } from "./vxlan-backend.js";
+import { VxlanBackend, planVxlanDevices } from "./vxlan-backend.js";
 
 export {
   LINUX_DEFAULT_VXLAN_PORT,
@@ -23,7 +23,7 @@ export {
   vxlanLeaseDataSchema,
 } from "./config.js";
 export { OFFLOAD_KIND, type OffloadOp, OffloadReconciler, type OffloadSpec, TX_CHECKSUM_FEATURE, parseEthtoolFeatures } from "./offload.js";
-export { VxlanBackend, vxlanDeviceName } from "./vxlan-backend.js";
+export { VxlanBackend, type VxlanDevicePlan, planVxlanDevices, vxlanDeviceName } from "./vxlan-backend.js";
 export { randomLocalMac, vtepMacFile } from "./vtep-mac.js";
 
 /** The vxlan BackendModule, plus `underlayMtu`: Backend.MTU, when set, replaces the interface MTU as the base. */
@@ -35,6 +35,10 @@ const vxlanModule: BackendModule<VxlanConfig> & { underlayMtu(config: VxlanConfi
   },
   underlayMtu(config: VxlanConfig): number | undefined {
     return config.mtu || undefined;
+  },
+  /** A source address per enabled family, a device name within 15 characters, a device MTU the family allows. */
+  preflight(config, network, iface): void {
+    planVxlanDevices(config, network, iface);
   },
   register(container: DependencyContainer): void {
     container.register(BACKEND, { useClass: VxlanBackend }, { lifecycle: Lifecycle.ContainerScoped });

@@ -38,6 +38,7 @@ import {
   type ExternalInterface,
   type Family,
   type FdbSpec,
+  type IPAddress,
   type IPNet,
   type JsonValue,
   type Lease,
@@ -46,6 +47,7 @@ import {
   LOGGER,
   type Logger,
   type NeighbourSpec,
+  type NetworkConfig,
   type PeerStatus,
   type RouteSpec,
   STATE_DIR,
@@ -72,6 +74,55 @@ export function vxlanDeviceName(vni: number, family: Family): string {
 const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
 const LOCAL_OWNER = "local";
 
+/** One device the configuration asks for, as far as it can be known without a lease. */
+export interface VxlanDevicePlan {
+  readonly name: string;
+  /** The tunnel source: the advertised PublicIP, else the interface address. */
+  readonly source: IPAddress;
+  readonly mtu: number;
+}
+
+/**
+ * Everything vxlan can check from the configuration and the interface alone, per enabled family: an address
+ * to send VXLAN from, a device name Linux accepts (the VNI is part of it), a device MTU the family allows.
+ * The module's preflight runs it before the agent takes a lease; registerSubnet runs it again and builds its
+ * devices from the result. Throws ConfigError-class WeftErrors naming the key and the fix.
+ */
+export function planVxlanDevices(config: VxlanConfig, net: NetworkConfig, iface: ExternalInterface): Map<Family, VxlanDevicePlan> {
+  const plans = new Map<Family, VxlanDevicePlan>();
+  for (const family of ["v4", "v6"] as const) {
+    if (!(family === "v4" ? net.enableIPv4 : net.enableIPv6)) continue;
+    const fam = FAMILY_NAME[family];
+    const source = family === "v4" ? (iface.extAddr ?? iface.ifaceAddr) : (iface.extV6Addr ?? iface.ifaceV6Addr);
+    if (!source) {
+      throw new WeftError(
+        "CONFIG_INVALID",
+        `vxlan: Enable${fam} is on but interface ${iface.name} has no ${fam} address to send VXLAN from: ` +
+          `give it one, set --public-ip${family === "v6" ? "v6" : ""}, or turn Enable${fam} off`,
+      );
+    }
+    const name = vxlanDeviceName(config.vni, family);
+    if (name.length > IFNAME_MAX) {
+      throw new WeftError(
+        "BACKEND_CONFIG_INVALID",
+        `net-conf.json: Backend.VNI ${config.vni} makes the ${fam} device name ${name} longer than Linux's ${IFNAME_MAX} characters: use a VNI below 10000000`,
+      );
+    }
+    const underlayMtu = config.mtu || iface.mtu;
+    const mtu = underlayMtu - VXLAN_OVERHEAD[family];
+    // IPv6 is switched off on a link below 1280 bytes; an IPv4 link below 68 cannot exist.
+    const minimum = family === "v6" ? 1280 : 68;
+    if (mtu < minimum) {
+      throw new WeftError(
+        "BACKEND_CONFIG_INVALID",
+        `vxlan: ${name} would get MTU ${mtu} (underlay ${underlayMtu} − ${VXLAN_OVERHEAD[family]}), below ${fam}'s minimum ${minimum}: raise Backend.MTU or the MTU of ${iface.name}`,
+      );
+    }
+    plans.set(family, { name, source, mtu });
+  }
+  return plans;
+}
+
 interface LocalDevice {
   readonly family: Family;
   readonly name: string;
@@ -86,8 +137,6 @@ export class VxlanBackend implements Backend {
   private connected?: ConnectedSubnets;
   /** Owners (peer subnet keys) this backend declared, for teardown. */
   private readonly peers = new Set<string>();
-  /** Last non-programmed reason logged per peer, so a skipped peer is reported once, not on every event. */
-  private readonly reported = new Map<string, string>();
   private warnedConfig = false;
 
   constructor(
@@ -105,6 +154,9 @@ export class VxlanBackend implements Backend {
       for (const w of this.config.warnings) this.logger.warn(w);
       this.warnedConfig = true;
     }
+    // The agent ran these checks in the module's preflight already; running them again guards other callers
+    // and gives the per-family device plan.
+    const plans = planVxlanDevices(this.config, net, iface);
     this.iface = iface;
     this.connected = await ConnectedSubnets.read(this.kernel, iface);
 
@@ -113,36 +165,9 @@ export class VxlanBackend implements Backend {
     const offload: OffloadSpec[] = [];
     const data: { v4?: JsonValue; v6?: JsonValue } = {};
     this.devices.clear();
-    for (const family of ["v4", "v6"] as const) {
+    for (const [family, { name, source, mtu }] of plans) {
       const subnet = leaseSubnet(lease, family);
-      const enabled = family === "v4" ? net.enableIPv4 : net.enableIPv6;
-      if (!subnet || !enabled) continue;
-      const fam = FAMILY_NAME[family];
-      const source = family === "v4" ? (iface.extAddr ?? iface.ifaceAddr) : (iface.extV6Addr ?? iface.ifaceV6Addr);
-      if (!source) {
-        throw new WeftError(
-          "CONFIG_INVALID",
-          `vxlan: the lease has the ${fam} subnet ${subnet} but interface ${iface.name} has no ${fam} address to send VXLAN from: ` +
-            `give it one, set --public-ip${family === "v6" ? "v6" : ""}, or turn Enable${fam} off`,
-        );
-      }
-      const name = vxlanDeviceName(this.config.vni, family);
-      if (name.length > IFNAME_MAX) {
-        throw new WeftError(
-          "BACKEND_CONFIG_INVALID",
-          `net-conf.json: Backend.VNI ${this.config.vni} makes the ${fam} device name ${name} longer than Linux's ${IFNAME_MAX} characters: use a VNI below 10000000`,
-        );
-      }
-      const underlayMtu = this.config.mtu || iface.mtu;
-      const mtu = underlayMtu - VXLAN_OVERHEAD[family];
-      // IPv6 is switched off on a link below 1280 bytes; an IPv4 link below 68 cannot exist.
-      const minimum = family === "v6" ? 1280 : 68;
-      if (mtu < minimum) {
-        throw new WeftError(
-          "BACKEND_CONFIG_INVALID",
-          `vxlan: ${name} would get MTU ${mtu} (underlay ${underlayMtu} − ${VXLAN_OVERHEAD[family]}), below ${fam}'s minimum ${minimum}: raise Backend.MTU or the MTU of ${iface.name}`,
-        );
-      }
+      if (!subnet) continue;
       const mac = loadOrCreateVtepMac(this.stateDir, this.config.vni, family, this.logger, this.previousMac(lease, family));
       links.push({
         name,
@@ -198,16 +223,12 @@ export class VxlanBackend implements Backend {
     if ("objects" in result) {
       this.datapath.declare(owner, result.objects);
       this.peers.add(owner);
-      this.reported.delete(owner);
       return { state: "programmed" };
     }
-    // A peer that was fine and now is not (its lease changed) must not keep its old entries.
+    // A peer that was fine and now is not (its lease changed) must not keep its old entries. Not logged here:
+    // the agent logs a peer's state once per change, with this reason.
     this.datapath.retract(owner);
     this.peers.delete(owner);
-    if (this.reported.get(owner) !== result.status.reason) {
-      this.reported.set(owner, result.status.reason);
-      this.logger.warn(`vxlan: ${result.status.reason}`, { peer: owner });
-    }
     return result.status;
   }
 
@@ -215,7 +236,6 @@ export class VxlanBackend implements Backend {
     const owner = subnetKey(peer);
     this.datapath.retract(owner);
     this.peers.delete(owner);
-    this.reported.delete(owner);
   }
 
   async close(mode: "restart" | "teardown"): Promise<void> {
@@ -253,9 +273,13 @@ export class VxlanBackend implements Backend {
       const publicIP = family === "v4" ? peer.attrs.publicIP : peer.attrs.publicIPv6;
       if (!publicIP) return skip(`has the ${fam} subnet ${subnet} but no ${family === "v4" ? "PublicIP" : "PublicIPv6"}`);
       const field = family === "v4" ? "BackendData" : "BackendV6Data";
+      const raw = family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data;
+      // A joining node takes its lease before it has created its device, so its lease is first seen without
+      // data: not malformed, just early. It comes back with the data in a moment.
+      if (raw === undefined) return skip(`has not published its backend data yet (no ${field}); it is programmed when it does`);
       let vtep;
       try {
-        vtep = vxlanLeaseDataSchema.parse(family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data, `${label} ${field}`);
+        vtep = vxlanLeaseDataSchema.parse(raw, `${label} ${field}`);
       } catch (err) {
         return { status: { state: "skipped", reason: errorMessage(err) } };
       }

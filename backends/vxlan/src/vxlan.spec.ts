@@ -23,6 +23,7 @@ import {
   BACKEND_CONFIG,
   ConfigError,
   DATAPATH,
+  type ExternalInterface,
   IPAddress,
   IPNet,
   type Lease,
@@ -224,6 +225,52 @@ describe("vxlan devices", () => {
   });
 });
 
+describe("vxlan preflight (before the agent takes a lease)", () => {
+  const net = (mode: FamilyMode) => parseNetworkConfig(JSON.stringify(testNetConf({ Type: "vxlan" }, mode)));
+  const cfg = (section: Record<string, unknown> = {}) => vxlanConfigSchema.parse({ Type: "vxlan", ...section }, "Backend");
+  const v4 = IPAddress.parse("198.18.0.1");
+  const v6 = IPAddress.parse("2001:2::1");
+  const eth0 = (o: Partial<ExternalInterface> = {}): ExternalInterface => ({ name: "eth0", index: 2, mtu: 1500, ...o });
+  const refusal = (f: () => void): unknown => {
+    try {
+      f();
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  };
+
+  it("refuses a VNI that makes a device name too long, naming Backend.VNI", () => {
+    const err = refusal(() => vxlan.preflight!(cfg({ VNI: 10_000_000 }), net("dual"), eth0({ ifaceAddr: v4, ifaceV6Addr: v6 })));
+    expect(isWeftError(err, "BACKEND_CONFIG_INVALID")).toBe(true);
+    expect((err as Error).message).toBe(
+      "net-conf.json: Backend.VNI 10000000 makes the IPv6 device name weft-v6.10000000 longer than Linux's 15 characters: use a VNI below 10000000",
+    );
+    vxlan.preflight!(cfg({ VNI: 10_000_000 }), net("v4"), eth0({ ifaceAddr: v4 }));
+  });
+
+  it("refuses a device MTU below the family's minimum, from Backend.MTU or the interface's MTU", () => {
+    expect(() => vxlan.preflight!(cfg({ MTU: 1300 }), net("v6"), eth0({ ifaceV6Addr: v6 }))).toThrow(
+      "vxlan: weft-v6.1 would get MTU 1230 (underlay 1300 − 70), below IPv6's minimum 1280: raise Backend.MTU or the MTU of eth0",
+    );
+    expect(() => vxlan.preflight!(cfg(), net("v6"), eth0({ mtu: 1340, ifaceV6Addr: v6 }))).toThrow(/weft-v6.1 would get MTU 1270 \(underlay 1340 − 70\)/);
+  });
+
+  it("refuses an enabled family with no address to send from; a --public-ip alone is enough", () => {
+    const err = refusal(() => vxlan.preflight!(cfg(), net("dual"), eth0({ ifaceAddr: v4 })));
+    expect(isWeftError(err, "CONFIG_INVALID")).toBe(true);
+    expect((err as Error).message).toBe("vxlan: EnableIPv6 is on but interface eth0 has no IPv6 address to send VXLAN from: give it one, set --public-ipv6, or turn EnableIPv6 off");
+    expect(() => vxlan.preflight!(cfg(), net("v4"), eth0({}))).toThrow(/EnableIPv4 is on but interface eth0 has no IPv4 address/);
+    vxlan.preflight!(cfg(), net("v4"), eth0({ extAddr: v4 }));
+  });
+
+  it("is registerSubnet's guard too: the same refusal when it is called without the agent", async () => {
+    const a = await node(1);
+    const noAddress = { name: a.iface.name, index: a.iface.index, mtu: a.iface.mtu };
+    await expect(a.backend.registerSubnet({ lease: a.lease, config: a.config, iface: noAddress })).rejects.toThrow(/EnableIPv4 is on but interface eth0 has no IPv4 address/);
+  });
+});
+
 describe("vxlan peers", () => {
   it("programs neighbour, self FDB entry and onlink route per peer and family", async () => {
     const a = await node(1, { mode: "dual" });
@@ -275,11 +322,14 @@ describe("vxlan peers", () => {
     expect((await a.reconcile()).writes).toBe(0);
   });
 
-  it("skips peers it cannot program, with a reason, logged once", async () => {
+  it("skips peers it cannot program, with a reason, and leaves the logging to the agent", async () => {
     const logger = new MemoryLogger();
     const a = await node(1, { logger });
     const b = await node(2);
+    const { backendData: _unpublished, ...early } = b.lease.attrs;
     const cases: [Lease, RegExp][] = [
+      // The lease of a node that is joining: it exists before the node has published its VTEP.
+      [{ ...b.lease, attrs: early }, /^peer node-2 \(198\.19\.2\.0-24\) has not published its backend data yet \(no BackendData\); it is programmed when it does$/],
       [{ ...b.lease, attrs: { ...b.lease.attrs, backendType: "host-gw" } }, /peer node-2 \(198\.19\.2\.0-24\) uses backend "host-gw", this node vxlan/],
       [{ ...b.lease, attrs: { ...b.lease.attrs, backendData: { VNI: 2, VtepMAC: "02:00:00:00:00:01" } } }, /uses VNI 2, this node 1: set the same Backend.VNI on every node/],
       [{ ...b.lease, attrs: { ...b.lease.attrs, backendData: { VNI: 1, VtepMAC: "nope" } } }, /BackendData: VtepMAC "nope" is not a MAC address/],
@@ -291,10 +341,25 @@ describe("vxlan peers", () => {
       const s = await a.addPeer(lease);
       expect(s.state).toBe("skipped");
       expect(s.state === "skipped" && s.reason).toMatch(reason);
-      await a.addPeer(lease); // the same reason again is not logged again
     }
-    expect(logger.records.filter((r) => r.level === "warn").length).toBe(cases.length);
     expect(await lines(a, "fdb")).toEqual([]);
+    expect(await lines(a, "neighbour weft")).toEqual([]);
+    // The agent's PeerSet logs each peer's state once per change; the backend adds no line of its own.
+    expect(logger.records.filter((r) => r.level === "warn" || r.level === "error")).toEqual([]);
+  });
+
+  it("programs a joining peer as soon as it publishes its data", async () => {
+    const a = await node(1, { mode: "dual" });
+    const b = await node(2, { mode: "dual" });
+    const { backendData: _v4, backendV6Data: _v6, ...early } = b.lease.attrs;
+    expect((await a.addPeer({ ...b.lease, attrs: early })).state).toBe("skipped");
+    // Half published (the IPv4 device first): still waiting, nothing half-programmed.
+    const { backendV6Data: _half, ...half } = b.lease.attrs;
+    const s = await a.addPeer({ ...b.lease, attrs: half });
+    expect(s.state === "skipped" && s.reason).toMatch(/has not published its backend data yet \(no BackendV6Data\)/);
+    expect(await lines(a, "fdb weft")).toEqual([]);
+    expect(await a.addPeer(b.lease)).toEqual({ state: "programmed" });
+    expect(await lines(a, "fdb weft")).toHaveLength(2);
   });
 });
 
