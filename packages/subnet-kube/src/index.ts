@@ -1,5 +1,5 @@
 export { DEFAULT_ANNOTATION_PREFIX, type KubeAnnotations, kubeAnnotations, normalizeAnnotationPrefix } from "./annotations.js";
-export { KubeApiError, KubeNodeClient, isKubeApiError, loadKubeConfig } from "./kube-client.js";
+export { DEFAULT_SERVICE_ACCOUNT_DIR, KubeApiError, type KubeConnectionOptions, KubeNodeClient, isKubeApiError, loadKubeConfig } from "./kube-client.js";
 export {
   DEFAULT_DUAL_STACK_BACKEND_TYPES,
   DEFAULT_NET_CONF_PATH,

@@ -24,7 +24,13 @@ import {
   type V1Pod,
   Watch,
 } from "@kubernetes/client-node";
-import { WeftError } from "@weft/core";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { isIPv6 } from "node:net";
+import { join } from "node:path";
+import { WeftError, errorMessage } from "@weft/core";
+
+/** Where the kubelet mounts a pod's service-account token, CA and namespace. */
+export const DEFAULT_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 export interface KubeConnectionOptions {
   /** Path of a kubeconfig file (`--kubeconfig-file`). */
@@ -33,6 +39,8 @@ export interface KubeConnectionOptions {
   readonly kubeApiUrl?: string;
   /** Environment for the in-cluster check (KUBERNETES_SERVICE_HOST/PORT). */
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** In-cluster mode: the directory with `token`, `ca.crt` and `namespace`. Default DEFAULT_SERVICE_ACCOUNT_DIR. */
+  readonly serviceAccountDir?: string;
 }
 
 /** A failed API call: `status` is the HTTP code, 0 when no HTTP answer arrived (refused, reset, timeout). */
@@ -57,15 +65,25 @@ export function isKubeApiError(e: unknown, status?: number): e is KubeApiError {
   return e instanceof KubeApiError && (status === undefined || e.status === status);
 }
 
-/** Builds the KubeConfig: kubeconfig file, else --kube-api-url alone, else in-cluster. */
+/**
+ * Builds the KubeConfig, as Flannel's clientcmd.BuildConfigFromFlags does: a kubeconfig file (with its
+ * server replaced by --kube-api-url when both are given), else --kube-api-url alone (no credentials), else
+ * the in-cluster configuration.
+ */
 export function loadKubeConfig(o: KubeConnectionOptions): KubeConfig {
   const kc = new KubeConfig();
   const skipTLS = (url: string) => url.startsWith("http:"); // client-node 1.x refuses http: URLs otherwise
   if (o.kubeconfigFile) {
-    kc.loadFromFile(o.kubeconfigFile);
+    try {
+      kc.loadFromFile(o.kubeconfigFile);
+    } catch (e) {
+      throw new WeftError("CONFIG_INVALID", `cannot load --kubeconfig-file ${o.kubeconfigFile}: ${errorMessage(e)}; point it at a readable kubeconfig`, { cause: e });
+    }
+    const current = kc.getCurrentCluster();
+    if (!current) {
+      throw new WeftError("CONFIG_INVALID", `--kubeconfig-file ${o.kubeconfigFile} has no current cluster: set current-context to a context whose cluster is defined`);
+    }
     if (o.kubeApiUrl) {
-      const current = kc.getCurrentCluster();
-      if (!current) throw new WeftError("CONFIG_INVALID", `kubeconfig ${o.kubeconfigFile} has no current cluster: set current-context`);
       kc.loadFromOptions({
         clusters: kc.clusters.map((c) => (c.name === current.name ? { ...c, server: o.kubeApiUrl!, skipTLSVerify: c.skipTLSVerify || skipTLS(o.kubeApiUrl!) } : c)),
         users: kc.users,
@@ -81,16 +99,52 @@ export function loadKubeConfig(o: KubeConnectionOptions): KubeConfig {
       currentContext: "weft",
     });
   } else {
-    if (!o.env.KUBERNETES_SERVICE_HOST || !o.env.KUBERNETES_SERVICE_PORT) {
-      throw new WeftError(
-        "CONFIG_INVALID",
-        "not running inside a Kubernetes pod (KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are unset): pass --kubeconfig-file or --kube-api-url",
-      );
-    }
-    kc.loadFromCluster();
+    loadInCluster(kc, o.env, o.serviceAccountDir ?? DEFAULT_SERVICE_ACCOUNT_DIR);
   }
-  if (!kc.getCurrentCluster()) throw new WeftError("CONFIG_INVALID", "the Kubernetes client configuration has no current cluster");
   return kc;
+}
+
+/**
+ * The in-cluster configuration, built here rather than with KubeConfig.loadFromCluster(), which reads
+ * process.env (not the injected env), always uses the kubelet's fixed directory, switches to plain http for
+ * ports 80/8080/8001 (client-go never does), and fails only at the first request when the token is missing.
+ * Like client-go's rest.InClusterConfig: https to KUBERNETES_SERVICE_HOST:PORT, the token file re-read by the
+ * client (client-node's tokenFile provider, every 60 s, so rotated projected tokens are picked up), ca.crt
+ * as the only root when present (client-go logs and carries on with the system roots when it is not).
+ */
+function loadInCluster(kc: KubeConfig, env: Readonly<Record<string, string | undefined>>, dir: string): void {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT;
+  if (!host || !port) {
+    throw new WeftError(
+      "CONFIG_INVALID",
+      "not running inside a Kubernetes pod (KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are unset): pass --kubeconfig-file or --kube-api-url",
+    );
+  }
+  const tokenFile = join(dir, "token");
+  try {
+    accessSync(tokenFile, constants.R_OK);
+  } catch (e) {
+    throw new WeftError(
+      "CONFIG_INVALID",
+      `in a pod (KUBERNETES_SERVICE_HOST=${host}) but the service-account token ${tokenFile} is unreadable (${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}): mount it (automountServiceAccountToken: true on the DaemonSet) or pass --kubeconfig-file`,
+      { cause: e },
+    );
+  }
+  const caFile = join(dir, "ca.crt");
+  const namespaceFile = join(dir, "namespace");
+  let namespace: string | undefined;
+  try {
+    namespace = readFileSync(namespaceFile, "utf8").trim() || undefined;
+  } catch {
+    // Optional: only used as the context's default namespace.
+  }
+  kc.loadFromOptions({
+    clusters: [{ name: "in-cluster", server: `https://${isIPv6(host) ? `[${host}]` : host}:${port}`, skipTLSVerify: false, ...(existsSync(caFile) ? { caFile } : {}) }],
+    users: [{ name: "in-cluster", authProvider: { name: "tokenFile", config: { tokenFile } } }],
+    contexts: [{ name: "in-cluster", cluster: "in-cluster", user: "in-cluster", ...(namespace ? { namespace } : {}) }],
+    currentContext: "in-cluster",
+  });
 }
 
 function middleware(signal: AbortSignal, contentType?: string): ConfigurationOptions {

@@ -57,6 +57,8 @@ export interface KubeSubnetManagerOptions {
   readonly kubeconfigFile?: string;
   /** `--kube-api-url`: overrides the kubeconfig's server, or is used alone (no credentials). */
   readonly kubeApiUrl?: string;
+  /** In-cluster mode: the service-account directory (token, ca.crt, namespace). Default /var/run/secrets/kubernetes.io/serviceaccount. */
+  readonly serviceAccountDir?: string;
   /** `--kube-annotation-prefix`; default `weft.io`. Flannel's is `flannel.alpha.coreos.com`. */
   readonly annotationPrefix?: string;
   /** This node's name; default env NODE_NAME, else spec.nodeName of the pod POD_NAMESPACE/POD_NAME. */
@@ -145,6 +147,7 @@ export class KubeSubnetManager implements SubnetManager {
       loadKubeConfig({
         ...(this.options.kubeconfigFile ? { kubeconfigFile: this.options.kubeconfigFile } : {}),
         ...(this.options.kubeApiUrl ? { kubeApiUrl: this.options.kubeApiUrl } : {}),
+        ...(this.options.serviceAccountDir ? { serviceAccountDir: this.options.serviceAccountDir } : {}),
         env: this.env,
       }),
       this.options.requestTimeoutMs ?? 30_000,
