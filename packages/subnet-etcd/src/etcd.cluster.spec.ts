@@ -344,7 +344,9 @@ describeReal(
       // The proxied watcher drops first: events between its last-seen revision and etcd's death...
       p.block();
       await putPeer(`${S}198.19.21.0-24`, peer("198.18.7.21"));
-      await retried(() => harness.delete().key(`${S}198.19.20.0-24`));
+      await retried(async () => {
+        await harness.delete().key(`${S}198.19.20.0-24`);
+      });
       expect(show(await rd.next())).toBe("added 198.19.21.0/24");
       expect(show(await rd.next())).toBe("removed 198.19.20.0/24");
       // ...then etcd dies and comes back on the same data.
