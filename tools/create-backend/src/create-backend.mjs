@@ -7,9 +7,11 @@
  * <name> is the Backend.Type (kebab-case, e.g. `gre-tunnel`). Without --dir the package goes to
  * backends/<name> as @weft/backend-<name>. Inside the workspace the package is picked up by the `backends/*`
  * workspace glob and added to the root tsconfig.json references; it builds and passes the conformance suite
- * as generated. Outside the workspace it gets standalone tsconfig/vitest configs and `file:` dependencies
- * into this checkout — its packages and the shared tooling (tsyringe, vitest, typescript), so the backend
- * loads the same tsyringe as the agent and the test kit. Build the checkout first: `npm run build` here.
+ * as generated. Outside the workspace it gets standalone tsconfig/vitest configs, keeps the sample's
+ * peerDependencies (what it declares when published: the agent's @weft packages and tsyringe, never copies of
+ * its own) and gets `file:` devDependencies into this checkout — the peers, the test kit and the shared
+ * tooling (tsyringe, vitest, typescript) — so the backend loads the same tsyringe as the agent and the test
+ * kit. Build the checkout first: `npm run build` here.
  *
  * A plain Node script, no build step, no processes started: it only reads and writes files.
  */
@@ -51,6 +53,7 @@ export function renameText(text, name, packageName) {
     .replaceAll("SAMPLE_TYPE", `${f.upper}_TYPE`)
     .replaceAll("sampleConfigSchema", `${f.camel}ConfigSchema`)
     .replaceAll("sampleModule", `${f.camel}Module`)
+    .replace(/\bsample(?=[A-Z])/g, f.camel)
     .replaceAll("./sample.", `./${f.kebab}.`)
     .replace(/Sample(?=[A-Z]|\b)/g, f.pascal)
     .replace(/\bsample\b/g, f.kebab);
@@ -134,24 +137,31 @@ function packageJson(text, { inside, toRoot, name }) {
   pkg.version = "0.1.0";
   pkg.description = `Weft backend "${name}"`;
   if (!inside) {
-    // Outside the workspace, develop against this checkout: every dependency is a file: link into it. Not
-    // only the @weft packages: tsyringe keeps @injectable type info per module instance, so the backend and
-    // the agent (or the test kit) must load the SAME copy; vitest likewise. Symlinks resolve to one realpath.
+    // peerDependencies stay as the sample has them (version ranges): that is what the published package
+    // declares, so it uses the agent's @weft packages and tsyringe instead of bringing its own.
+    // For developing outside the workspace, every package it builds and tests against is a devDependency with
+    // a file: link into this checkout — the peers too (for the package itself a devDependency takes the place
+    // of the peer range). Not only the @weft packages: tsyringe keeps @injectable type info per loaded copy,
+    // so the backend and the agent (or the test kit) must load the SAME one; vitest likewise. Symlinks
+    // resolve to one realpath.
     const shared = (name) => `file:${toRoot}/node_modules/${name}`;
-    const fix = (deps) => {
-      for (const k of Object.keys(deps ?? {})) {
-        if (k.startsWith("@weft/")) {
-          const dir = existsSync(join(WORKSPACE_ROOT, "packages", k.slice(6))) ? "packages" : existsSync(join(WORKSPACE_ROOT, "backends", k.slice(6))) ? "backends" : "tools";
-          deps[k] = `file:${toRoot}/${dir}/${k.slice(6)}`;
-        } else {
-          deps[k] = shared(k);
-        }
-      }
+    const link = (k) => {
+      if (!k.startsWith("@weft/")) return shared(k);
+      const dir = existsSync(join(WORKSPACE_ROOT, "packages", k.slice(6))) ? "packages" : existsSync(join(WORKSPACE_ROOT, "backends", k.slice(6))) ? "backends" : "tools";
+      return `file:${toRoot}/${dir}/${k.slice(6)}`;
     };
-    fix(pkg.dependencies);
-    fix(pkg.devDependencies);
-    pkg.devDependencies = { ...pkg.devDependencies, typescript: shared("typescript"), vitest: shared("vitest"), "@types/node": shared("@types/node") };
+    const linked = (deps) => Object.fromEntries(Object.keys(deps ?? {}).map((k) => [k, link(k)]));
+    if (pkg.dependencies) pkg.dependencies = linked(pkg.dependencies);
+    pkg.devDependencies = {
+      ...linked(pkg.peerDependencies),
+      ...linked(pkg.devDependencies),
+      typescript: shared("typescript"),
+      vitest: shared("vitest"),
+      "@types/node": shared("@types/node"),
+    };
     delete pkg.nx;
+    // "@weft/source" points vitest and tsc at src/ inside the Weft workspace; a package of its own ships dist/.
+    for (const entry of Object.values(pkg.exports ?? {})) if (entry && typeof entry === "object") delete entry["@weft/source"];
   }
   return `${JSON.stringify(pkg, null, 2)}\n`;
 }
@@ -187,10 +197,11 @@ function readme(name, packageName) {
   return `# ${packageName}
 
 The Weft backend \`${name}\`, generated from backends/sample. Select it with
-\`{"Backend": {"Type": "${name}"}}\` in net-conf.json and load it with \`weftd --backend-module <path to dist/index.js>\`.
+\`{"Backend": {"Type": "${name}"}}\` in net-conf.json and load it with \`weftd --backend-module <package name, or path to dist/index.js>\`.
 
 Every place meant to be changed is marked \`EXTENSION POINT\`; the guide is docs/writing-a-backend.md in the
-Weft repository.
+Weft repository. The Weft packages and tsyringe are \`peerDependencies\`: installed next to weftd, the backend
+uses the agent's copies (see "Publishing" in the guide).
 
 \`\`\`
 npx tsc -b           # build
