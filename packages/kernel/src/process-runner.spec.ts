@@ -29,12 +29,18 @@ async function failure(p: Promise<unknown>): Promise<{ code: string; message: st
 describe.each([
   ["ExecaRunner", () => new ExecaRunner()],
   ["SpawnRunner", () => new SpawnRunner()],
+  ["SpawnRunner (blocking)", () => new SpawnRunner({ blocking: true })],
 ] as Array<[string, () => ProcessRunner]>)("%s", (_name, make) => {
   const runner = make();
 
   it("returns stdout and stderr whole, final newline included, as UTF-8", async () => {
     const r = await runner.run(NODE, ["-e", "process.stdout.write('out ✓\\n'); process.stderr.write('err\\n')"]);
     expect(r).toEqual({ exitCode: 0, stdout: "out ✓\n", stderr: "err\n" });
+  });
+
+  it("returns output larger than 1 MiB whole (spawnSync's default limit)", async () => {
+    const r = await runner.run(NODE, ["-e", "process.stdout.write('x'.repeat(3 << 20))"]);
+    expect(r.stdout.length).toBe(3 << 20);
   });
 
   it("passes input on stdin, adds env to this process's environment, and runs in cwd", async () => {
@@ -91,7 +97,7 @@ describe.each([
   });
 
   it("spawn: output goes to files, exited reports the code, kill signals only that process", async () => {
-    const out = join(dir, `${_name}.out`);
+    const out = join(dir, `${_name.replace(/\W+/g, "-")}.out`);
     const c = runner.spawn(NODE, ["-e", "console.log('hello'); console.error('oops'); process.exitCode = 4"], { stdoutFile: out, stderrFile: out });
     expect(c.pid).toBeGreaterThan(0);
     expect(await c.exited).toEqual({ code: 4, signal: null });

@@ -9,8 +9,13 @@
  * Same option semantics as ExecaRunner: `env` is added to this process's environment, stdout/stderr are
  * decoded as UTF-8 and kept whole (final newline included), a timeout sends SIGTERM (SIGKILL 5 s later).
  * Arguments are an argv array; no shell is involved.
+ *
+ * `blocking: true` runs each program to completion with spawnSync, for a one-shot process that has nothing else
+ * to do meanwhile: the first asynchronous spawn of a Node process costs ~6 ms here (pipes become stream
+ * objects), a synchronous one ~3 ms, and later ones ~2.4 vs ~2 ms. The results and errors are the same; a
+ * timeout kills with SIGKILL at once (spawnSync cannot escalate). `spawn` (long-lived children) is unaffected.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { processMissingError, type RunOutcome, settleRun } from "./process-errors.js";
 import type { ChildHandle, ProcessRunner, RunOptions, RunResult, SpawnOptions } from "./process.js";
@@ -18,8 +23,29 @@ import type { ChildHandle, ProcessRunner, RunOptions, RunResult, SpawnOptions } 
 /** After SIGTERM on timeout, how long a process gets before SIGKILL (execa's default too). */
 const FORCE_KILL_AFTER_MS = 5_000;
 
+/** Output a blocking run may collect (spawnSync's default is 1 MiB; `ip -json` of a big table is more). */
+const MAX_OUTPUT_BYTES = 512 * 1024 * 1024;
+
+export interface SpawnRunnerOptions {
+  /** Run programs with spawnSync (see the top of this file). Default false. */
+  readonly blocking?: boolean;
+}
+
 export class SpawnRunner implements ProcessRunner {
+  private readonly blocking: boolean;
+
+  constructor(opts: SpawnRunnerOptions = {}) {
+    this.blocking = opts.blocking === true;
+  }
+
   run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    if (this.blocking) {
+      try {
+        return Promise.resolve(settleRun(file, args, this.runBlocking(file, args, options), options));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return new Promise<RunOutcome>((resolve) => {
       let child: ChildProcess;
       try {
@@ -79,6 +105,29 @@ export class SpawnRunner implements ProcessRunner {
         );
       }
     }).then((outcome) => settleRun(file, args, outcome, options, outcome));
+  }
+
+  private runBlocking(file: string, args: readonly string[], options: RunOptions): RunOutcome {
+    const r = spawnSync(file, args, {
+      ...(options.input !== undefined ? { input: options.input, stdio: ["pipe", "pipe", "pipe"] as const } : { stdio: ["ignore", "pipe", "pipe"] as const }),
+      ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+      ...(options.cwd ? { cwd: options.cwd } : {}),
+      ...(options.timeoutMs ? { timeout: options.timeoutMs, killSignal: "SIGKILL" as const } : {}),
+      maxBuffer: MAX_OUTPUT_BYTES,
+      encoding: "utf8",
+    });
+    const err = r.error as NodeJS.ErrnoException | undefined;
+    // EPIPE: the program exited without reading all of its input; its exit status says what happened.
+    const startError = err && err.code !== "EPIPE" && err.code !== "ETIMEDOUT" ? err : undefined;
+    return {
+      ...(startError?.code ? { spawnErrorCode: startError.code } : {}),
+      ...(startError ? { spawnErrorMessage: startError.message } : {}),
+      ...(r.status !== null ? { exitCode: r.status } : {}),
+      ...(r.signal ? { signal: r.signal } : {}),
+      timedOut: err?.code === "ETIMEDOUT",
+      stdout: r.stdout ?? "",
+      stderr: r.stderr ?? "",
+    };
   }
 
   spawn(file: string, args: readonly string[], options: SpawnOptions = {}): ChildHandle {
