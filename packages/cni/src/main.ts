@@ -66,7 +66,8 @@ async function main(argv: readonly string[]): Promise<number> {
     if (argv.length > 0) return 2;
   }
   if (process.env.WEFT_CNI_TRACE) process.stderr.write(`weft-cni: started at ${performance.now().toFixed(1)} ms\n`);
-  const runner = new SpawnRunner();
+  // Blocking: this process has nothing to do while ip runs, and a synchronous spawn starts ~3 ms sooner.
+  const runner = new SpawnRunner({ blocking: true });
   const stdin = await readStdin();
   if (process.env.WEFT_CNI_TRACE) process.stderr.write(`weft-cni: stdin at ${performance.now().toFixed(1)} ms\n`);
   const outcome = await runCni(process.env, stdin, {
