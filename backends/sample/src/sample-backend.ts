@@ -172,7 +172,7 @@ export class SampleBackend implements Backend {
     await this.datapath.flush();
   }
 
-  private describe(peer: Lease, owner: string): { routes: RouteSpec[] } | { state: "skipped" | "unreachable"; reason: string } {
+  private describe(peer: Lease, owner: string): { routes: RouteSpec[] } | { state: "pending" | "skipped" | "unreachable"; reason: string } {
     const label = `peer ${peer.nodeName ? `${peer.nodeName} (${owner})` : owner}`;
     if (!this.iface) return { state: "skipped", reason: `${label} arrived before registerSubnet` };
     if (peer.attrs.backendType.toLowerCase() !== SAMPLE_TYPE) {
@@ -191,7 +191,7 @@ export class SampleBackend implements Backend {
       const raw = family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data;
       // A joining node's lease is stored before its data (it registers first, then publishes): not malformed,
       // just early. Skip it quietly; the agent calls addPeer again when the data arrives.
-      if (raw === undefined) return { state: "skipped", reason: `${label} has not published its backend data yet (no ${field})` };
+      if (raw === undefined) return { state: "pending", reason: `${label} has not published its backend data yet (no ${field})` };
       let gateway: IPAddress;
       try {
         gateway = parseSampleLeaseData(raw, family, `${label} ${field}`).gateway;

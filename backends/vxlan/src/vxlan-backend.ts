@@ -276,7 +276,7 @@ export class VxlanBackend implements Backend {
       const raw = family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data;
       // A joining node takes its lease before it has created its device, so its lease is first seen without
       // data: not malformed, just early. It comes back with the data in a moment.
-      if (raw === undefined) return skip(`has not published its backend data yet (no ${field}); it is programmed when it does`);
+      if (raw === undefined) return { status: { state: "pending" as const, reason: `${label} has not published its backend data yet (no ${field}); it is programmed when it does` } };
       let vtep;
       try {
         vtep = vxlanLeaseDataSchema.parse(raw, `${label} ${field}`);

@@ -85,6 +85,10 @@ export interface ConformanceCheck {
   readonly name: string;
   /** The family mode the check runs in; undefined for checks that touch no kernel. */
   readonly family?: FamilyMode;
+  /**
+   * Runs the check on fresh agents and kernels; rejects with an assertion error that says what the backend did
+   * wrong.
+   */
   run(): Promise<void>;
 }
 
@@ -458,7 +462,7 @@ export function conformanceChecks(module: BackendModule, options: ConformanceOpt
     });
 
     if (options.requiresPeerData ?? true) {
-      kernelCheck(mode, "a peer that has not published its backend data yet is skipped quietly, and programmed once it has", async (s) => {
+      kernelCheck(mode, "a peer that has not published its backend data yet is pending quietly, and programmed once it has", async (s) => {
         const local = await s.node(1);
         const before = await snapshotKernel(local.kernel);
         const peer = await s.peer(2);
@@ -471,7 +475,7 @@ export function conformanceChecks(module: BackendModule, options: ConformanceOpt
         } catch (err) {
           assert.fail(`addPeer threw for a peer without BackendData: ${errorMessage(err)}; it must return a skipped status`);
         }
-        assert.ok(status.state === "skipped", `a peer without BackendData: ${statusText(status)}; it must be skipped until it publishes its data`);
+        assert.ok(status.state === "pending", `a peer without BackendData: ${statusText(status)}; it must be pending until it publishes its data`);
         assert.match(status.reason, /not published/, `a peer without BackendData: the reason must say it has not published its backend data yet; it said: ${status.reason}`);
         assertSame(await snapshotKernel(local.kernel), before, "a peer without BackendData changed the kernel");
         const loud = loudSince(local, logged);

@@ -15,6 +15,10 @@ import type { NetworkConfig } from "./network-config.js";
  * Any validator fits (zod, hand-written); core only needs this one method.
  */
 export interface Schema<T> {
+  /**
+   * Returns `input` as a typed value, or throws ConfigError/WeftError naming `path`, the value and the rule it
+   * broke.
+   */
   parse(input: unknown, path: string): T;
 }
 
@@ -49,9 +53,19 @@ export type PeerStatus =
   | { readonly state: "programmed" }
   /** The backend cannot reach this peer by design (e.g. host-gw across L2 segments); says why and what to do. */
   | { readonly state: "unreachable"; readonly reason: string }
-  /** The peer's lease is not usable yet or is malformed; it is skipped, other peers are unaffected. */
+  /**
+   * The peer has not published what this backend needs yet (its agent is starting: its lease exists before its
+   * backend data). Programmed when the data arrives; the agent logs it at info, never as a problem.
+   */
+  | { readonly state: "pending"; readonly reason: string }
+  /** The peer's lease is unusable (malformed data, another backend type); skipped, other peers are unaffected. */
   | { readonly state: "skipped"; readonly reason: string };
 
+/**
+ * A backend's implementation for one agent, bound to BACKEND by BackendModule.register. The agent calls
+ * registerSubnet once, then addPeer/removePeer as leases come and go, then close. A backend describes kernel
+ * objects on the Datapath; it never changes the kernel itself.
+ */
 export interface Backend {
   /** Create or adopt the local devices for this node's lease; return the data peers need. Idempotent. */
   registerSubnet(local: LocalLease): Promise<BackendData>;
@@ -63,6 +77,10 @@ export interface Backend {
   close(mode: "restart" | "teardown"): Promise<void>;
 }
 
+/**
+ * What a backend package default-exports: its type name, config schema, MTU overhead, optional preflight
+ * checks, and `register`, which binds its Backend. Importing the module has no side effects.
+ */
 export interface BackendModule<C = unknown> {
   /** Matched case-insensitively against Backend.Type; kebab-case by convention (`host-gw`). */
   readonly type: string;
@@ -93,13 +111,29 @@ export interface BackendModule<C = unknown> {
  * full reconcile on a timer, which repairs drift and prunes owned objects nobody declares.
  */
 export interface Datapath {
+  /**
+   * Sets everything `owner` wants, replacing what it declared before; objects it no longer lists are removed on
+   * the next flush.
+   */
   declare(owner: string, objects: KernelObjects): void;
+  /**
+   * Withdraws everything `owner` declared; the objects are removed on the next flush. An unknown owner is not
+   * an error.
+   */
   retract(owner: string): void;
   /** The objects currently declared by `owner` (undefined when none). */
   declared(owner: string): KernelObjects | undefined;
+  /**
+   * Applies pending declarations and retractions to the kernel now. Resolves when the pass ends; per-object
+   * failures are retried by later passes, not thrown.
+   */
   flush(): Promise<void>;
 }
 
+/**
+ * True when `x` has the shape of a BackendModule (type, configSchema.parse, mtuOverhead, register); how the
+ * agent checks a module it loads.
+ */
 export function isBackendModule(x: unknown): x is BackendModule {
   if (x === null || typeof x !== "object") return false;
   const m = x as Record<string, unknown>;

@@ -54,7 +54,7 @@ describe("PeerSet", () => {
     const ps = new PeerSet(b, log);
     await ps.apply({ type: "snapshot", leases: [lease(1), lease(2), lease(3, "other")] });
     expect([...b.peers.keys()]).toEqual(["198.19.1.0-24"]);
-    expect(ps.counts()).toEqual({ programmed: 1, unreachable: 0, skipped: 1, failed: 1 });
+    expect(ps.counts()).toEqual({ programmed: 1, pending: 0, unreachable: 0, skipped: 1, failed: 1 });
     await ps.apply({ type: "snapshot", leases: [lease(1), lease(2), lease(3, "other")] });
     expect(log.records.filter((r) => r.level === "warn")).toHaveLength(2);
     b.failFor.clear();
@@ -76,5 +76,24 @@ describe("PeerSet and restarting peers", () => {
     expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "aa" });
     await ps.apply({ type: "added", lease: withData("bb") });
     expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "bb" });
+  });
+});
+
+describe("PeerSet log levels", () => {
+  it("logs a pending peer (still starting) at info and a skipped one at warn, each once", async () => {
+    const log = new MemoryLogger();
+    const backend: Backend = {
+      registerSubnet: async () => ({}),
+      addPeer: async (p) => (p.attrs.backendData === undefined ? { state: "pending", reason: "no data yet" } : { state: "skipped", reason: "bad data" }),
+      removePeer: async () => undefined,
+      close: async () => undefined,
+    };
+    const ps = new PeerSet(backend, log);
+    const bare = { subnet: IPNet.parse("198.19.1.0/24"), attrs: { backendType: "test" } };
+    await ps.apply({ type: "snapshot", leases: [bare] });
+    await ps.apply({ type: "snapshot", leases: [bare] });
+    await ps.apply({ type: "added", lease: { ...bare, attrs: { backendType: "test", backendData: { x: 1 } } } });
+    expect(log.records.map((r) => `${r.level} ${r.msg}`)).toEqual(["info peer 198.19.1.0-24 waiting: no data yet", "warn peer 198.19.1.0-24 not programmed: bad data"]);
+    expect(ps.counts()).toMatchObject({ pending: 0, skipped: 1 });
   });
 });

@@ -48,6 +48,7 @@ export class PeerSet {
     const prev = this.known.get(key);
     if (prev && prev.fingerprint === fp && prev.status.state !== "failed") return false;
     const unpublished = lease.attrs.backendData === undefined && lease.attrs.backendV6Data === undefined;
+
     const hadData = prev !== undefined && (prev.lease.attrs.backendData !== undefined || prev.lease.attrs.backendV6Data !== undefined);
     if (unpublished && hadData && prev.status.state === "programmed" && prev.lease.attrs.backendType === lease.attrs.backendType) {
       // A restarting peer re-acquires its lease before it has re-published its backend data (it has to register
@@ -64,7 +65,8 @@ export class PeerSet {
     }
     if (status.state !== "programmed" && (!prev || prev.status.state !== status.state || prev.fingerprint !== fp)) {
       // Logged once per change of state, not on every resync: Flannel's endless log loop is what we avoid.
-      if (unpublished) this.logger.info(`peer ${key} has not published its backend data yet; waiting for it`, { peer: key });
+      // A peer that is still starting is normal, not a problem: info. Everything else is worth a warning, once.
+      if (status.state === "pending") this.logger.info(`peer ${key} waiting: ${status.reason}`, { peer: key });
       else this.logger.warn(`peer ${key} not programmed: ${status.reason}`, { peer: key, state: status.state });
     }
     this.known.set(key, { lease, fingerprint: fp, status });
@@ -91,7 +93,7 @@ export class PeerSet {
   }
 
   counts(): Record<string, number> {
-    const c: Record<string, number> = { programmed: 0, unreachable: 0, skipped: 0, failed: 0 };
+    const c: Record<string, number> = { programmed: 0, pending: 0, unreachable: 0, skipped: 0, failed: 0 };
     for (const k of this.known.values()) c[k.status.state] = (c[k.status.state] ?? 0) + 1;
     return c;
   }
