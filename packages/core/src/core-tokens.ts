@@ -5,13 +5,19 @@ import type { NetworkConfig } from "./network-config.js";
 import type { SubnetManager } from "./subnet-manager.js";
 import { createToken } from "./tokens.js";
 
+/** The agent's Logger. */
 export const LOGGER = createToken<Logger>("weft.logger");
+/** The validated cluster NetworkConfig. */
 export const NETWORK_CONFIG = createToken<NetworkConfig>("weft.network-config");
 /** The validated Backend section, typed by the backend that validated it. */
 export const BACKEND_CONFIG = createToken<unknown>("weft.backend-config");
+/** The node's chosen underlay interface and addresses. */
 export const EXTERNAL_INTERFACE = createToken<ExternalInterface>("weft.external-interface");
+/** The cluster store (agent-internal; backends do not use it). */
 export const SUBNET_MANAGER = createToken<SubnetManager>("weft.subnet-manager");
+/** The Datapath a backend declares its kernel objects on. */
 export const DATAPATH = createToken<Datapath>("weft.datapath");
+/** The Backend that BackendModule.register binds. */
 export const BACKEND = createToken<Backend>("weft.backend");
 /** Directory for state that must survive restarts (keys, VTEP MACs); a flag of the agent. */
 export const STATE_DIR = createToken<string>("weft.state-dir");

@@ -29,6 +29,10 @@ export type WeftErrorCode =
 
 const TRANSIENT: ReadonlySet<WeftErrorCode> = new Set(["STORE_UNAVAILABLE", "STORE_CONFLICT", "KERNEL_TRANSIENT"]);
 
+/**
+ * Base class of Weft's errors: a stable `code` (never renamed, see WeftErrorCode), a one-line message, and the
+ * underlying `cause` when there is one.
+ */
 export class WeftError extends Error {
   override readonly name: string = "WeftError";
   constructor(
@@ -58,6 +62,7 @@ export class ConfigError extends WeftError {
   }
 }
 
+/** True when `err` is a WeftError and, when `code` is given, carries that code. */
 export function isWeftError(err: unknown, code?: WeftErrorCode): err is WeftError {
   return err instanceof WeftError && (code === undefined || err.code === code);
 }

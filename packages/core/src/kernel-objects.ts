@@ -11,8 +11,13 @@ export const WEFT_ROUTE_PROTOCOL = 87;
 /** Device names Weft creates start with this; Weft only ever deletes devices it owns. */
 export const WEFT_LINK_PREFIX = "weft";
 
+/** Device kinds a backend may declare. */
 export type LinkKind = "bridge" | "veth" | "vxlan" | "tun" | "wireguard";
 
+/**
+ * VXLAN attributes of a `vxlan` link. A change to any of them needs the device recreated (the kernel cannot
+ * change them in place).
+ */
 export interface VxlanAttrs {
   readonly vni: number;
   /** UDP destination port; Linux's default is 8472 when unset. */
@@ -25,6 +30,10 @@ export interface VxlanAttrs {
   readonly gbp?: boolean;
 }
 
+/**
+ * A network device a backend wants. An existing device of that name is adopted when compatible. Weft deletes or
+ * recreates only devices whose names start with WEFT_LINK_PREFIX, so a backend names its devices with it.
+ */
 export interface LinkSpec {
   readonly name: string;
   readonly kind: LinkKind;
@@ -54,6 +63,7 @@ export interface Link extends LinkSpec {
   readonly rawKind?: string;
 }
 
+/** An address wanted on a device. */
 export interface AddressSpec {
   readonly dev: string;
   /** Address with prefix length, e.g. "198.19.1.0/32". */
@@ -66,9 +76,15 @@ export interface AddressSpec {
   readonly nodad?: boolean;
 }
 
+/** Route scope (iproute2 `scope`). */
 export type RouteScope = "global" | "link" | "host";
+/** Route type (iproute2 route type): unicast, or one of the three that drop traffic. */
 export type RouteType = "unicast" | "blackhole" | "unreachable" | "prohibit";
 
+/**
+ * A route a backend wants. The engine stamps every declared route with WEFT_ROUTE_PROTOCOL and an explicit
+ * table, which is how Weft finds its routes again.
+ */
 export interface RouteSpec {
   readonly family: Family;
   /** Destination CIDR in canonical form ("198.19.2.0/24", "0.0.0.0/0"). */
@@ -87,8 +103,10 @@ export interface RouteSpec {
   readonly mtu?: number;
 }
 
+/** Neighbour (ARP/NDP) entry state a backend may declare; Weft declares `permanent` entries. */
 export type NeighbourState = "permanent" | "noarp" | "reachable" | "stale";
 
+/** A neighbour (ARP/NDP) entry: `ip` on `dev` resolves to the link-layer address `lladdr`. */
 export interface NeighbourSpec {
   readonly dev: string;
   readonly ip: string;
@@ -96,6 +114,7 @@ export interface NeighbourSpec {
   readonly state: NeighbourState;
 }
 
+/** A bridge forwarding database entry: frames for `mac` on `dev` go to `dst` (the remote VTEP, for vxlan). */
 export interface FdbSpec {
   readonly dev: string;
   readonly mac: string;
@@ -108,6 +127,7 @@ export interface FdbSpec {
 
 /** The kinds reconciled by the built-in reconcilers, in apply order (devices before what hangs off them). */
 export const CORE_OBJECT_KINDS = ["links", "addresses", "neighbours", "fdb", "routes"] as const;
+/** One of CORE_OBJECT_KINDS. */
 export type CoreObjectKind = (typeof CORE_OBJECT_KINDS)[number];
 
 /**
@@ -130,6 +150,7 @@ export function normalizeMac(mac: string): string | undefined {
   return [m[1], m[3], m[4], m[5], m[6], m[7]].join(":").toLowerCase();
 }
 
+/** The route's table id: 254 (main) when unset. */
 export function routeTable(r: Pick<RouteSpec, "table">): number {
   return r.table ?? 254;
 }

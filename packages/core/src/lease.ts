@@ -8,6 +8,10 @@ import { type Family, IPAddress, IPNet } from "./ip.js";
 /** JSON-compatible value: backend data is opaque to core and validated by the backend's own schema. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
 
+/**
+ * What a node publishes with its lease (Flannel's LeaseAttrs): the public addresses peers send to, the backend
+ * type, and the backend's opaque per-family data.
+ */
 export interface LeaseAttrs {
   readonly publicIP?: IPAddress;
   readonly publicIPv6?: IPAddress;
@@ -16,6 +20,7 @@ export interface LeaseAttrs {
   readonly backendV6Data?: JsonValue;
 }
 
+/** One node's claim on its pod subnet(s), IPv4 and/or IPv6, with the attributes peers need to reach it. */
 export interface Lease {
   readonly subnet?: IPNet;
   readonly ipv6Subnet?: IPNet;
@@ -34,6 +39,7 @@ export type LeaseEvent =
   | { readonly type: "added"; readonly lease: Lease }
   | { readonly type: "removed"; readonly lease: Lease };
 
+/** The lease's subnet of `family`, or undefined when the lease has none. */
 export function leaseSubnet(lease: Pick<Lease, "subnet" | "ipv6Subnet">, family: Family): IPNet | undefined {
   return family === "v4" ? lease.subnet : lease.ipv6Subnet;
 }
@@ -72,6 +78,10 @@ export interface LeaseAttrsJson {
   BackendV6Data?: JsonValue;
 }
 
+/**
+ * Encodes attributes as Flannel's LeaseAttrs JSON (`PublicIP` is "0.0.0.0" when there is no IPv4 address, as
+ * Flannel writes it).
+ */
 export function encodeLeaseAttrs(a: LeaseAttrs): string {
   const j: LeaseAttrsJson = {
     // Go's zero ip.IP4 marshals as "0.0.0.0"; an IPv6-only Flannel node writes exactly that.

@@ -1,14 +1,21 @@
 /** Structured logging port. The agent binds a JSON logger; tests bind a recording or silent one. */
 export type LogFields = Readonly<Record<string, unknown>>;
 
+/** Structured logger: a short message plus fields. Never put secrets in either. */
 export interface Logger {
+  /** Detail for debugging; off in normal operation. */
   debug(msg: string, fields?: LogFields): void;
+  /** A normal event an operator may want to see. */
   info(msg: string, fields?: LogFields): void;
+  /** Something is wrong but the agent carries on (and retries). */
   warn(msg: string, fields?: LogFields): void;
+  /** An operation failed. */
   error(msg: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every record (e.g. `{ component: "vxlan" }`). */
   child(fields: LogFields): Logger;
 }
 
+/** A Logger that drops everything. */
 export const silentLogger: Logger = {
   debug() {},
   info() {},
@@ -19,6 +26,7 @@ export const silentLogger: Logger = {
   },
 };
 
+/** One record kept by MemoryLogger, with the child loggers' fields merged in. */
 export interface LogRecord {
   readonly level: "debug" | "info" | "warn" | "error";
   readonly msg: string;

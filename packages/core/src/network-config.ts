@@ -20,6 +20,10 @@ export interface FamilyNetwork {
   readonly subnetMax: IPAddress;
 }
 
+/**
+ * The validated net-conf.json: which families are enabled, each family's network and subnet range, and the
+ * Backend section, left raw for the backend's `configSchema`.
+ */
 export interface NetworkConfig {
   readonly enableIPv4: boolean;
   readonly enableIPv6: boolean;
@@ -36,6 +40,7 @@ export interface NetworkConfig {
   readonly warnings: readonly string[];
 }
 
+/** Options of `parseNetworkConfig`. */
 export interface ParseNetworkConfigOptions {
   /** Names the origin in errors, e.g. `net-conf.json` or `etcd /weft.io/network/config`. */
   source?: string;
@@ -79,6 +84,11 @@ const FAMILY_RULES: Record<Family, { maxNetPrefix: number; defaultLen: number; b
   v6: { maxNetPrefix: 124, defaultLen: 64, bigNetPrefix: 62, maxLen: 126 },
 };
 
+/**
+ * Parses and validates net-conf.json text as Flannel does (keys match case-insensitively, subnet lengths
+ * derived when absent). Throws a ConfigError naming the source, JSON path, value and rule; non-fatal findings
+ * go to `warnings`.
+ */
 export function parseNetworkConfig(text: string, options: ParseNetworkConfigOptions = {}): NetworkConfig {
   const source = options.source ?? "net-conf.json";
   const checkSubnets = options.checkSubnets ?? true;

@@ -5,6 +5,10 @@
 import { type BackendModule, isBackendModule } from "./backend.js";
 import { WeftError } from "./errors.js";
 
+/**
+ * The backend modules an agent may use, keyed by lower-cased type. Only modules the agent ships or the operator
+ * names with `--backend-module` are added; Backend.Type selects one.
+ */
 export class BackendRegistry {
   private readonly modules = new Map<string, BackendModule>();
 
@@ -37,10 +41,12 @@ export class BackendRegistry {
     return m;
   }
 
+  /** True when a module of `type` (any case) was added. */
   has(type: string): boolean {
     return this.modules.has(type.toLowerCase());
   }
 
+  /** The added modules' types as they declare them, sorted. */
   types(): string[] {
     return [...this.modules.values()].map((m) => m.type).sort();
   }

@@ -12,6 +12,7 @@
  */
 import { IPNet, IPPrefix } from "./ip.js";
 
+/** The values of a subnet.env file (Flannel's `FLANNEL_*` variables); absent variables are undefined. */
 export interface SubnetEnv {
   readonly network?: IPNet;
   /** The node's subnet as written: first host address with the prefix length. */

@@ -6,6 +6,10 @@
 import type { Lease, LeaseAttrs, LeaseEvent } from "./lease.js";
 import type { NetworkConfig } from "./network-config.js";
 
+/**
+ * The cluster store (etcd or the Kubernetes API): network config, this node's lease, and the stream of other
+ * nodes' leases. The agent uses it; a backend never does.
+ */
 export interface SubnetManager {
   /** For logs: `etcd http://...` or `kube node n1`. */
   readonly name: string;

@@ -5,8 +5,13 @@
  */
 import type { InjectionToken } from "tsyringe";
 
+/** A tsyringe injection token that carries the type of the value it resolves to. */
 export type Token<T> = InjectionToken<T> & symbol & { readonly __type?: T };
 
+/**
+ * Creates the token for `name` (`Symbol.for(name)`, so the same name gives the same token across copies of this
+ * package). Names are `weft.<thing>` by convention.
+ */
 export function createToken<T>(name: string): Token<T> {
   return Symbol.for(name) as Token<T>;
 }
