@@ -38,8 +38,12 @@ export const EXTRA_RECONCILERS = createToken<readonly ObjectReconciler<unknown, 
  * gets every contribution after the `extraReconcilers` passed to registerDatapath.
  */
 export const RECONCILER_CONTRIBUTION = createToken<ObjectReconciler<unknown, unknown>>("weft.reconciler-contribution");
+/**
+ * The OwnershipPolicy the engine uses; registerDatapath binds prefixOwnership() unless one is bound already.
+ */
 export const OWNERSHIP = createToken<OwnershipPolicy>("weft.ownership");
 
+/** What one reconcile pass did, per kind and in total; the agent turns it into metrics and readiness. */
 export interface ReconcileReport {
   readonly prune: boolean;
   readonly kinds: KindReport[];
@@ -51,6 +55,11 @@ export interface ReconcileReport {
 
 type AnyReconciler = ObjectReconciler<unknown, unknown>;
 
+/**
+ * The Datapath backends declare into, and the driver of the reconcilers: it keeps what each owner declared and
+ * applies it kind by kind (links, addresses, neighbours, FDB, routes, extra kinds, then link removals). Passes
+ * run one at a time.
+ */
 @injectable()
 export class DatapathEngine implements Datapath {
   private readonly owners = new Map<string, KernelObjects>();
@@ -116,6 +125,10 @@ export class DatapathEngine implements Datapath {
     }).then(() => undefined);
   }
 
+  /**
+   * A full pass. With `prune`, also removes owned objects nobody declares (the periodic resync); without it,
+   * removes only what was retracted, like flush.
+   */
   reconcile(options: { prune: boolean }): Promise<ReconcileReport> {
     return this.serialize(() => this.pass(options.prune));
   }

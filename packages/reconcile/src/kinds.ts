@@ -21,12 +21,18 @@ import {
 import type { KernelOp, KernelPort } from "@weft/kernel";
 import type { Drift, ObjectReconciler } from "./reconciler.js";
 
+/**
+ * Which kernel objects are Weft's to change and delete. Objects outside it are created when declared but never
+ * pruned or recreated.
+ */
 export interface OwnershipPolicy {
   /** Link names Weft owns. */
   ownsLink(name: string): boolean;
+  /** Route protocol number that marks Weft's routes. */
   readonly routeProtocol: number;
 }
 
+/** The default policy: links whose names start with `prefix`, and routes carrying `routeProtocol`. */
 export function prefixOwnership(prefix = WEFT_LINK_PREFIX, routeProtocol = WEFT_ROUTE_PROTOCOL): OwnershipPolicy {
   return { ownsLink: (name) => name.startsWith(prefix), routeProtocol };
 }
@@ -57,6 +63,10 @@ export function linkIncompatibility(desired: LinkSpec, actual: LinkSpec): string
   return undefined;
 }
 
+/**
+ * Links (kind `links`), keyed by name. Recreates an owned device whose immutable attributes differ (reporting,
+ * never touching, an incompatible device Weft does not own).
+ */
 export class LinkReconciler implements ObjectReconciler<LinkSpec> {
   readonly kind = "links";
   constructor(private readonly owner: OwnershipPolicy) {}
@@ -106,6 +116,7 @@ export class LinkReconciler implements ObjectReconciler<LinkSpec> {
 
 const isLinkLocalV6 = (addr: string) => /^fe[89ab][0-9a-f]:/i.test(addr);
 
+/** Addresses (kind `addresses`), keyed by device and address; IPv6 link-local addresses are left alone. */
 export class AddressReconciler implements ObjectReconciler<AddressSpec> {
   readonly kind = "addresses";
   constructor(private readonly owner: OwnershipPolicy) {}
@@ -133,6 +144,10 @@ export class AddressReconciler implements ObjectReconciler<AddressSpec> {
   }
 }
 
+/**
+ * Static neighbour entries (kind `neighbours`), keyed by device and IP; entries the kernel learned are left
+ * alone.
+ */
 export class NeighbourReconciler implements ObjectReconciler<NeighbourSpec> {
   readonly kind = "neighbours";
   constructor(private readonly owner: OwnershipPolicy) {}
@@ -166,6 +181,9 @@ export class NeighbourReconciler implements ObjectReconciler<NeighbourSpec> {
   }
 }
 
+/**
+ * Permanent `self` FDB entries (kind `fdb`) on owned vxlan devices and on devices that desired entries name.
+ */
 export class FdbReconciler implements ObjectReconciler<FdbSpec> {
   readonly kind = "fdb";
   constructor(private readonly owner: OwnershipPolicy) {}
@@ -203,6 +221,10 @@ export class FdbReconciler implements ObjectReconciler<FdbSpec> {
   }
 }
 
+/**
+ * Routes (kind `routes`) carrying the owned protocol, keyed by family, table, destination and metric. Adds with
+ * `route add`, so a route Weft does not own is reported, never overwritten.
+ */
 export class RouteReconciler implements ObjectReconciler<RouteSpec> {
   readonly kind = "routes";
   constructor(

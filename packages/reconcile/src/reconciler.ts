@@ -6,6 +6,10 @@
  */
 import type { KernelError, KernelOp, KernelPort, OpResult } from "@weft/kernel";
 
+/**
+ * What one pass changes for one kind: objects to add, objects to update (desired and the actual one it
+ * replaces), and owned objects to remove.
+ */
 export interface Change<T> {
   readonly add: readonly T[];
   readonly update: readonly { readonly desired: T; readonly actual: T }[];
@@ -16,11 +20,20 @@ export interface Change<T> {
 export type Drift = string | undefined;
 
 /**
+ * Reconciles one kind of kernel object: lists what Weft owns of the kind, keys objects, finds drift, and turns a
+ * change into ops; the engine diffs and applies one batch per kind. A backend that brings a kind core does not
+ * describe contributes a reconciler for it (RECONCILER_CONTRIBUTION) and declares its objects under
+ * `KernelObjects.extra[kind]`.
+ *
  * `Op` is KernelOp for every kind the kernel port can write. A kind whose writes are not kernel-port ops (an
  * ethtool feature through the ProcessRunner, say) names its own op type and supplies `apply`.
  */
 export interface ObjectReconciler<T, Op = KernelOp> {
   readonly kind: string;
+  /**
+   * Identity of an object within the kind (e.g. a link's name): a desired and an actual object with the same
+   * key are the same object.
+   */
   key(obj: T): string;
   /** Objects of this kind that Weft owns, as the kernel has them now. `desired` lets a reconciler scope its reads. */
   listOwned(kernel: KernelPort, desired: readonly T[]): Promise<T[]>;
@@ -28,7 +41,11 @@ export interface ObjectReconciler<T, Op = KernelOp> {
   drift(desired: T, actual: T): Drift;
   /** Kernel ops for one object; `remove` ops for the prune/retract step. */
   addOps(obj: T): Op[];
+  /**
+   * Ops that turn `actual` into `desired` (may delete and re-add when the kernel cannot change it in place).
+   */
   updateOps(desired: T, actual: T): Op[];
+  /** Ops that delete `obj`. An op that fails with KERNEL_NOT_FOUND counts as success: the object is gone. */
   removeOps(obj: T): Op[];
   /**
    * Applies this kind's ops itself instead of through `KernelPort.apply`; same contract: every op attempted in
@@ -43,6 +60,10 @@ export interface ObjectReconciler<T, Op = KernelOp> {
   refuse?(desired: T, actual: T): string | undefined;
 }
 
+/**
+ * What one pass did for one kind: counts of objects added, updated and removed, kernel ops sent, per-object
+ * failures, and the drift found.
+ */
 export interface KindReport {
   readonly kind: string;
   added: number;
@@ -54,6 +75,7 @@ export interface KindReport {
   readonly drifts: { readonly key: string; readonly reason: string }[];
 }
 
+/** A KindReport for `kind` with nothing done yet. */
 export function emptyKindReport(kind: string): KindReport {
   return { kind, added: 0, updated: 0, removed: 0, writes: 0, failures: [], drifts: [] };
 }
