@@ -5,14 +5,21 @@
  */
 import { IPNet, type Lease, type LeaseAttrs, type LeaseEvent, type NetworkConfig, type SubnetManager, WeftError, sameSubnets, subnetKey } from "@weft/core";
 
+/** Which subnets the local node gets from a FakeSubnetManager. */
 export interface LocalLeaseChoice {
   /** IPv4 subnet of this node, e.g. "198.19.1.0/24"; default: the network's SubnetMin. */
   readonly subnet?: string;
   /** IPv6 subnet of this node; default: the IPv6 network's SubnetMin. */
   readonly ipv6Subnet?: string;
+  /** Kube node name of this node's lease; unset by default. */
   readonly nodeName?: string;
 }
 
+/**
+ * An in-memory SubnetManager for tests: the local lease comes from `local`, the other nodes' leases are given
+ * up front or added and removed with putPeer/removePeer, which emit `added`/`removed` events to watchers. Share
+ * one between agents to model a cluster.
+ */
 export class FakeSubnetManager implements SubnetManager {
   readonly name = "fake";
   private readonly others = new Map<string, Lease>();

@@ -6,6 +6,7 @@
 import type { Family } from "@weft/core";
 import type { KernelPort } from "@weft/kernel";
 
+/** A node's networking state as sorted text lines, for comparing states before and after. */
 export interface KernelSnapshot {
   /** One line per object, sorted: `link weft.1 vxlan mtu=1450 ...`, `route v4 254 198.19.2.0/24 via ...`. */
   readonly lines: readonly string[];
@@ -20,6 +21,10 @@ const fmt = (o: Record<string, unknown>): string =>
     .map((k) => `${k}=${typeof o[k] === "object" ? JSON.stringify(o[k]) : String(o[k])}`)
     .join(" ");
 
+/**
+ * Reads links, addresses (IPv6 link-local left out), routes of every table, neighbours and FDB entries through
+ * `kernel`.
+ */
 export async function snapshotKernel(kernel: KernelPort): Promise<KernelSnapshot> {
   const lines: string[] = [];
   const linkIndexes: Record<string, number> = {};

@@ -4,6 +4,7 @@
  */
 import { IPAddress, IPNet, type JsonValue, type Lease } from "@weft/core";
 
+/** A peer lease as strings, for `peerLease`: subnets as CIDRs, addresses as text. */
 export interface PeerLeaseInput {
   readonly subnet?: string;
   readonly ipv6Subnet?: string;
@@ -47,6 +48,7 @@ export const TEST_TOPOLOGY = {
   /** An underlay address on another segment (no connected route): what host-gw cannot reach. */
   offSegment: "198.18.5.2",
   offSegment6: "2001:2:0:5::2",
+  /** Node `n`'s name, underlay addresses and pod subnets. */
   node(n: number) {
     return {
       nodeName: `node-${n}`,

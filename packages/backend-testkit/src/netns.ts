@@ -22,11 +22,19 @@ export async function linuxKernelInNetns(prefix = "wbk"): Promise<{ kernel: Kern
   return { kernel: new LinuxKernel({ runner: new ExecaRunner(), netns: netns.name }), netns };
 }
 
+/**
+ * Options of `describeBackendConformanceInNetns`: the conformance options, less the kernel, which is always the
+ * real one.
+ */
 export interface NetnsConformanceOptions extends Omit<ConformanceOptions, "kernel" | "disposeKernel"> {
   /** Programs the backend needs besides ip/bridge (checked up front), e.g. ["ethtool"]. */
   readonly tools?: readonly string[];
 }
 
+/**
+ * Registers the conformance suite for `module` against the real kernel, each node in a namespace of its own
+ * that is deleted when its check ends. Without root or a tool it skips with the reason, and fails when CI=true.
+ */
 export function describeBackendConformanceInNetns(module: BackendModule, options: NetnsConformanceOptions): void {
   const spaces = new Map<KernelPort, TestNetns>();
   describeReal(

@@ -63,6 +63,7 @@ export interface TestInterface {
   readonly publicIPv6?: string;
 }
 
+/** Options of `startTestAgent`. */
 export interface TestAgentOptions {
   /** Backend modules to load (default exports of backend packages); Backend.Type picks one of them. */
   readonly backends: readonly unknown[];
@@ -119,6 +120,11 @@ interface Wiring {
   readonly backend: Backend;
 }
 
+/**
+ * One node's agent around the backend under test, started by `startTestAgent`: the real module loading, DI
+ * container and reconcilers on a FakeKernel (or the kernel the test gives), with lease events driven by the
+ * test.
+ */
 export class TestAgent {
   /** Every reconcile pass since start, in order (flushes and full reconciles). */
   readonly reports: ReconcileReport[] = [];
@@ -144,6 +150,7 @@ export class TestAgent {
     private readonly ownsStateDir: boolean,
   ) {}
 
+  /** Same as `startTestAgent`. */
   static async start(options: TestAgentOptions): Promise<TestAgent> {
     const registry = new BackendRegistry();
     for (const [i, m] of options.backends.entries()) registry.add(m, `startTestAgent backends[${i}]`);
@@ -189,14 +196,17 @@ export class TestAgent {
     return this._data;
   }
 
+  /** The Backend instance the module bound (a new one after each restart). */
   get backend(): Backend {
     return this.wiring.backend;
   }
 
+  /** The datapath engine running the reconcilers (a new one after each restart). */
   get engine(): DatapathEngine {
     return this.wiring.engine;
   }
 
+  /** The agent's child DI container, with the core tokens and whatever the module registered. */
   get container(): DependencyContainer {
     return this.wiring.container;
   }
@@ -308,6 +318,11 @@ export class TestAgent {
   }
 }
 
+/**
+ * Starts one node's agent as `weftd` would (module from Backend.Type, config validated, preflight, register,
+ * lease, registerSubnet, peers added, one full reconcile) and resolves once that first pass is done. Call
+ * `close` when the test ends.
+ */
 export function startTestAgent(options: TestAgentOptions): Promise<TestAgent> {
   return TestAgent.start(options);
 }

@@ -9,6 +9,10 @@ import type { BackendModule } from "@weft/core";
 import { describe, it } from "vitest";
 import { type ConformanceOptions, conformanceChecks } from "./conformance.js";
 
+/**
+ * Registers the conformance suite for `module` as vitest tests: one `describe` for the module, one per family
+ * mode in `options.families` (default IPv4 only), one `it` per check. Call it at the top level of a spec file.
+ */
 export function describeBackendConformance(module: BackendModule, options: ConformanceOptions): void {
   describe(`${module.type} backend conformance`, () => {
     const checks = conformanceChecks(module, options);
