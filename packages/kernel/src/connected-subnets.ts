@@ -7,12 +7,17 @@
 import { type ExternalInterface, type Family, type IPAddress, type IPNet, IPPrefix } from "@weft/core";
 import type { KernelPort } from "./port.js";
 
+/**
+ * The subnets directly connected to one interface (from its addresses, IPv6 link-local left out): a peer whose
+ * public IP lies in one of them shares this node's L2 segment and is reachable with a plain route.
+ */
 export class ConnectedSubnets {
   constructor(
     readonly iface: string,
     readonly subnets: readonly IPNet[],
   ) {}
 
+  /** Reads the addresses of `iface` through `kernel`. */
   static async read(kernel: KernelPort, iface: ExternalInterface): Promise<ConnectedSubnets> {
     const nets: IPNet[] = [];
     for (const a of await kernel.listAddresses(iface.name)) {
@@ -24,6 +29,7 @@ export class ConnectedSubnets {
     return new ConnectedSubnets(iface.name, nets);
   }
 
+  /** True when `ip` lies in one of the connected subnets. */
   contains(ip: IPAddress): boolean {
     return this.subnets.some((n) => n.contains(ip));
   }

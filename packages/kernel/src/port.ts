@@ -19,6 +19,11 @@ import {
   createToken,
 } from "@weft/core";
 
+/**
+ * One write to the kernel, applied in batches by KernelPort.apply. `*.add` fails with KERNEL_EXISTS when the
+ * object exists, `*.replace` creates or overwrites it, `*.del` fails with KERNEL_NOT_FOUND when it is already
+ * gone, `fdb.append` adds another destination for a MAC, and `link.set` changes an existing link.
+ */
 export type KernelOp =
   | { readonly op: "link.add"; readonly link: LinkSpec }
   /**
@@ -41,8 +46,13 @@ export type KernelOp =
   | { readonly op: "neigh.add" | "neigh.replace" | "neigh.del"; readonly neigh: NeighbourSpec }
   | { readonly op: "fdb.add" | "fdb.append" | "fdb.replace" | "fdb.del"; readonly fdb: FdbSpec };
 
+/**
+ * The kernel subset of WeftErrorCode: how the adapter classifies a failure (the object exists, is not there,
+ * was rejected, permission, a transient condition, unsupported, anything else).
+ */
 export type KernelErrorCode = "KERNEL_EXISTS" | "KERNEL_NOT_FOUND" | "KERNEL_INVALID" | "KERNEL_PERMISSION" | "KERNEL_TRANSIENT" | "KERNEL_UNSUPPORTED" | "KERNEL_FAILED";
 
+/** A kernel operation failed, classified by `code`; `operation` is the op, when there is one. */
 export class KernelError extends WeftError {
   override readonly name = "KernelError";
   constructor(
@@ -56,6 +66,7 @@ export class KernelError extends WeftError {
   }
 }
 
+/** The outcome of one op of a batch. */
 export type OpResult = { readonly ok: true } | { readonly ok: false; readonly error: KernelError };
 
 /** An address as read back, with the device it is on. */
@@ -64,6 +75,7 @@ export interface Address extends AddressSpec {
   readonly scope?: string;
 }
 
+/** Which routes KernelPort.listRoutes returns. */
 export interface RouteQuery {
   readonly family: Family;
   /** Table id, or "all"; main (254) when unset. */
@@ -87,18 +99,25 @@ export type Neighbour = Omit<NeighbourSpec, "state" | "lladdr"> & { readonly lla
  * - a `dev` that does not exist: KERNEL_NOT_FOUND (thrown).
  */
 export interface KernelPort {
+  /** Every link in the namespace, Weft's or not. */
   listLinks(): Promise<Link[]>;
+  /** Addresses on `dev`, or on every link when `dev` is unset. */
   listAddresses(dev?: string): Promise<Address[]>;
+  /** Routes of one family matching `query`. */
   listRoutes(query: RouteQuery): Promise<RouteSpec[]>;
+  /** Neighbour entries, optionally of one device and one family. */
   listNeighbours(query: { readonly dev?: string; readonly family?: Family }): Promise<Neighbour[]>;
+  /** Forwarding database entries of `dev`. */
   listFdb(query: { readonly dev: string }): Promise<FdbSpec[]>;
   /** Attempts every op in order; one result per op. Never throws for a failed op, only for a broken transport. */
   apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
   /** `net.ipv4.ip_forward` style keys. Missing key: KERNEL_NOT_FOUND. */
   getSysctl(key: string): Promise<string>;
+  /** Sets a sysctl (`net.ipv4.ip_forward` style key). */
   setSysctl(key: string, value: string): Promise<void>;
 }
 
+/** The KernelPort of the agent's network namespace. */
 export const KERNEL = createToken<KernelPort>("weft.kernel");
 
 /** A short, human-readable form of an op for error messages and logs (iproute2-like; never executed). */

@@ -4,6 +4,7 @@
  */
 import { createToken } from "@weft/core";
 
+/** Options of ProcessRunner.run. */
 export interface RunOptions {
   readonly input?: string;
   readonly env?: Readonly<Record<string, string>>;
@@ -13,12 +14,14 @@ export interface RunOptions {
   readonly reject?: boolean;
 }
 
+/** How a program that ran to completion ended, and what it printed. */
 export interface RunResult {
   readonly exitCode: number;
   readonly stdout: string;
   readonly stderr: string;
 }
 
+/** Options of ProcessRunner.spawn. */
 export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>;
   readonly cwd?: string;
@@ -36,9 +39,20 @@ export interface ChildHandle {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/**
+ * Starts programs: the only way Weft code outside @weft/kernel may run one (no execa, no node:child_process).
+ * Each argument is its own argv element; nothing goes through a shell.
+ */
 export interface ProcessRunner {
+  /**
+   * Runs `file` with `args` to completion. Rejects with WeftError PROCESS_MISSING when the program is not
+   * installed (even with `reject: false`), and with PROCESS_FAILED, naming the command, when it exits non-zero,
+   * is killed or times out (unless `reject: false`).
+   */
   run(file: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** Starts a long-lived process and returns at once; stop it with ChildHandle.kill. */
   spawn(file: string, args: readonly string[], options?: SpawnOptions): ChildHandle;
 }
 
+/** The agent's ProcessRunner. */
 export const PROCESS_RUNNER = createToken<ProcessRunner>("weft.process-runner");
