@@ -5,10 +5,10 @@
  * its result. DEL runs the plugin with the SAVED configuration, so it is right even if the subnet file changed.
  *
  * The delegate is found in CNI_PATH and started through the ProcessRunner port with the runtime's own CNI_*
- * environment and the rendered configuration on stdin.
+ * environment and the rendered configuration on stdin. File calls are synchronous, as in the IPAM store (a
+ * one-shot process; no thread-pool round trips).
  */
-import { accessSync, constants, statSync } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { accessSync, closeSync, constants, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ProcessRunner } from "@weft/kernel";
 import type { CniEnv, WeftNetConf } from "./config.js";
@@ -66,17 +66,26 @@ export function findPlugin(type: string, path: readonly string[]): string {
   );
 }
 
-async function writeAtomic(dir: string, name: string, text: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+function writeAtomic(dir: string, name: string, text: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, `.${name}.tmp.${process.pid}`);
-  const fh = await open(tmp, "w", 0o600);
+  const fd = openSync(tmp, "w", 0o600);
   try {
-    await fh.writeFile(text);
-    await fh.sync();
+    writeFileSync(fd, text);
+    fsyncSync(fd);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
-  await rename(tmp, join(dir, name));
+  renameSync(tmp, join(dir, name));
+}
+
+/** Removes a file; a missing one is fine, `tolerant` also swallows every other error. */
+function removeFile(path: string, tolerant = false): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if (!tolerant && (err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
 }
 
 interface DelegateOutcome {
@@ -122,21 +131,21 @@ export async function execDelegate(
 
 export async function addDelegate(conf: WeftNetConf, env: CniEnv, subnet: SubnetFile, runner: ProcessRunner): Promise<string> {
   const netconf = renderDelegate(conf, subnet);
-  await writeAtomic(conf.dataDir, env.containerID, JSON.stringify(netconf));
+  writeAtomic(conf.dataDir, env.containerID, JSON.stringify(netconf));
   try {
     return (await execDelegate(runner, env, "ADD", netconf)).stdout;
   } catch (err) {
     // Undo what the delegate may have left half done, then forget the saved config.
     await execDelegate(runner, env, "DEL", netconf).catch(() => undefined);
-    await unlink(join(conf.dataDir, env.containerID)).catch(() => undefined);
+    removeFile(join(conf.dataDir, env.containerID), true);
     throw err;
   }
 }
 
-async function readSaved(conf: WeftNetConf, containerID: string): Promise<Record<string, unknown> | undefined> {
+function readSaved(conf: WeftNetConf, containerID: string): Record<string, unknown> | undefined {
   let text: string;
   try {
-    text = await readFile(join(conf.dataDir, containerID), "utf8");
+    text = readFileSync(join(conf.dataDir, containerID), "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
@@ -151,16 +160,14 @@ async function readSaved(conf: WeftNetConf, containerID: string): Promise<Record
 
 /** DEL with the saved config; nothing saved (or unreadable) is success, as the spec and Flannel have it. */
 export async function delDelegate(conf: WeftNetConf, env: CniEnv, runner: ProcessRunner): Promise<void> {
-  const saved = await readSaved(conf, env.containerID);
+  const saved = readSaved(conf, env.containerID);
   if (saved) await execDelegate(runner, env, "DEL", saved);
-  await unlink(join(conf.dataDir, env.containerID)).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== "ENOENT") throw err;
-  });
+  removeFile(join(conf.dataDir, env.containerID));
 }
 
 /** CHECK: the delegate's CHECK with the saved config and the runtime's prevResult. */
 export async function checkDelegate(conf: WeftNetConf, env: CniEnv, runner: ProcessRunner): Promise<void> {
-  const saved = await readSaved(conf, env.containerID);
+  const saved = readSaved(conf, env.containerID);
   if (!saved) {
     throw new CniError(CniErrorCode.INTERNAL, `CHECK of ${env.containerID}: no saved delegate config in ${conf.dataDir}; the container was not added by weft-cni`);
   }
@@ -171,7 +178,7 @@ export async function checkDelegate(conf: WeftNetConf, env: CniEnv, runner: Proc
 export async function gcDelegate(conf: WeftNetConf, env: CniEnv, valid: readonly Attachment[], runner: ProcessRunner): Promise<string[]> {
   let names: string[];
   try {
-    names = await readdir(conf.dataDir);
+    names = readdirSync(conf.dataDir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw err;
@@ -180,13 +187,13 @@ export async function gcDelegate(conf: WeftNetConf, env: CniEnv, valid: readonly
   const removed: string[] = [];
   for (const id of names) {
     if (id.startsWith(".") || keep.has(id)) continue;
-    const saved = await readSaved(conf, id);
+    const saved = readSaved(conf, id);
     if (saved && saved.name !== conf.name) continue; // another network's attachment sharing the directory
     if (saved) {
       // Flannel's saved file records no interface name; Kubernetes pods always use eth0.
       await execDelegate(runner, { ...env, containerID: id, ifname: "eth0", netns: "" }, "DEL", saved).catch(() => undefined);
     }
-    await unlink(join(conf.dataDir, id)).catch(() => undefined);
+    removeFile(join(conf.dataDir, id), true);
     removed.push(id);
   }
   return removed;
