@@ -98,6 +98,8 @@ export class Agent {
   private firstReconcileDone = false;
   lease?: Lease;
   mtu?: number;
+  private flushing?: Promise<void>;
+  private flushAgain = false;
   /** Called after every pass; starts the lease keeper the first time the agent is ready. */
   private onReady: () => void = () => undefined;
 
@@ -299,8 +301,8 @@ export class Agent {
                 { peers: counts },
               );
             } else if (changed) {
-              await this.flush();
-              this.onReady();
+              // Not awaited: events that arrive while a flush runs are applied together by the next one.
+              this.requestFlush();
             }
             this.updatePeerMetrics();
           }
@@ -335,11 +337,36 @@ export class Agent {
     })();
 
     await Promise.all([keeper, watcher, resync]);
+    await this.flushing;
     signal.removeEventListener("abort", stop);
     this.phase = "stopped";
     await backend.close("restart").catch((err) => logger.warn(`backend close: ${errorMessage(err)}`));
     await sm.close?.().catch((err) => logger.warn(`store close: ${errorMessage(err)}`));
     if (fatal !== undefined) throw fatal;
+  }
+
+  /**
+   * Coalescing flush: at most one runs at a time, and any number of requests made meanwhile become one more
+   * run. N peers joining at once cost a couple of kernel passes, not N.
+   */
+  private requestFlush(): void {
+    if (this.flushing) {
+      this.flushAgain = true;
+      return;
+    }
+    this.flushing = (async () => {
+      do {
+        this.flushAgain = false;
+        try {
+          await this.flush();
+        } catch (err) {
+          this.deps.logger.error(`applying peer changes failed; the next resync retries: ${errorMessage(err)}`);
+        }
+        this.onReady();
+      } while (this.flushAgain);
+    })().finally(() => {
+      this.flushing = undefined;
+    });
   }
 
   /** Applies pending peer changes now; its failures count for readiness like a full pass's. */
