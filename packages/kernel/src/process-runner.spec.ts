@@ -85,6 +85,10 @@ describe.each([
     expect(r.exitCode).toBe(128);
   });
 
+  it("an argument that cannot be passed (a NUL byte) rejects with a TypeError, a caller's bug, before anything runs", async () => {
+    await expect(runner.run(NODE, ["-e", "0", "a\0b"])).rejects.toThrow(TypeError);
+  });
+
   it("death by a signal is PROCESS_FAILED naming the signal", async () => {
     const f = await failure(runner.run(NODE, ["-e", "process.kill(process.pid, 'SIGKILL')"]));
     expect(f.code).toBe("PROCESS_FAILED");

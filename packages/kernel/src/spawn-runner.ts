@@ -1,7 +1,7 @@
 /**
  * SpawnRunner: a ProcessRunner over plain `node:child_process`, for short-lived processes whose own start-up
  * time matters: the CNI plugin, which the container runtime starts once per pod ADD/DEL. execa costs ~17 ms to
- * load (bundled; ~70 ms unbundled) and a few ms of stream plumbing per call; this costs neither
+ * load (bundled; far more unbundled) and a few ms of stream plumbing per call; this costs neither
  * (docs/adr/0006-cni-latency.md has the measurements). It classifies outcomes exactly as ExecaRunner does,
  * through the same function (./process-errors.ts), so callers cannot tell the two apart:
  *   - not installed (ENOENT)                     -> PROCESS_MISSING naming the Debian package;
@@ -15,7 +15,7 @@
  * objects), a synchronous one ~3 ms, and later ones ~2.4 vs ~2 ms. The results and errors are the same; a
  * timeout kills with SIGKILL at once (spawnSync cannot escalate). `spawn` (long-lived children) is unaffected.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { processMissingError, type RunOutcome, settleRun } from "./process-errors.js";
 import type { ChildHandle, ProcessRunner, RunOptions, RunResult, SpawnOptions } from "./process.js";
@@ -47,19 +47,12 @@ export class SpawnRunner implements ProcessRunner {
       }
     }
     return new Promise<RunOutcome>((resolve) => {
-      let child: ChildProcess;
-      try {
-        child = spawn(file, args, {
-          stdio: [options.input !== undefined ? "pipe" : "ignore", "pipe", "pipe"],
-          ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
-          ...(options.cwd ? { cwd: options.cwd } : {}),
-        });
-      } catch (err) {
-        // Synchronous refusals (an argument with a NUL byte, a bad cwd type): it never ran.
-        const e = err as NodeJS.ErrnoException;
-        resolve({ ...(e.code ? { spawnErrorCode: e.code } : {}), spawnErrorMessage: e.message, timedOut: false, stdout: "", stderr: "" });
-        return;
-      }
+      // Node throws at once for arguments it cannot pass (a NUL byte): the promise rejects with that error.
+      const child: ChildProcess = spawn(file, args, {
+        stdio: [options.input !== undefined ? "pipe" : "ignore", "pipe", "pipe"],
+        ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+        ...(options.cwd ? { cwd: options.cwd } : {}),
+      });
       let stdout = "";
       let stderr = "";
       let timedOut = false;
@@ -108,7 +101,8 @@ export class SpawnRunner implements ProcessRunner {
   }
 
   private runBlocking(file: string, args: readonly string[], options: RunOptions): RunOutcome {
-    const r = spawnSync(file, args, {
+    // Node throws at once for arguments it cannot pass (a NUL byte): a caller's bug, rejected as is (as execa does).
+    const r: SpawnSyncReturns<string> = spawnSync(file, args, {
       ...(options.input !== undefined ? { input: options.input, stdio: ["pipe", "pipe", "pipe"] as const } : { stdio: ["ignore", "pipe", "pipe"] as const }),
       ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
       ...(options.cwd ? { cwd: options.cwd } : {}),
