@@ -53,7 +53,7 @@ describe("V8 code cache of the executable", () => {
     expect(run(SOURCE, dir)).toMatchObject({ status: "rejected", value: 45 });
   });
 
-  it("saving removes caches of other builds, keeps this build's other commands", () => {
+  it("saving removes caches of other builds and other Node versions, keeps this build's other commands", () => {
     const dir = join(root, "c");
     const old = run(SOURCE, dir, "aaaaaaaaaaaaaaaa");
     saveCodeCache(old.script, dir, old.path!, "aaaaaaaaaaaaaaaa");
@@ -62,6 +62,8 @@ describe("V8 code cache of the executable", () => {
     const add = run(SOURCE, dir, "bbbbbbbbbbbbbbbb", "ADD");
     saveCodeCache(add.script, dir, add.path!, "bbbbbbbbbbbbbbbb");
     writeFileSync(join(dir, "unrelated"), "x");
+    writeFileSync(join(dir, `weft-cni-bbbbbbbbbbbbbbbb-v18.0.0-${process.arch}-ADD.v8`), "an older Node's");
+    saveCodeCache(add.script, dir, add.path!, "bbbbbbbbbbbbbbbb");
     expect(readdirSync(dir).sort()).toEqual([
       `unrelated`,
       `weft-cni-bbbbbbbbbbbbbbbb-${process.version}-${process.arch}-ADD.v8`,

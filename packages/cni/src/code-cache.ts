@@ -25,9 +25,14 @@ export const DEFAULT_CODE_CACHE_DIR = "/var/cache/weft/cni";
 
 const PREFIX = "weft-cni-";
 
+/** What every cache file of this build of the payload on this Node starts with. */
+function ownPrefix(payloadId: string): string {
+  return `${PREFIX}${payloadId}-${process.version}-${process.arch}-`;
+}
+
 /** The cache file for one build of the payload, this Node, and one command. */
 export function codeCachePath(dir: string, payloadId: string, command: string): string {
-  return join(dir, `${PREFIX}${payloadId}-${process.version}-${process.arch}-${command}.v8`);
+  return join(dir, `${ownPrefix(payloadId)}${command}.v8`);
 }
 
 export type CodeCacheStatus = "used" | "rejected" | "missing" | "untrusted" | "off";
@@ -62,7 +67,7 @@ export function compileWithCodeCache(source: string, filename: string, path: str
 
 /**
  * Writes the script's current code cache to `path` (temporary file + rename: concurrent plugins never see half
- * a file) and removes caches of other builds. Returns an error text instead of throwing: a cache that cannot be
+ * a file) and removes caches of other builds and Node versions. Returns an error text instead of throwing: a cache that cannot be
  * written must not fail the CNI command that has already succeeded.
  */
 export function saveCodeCache(script: Script, dir: string, path: string, payloadId: string): string | undefined {
@@ -78,8 +83,9 @@ export function saveCodeCache(script: Script, dir: string, path: string, payload
     }
     renameSync(tmp, path);
     for (const name of readdirSync(dir)) {
-      // Caches of earlier builds are never valid again; temporary files of this build may be a concurrent writer's.
-      if (name.startsWith(PREFIX) && !name.startsWith(`${PREFIX}${payloadId}-`)) {
+      // Caches of other builds or another Node are never valid again (an upgrade); this build's other commands and
+      // temporary files (a concurrent writer's) stay.
+      if (name.startsWith(PREFIX) && !name.startsWith(ownPrefix(payloadId))) {
         try {
           unlinkSync(join(dir, name));
         } catch {
