@@ -65,6 +65,37 @@ describe("DatapathEngine", () => {
     expect(state(kernel)).toEqual(s);
   });
 
+  it("flush works from its picture of the kernel (no re-read); the periodic reconcile is what finds changes made behind its back", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    engine.declare("peer 2", peer(2));
+    await engine.reconcile({ prune: true });
+    // Someone deletes a route; then a new peer arrives.
+    await kernel.apply([{ op: "route.del", route: { family: "v4", dst: "198.19.2.0/24", table: 254, protocol: WEFT_ROUTE_PROTOCOL } }]);
+    engine.declare("peer 3", peer(3));
+    await engine.flush();
+    const s = state(kernel);
+    expect(s.routes.some((r) => r.startsWith("198.19.3.0/24"))).toBe(true);
+    expect(s.routes.some((r) => r.startsWith("198.19.2.0/24"))).toBe(false);
+    await engine.reconcile({ prune: true });
+    expect(state(kernel).routes.some((r) => r.startsWith("198.19.2.0/24"))).toBe(true);
+  });
+
+  it("stops trusting its picture after a failure: the next flush reads the kernel", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    await engine.reconcile({ prune: true });
+    kernel.failNext((op) => op.op === "route.add", "KERNEL_TRANSIENT");
+    engine.declare("peer 2", peer(2));
+    expect((await engine.reconcile({ prune: false })).failures).toBe(1);
+    // The neighbour was programmed; someone removes it. A flush after a failed pass re-reads and restores it.
+    await kernel.apply([{ op: "neigh.del", neigh: { dev: "weft.1", ip: "198.19.2.0", lladdr: "0e:57:00:00:01:02", state: "permanent" } }]);
+    await engine.flush();
+    const s = state(kernel);
+    expect(s.routes.some((r) => r.startsWith("198.19.2.0/24"))).toBe(true);
+    expect(s.neighbours).toContain("weft.1 198.19.2.0 0e:57:00:00:01:02 permanent");
+  });
+
   it("retracting a peer removes exactly what it declared", async () => {
     const { kernel, engine } = setup();
     engine.declare("local", local);

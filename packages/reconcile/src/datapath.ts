@@ -68,6 +68,9 @@ export class DatapathEngine implements Datapath {
   private readonly reconcilers: AnyReconciler[];
   private readonly linkReconciler: LinkReconciler;
   private queue: Promise<unknown> = Promise.resolve();
+  /** What the kernel holds of each kind as of the last pass (owned objects by key), and whether to trust it. */
+  private readonly known = new Map<string, Map<string, unknown>>();
+  private knownValid = false;
   /** Keys failing in the last pass, per kind, with their message (to log a failure once, not every pass). */
   private readonly failing = new Map<string, Map<string, string>>();
   lastReport?: ReconcileReport;
@@ -119,9 +122,15 @@ export class DatapathEngine implements Datapath {
     return [...byKey.values()];
   }
 
+  /**
+   * Applies what changed since the last pass. When the previous pass left a trusted picture of the kernel
+   * (no failures, no read errors), the diff is taken against that picture and nothing is read: adding one peer
+   * to 5,000 costs one small batch, not a re-read of 15,000 objects. The periodic reconcile re-reads everything,
+   * so anything that changed behind Weft's back is still found within --resync-interval.
+   */
   flush(): Promise<void> {
     return this.serialize(async () => {
-      await this.pass(false);
+      await this.pass(false, true);
     }).then(() => undefined);
   }
 
@@ -130,7 +139,7 @@ export class DatapathEngine implements Datapath {
    * removes only what was retracted, like flush.
    */
   reconcile(options: { prune: boolean }): Promise<ReconcileReport> {
-    return this.serialize(() => this.pass(options.prune));
+    return this.serialize(() => this.pass(options.prune, false));
   }
 
   /** Removes every object Weft owns on this node (explicit teardown). */
@@ -161,8 +170,11 @@ export class DatapathEngine implements Datapath {
     return run;
   }
 
-  private async pass(prune: boolean): Promise<ReconcileReport> {
+  private async pass(prune: boolean, useCache: boolean): Promise<ReconcileReport> {
     const started = performance.now();
+    const cached = useCache && this.knownValid;
+    // Trusted again only if this pass reads or applies everything without a failure.
+    this.knownValid = false;
     const reports: KindReport[] = [];
     const retracted = new Map([...this.retracted].map(([k, v]) => [k, new Set(v)]));
     this.retracted.clear();
@@ -172,10 +184,12 @@ export class DatapathEngine implements Datapath {
     // If an earlier kind writes (a device recreated, say), later kinds are read again after it.
     const desiredByKind = this.reconcilers.map((r) => this.desired(r.kind));
     const prefetched = this.reconcilers.map((r, i) => {
+      if (cached) return Promise.resolve([...(this.known.get(r.kind)?.values() ?? [])]);
       const p = r.listOwned(this.kernel, desiredByKind[i]!);
       p.catch(() => undefined);
       return p;
     });
+    // A device added, changed or recreated invalidates what hangs off it: later kinds are read afresh.
     let wrote = false;
     let linkRemovals: unknown[] = [];
     for (const [i, r] of this.reconcilers.entries()) {
@@ -203,12 +217,15 @@ export class DatapathEngine implements Datapath {
       } else {
         await applyChange(this.kernel, r, change, report);
       }
-      if (report.writes > 0) wrote = true;
+      if (r === this.linkReconciler && report.writes > 0) wrote = true;
+      this.remember(r, actual, change, report);
       this.logChange(r.kind, change.drifts, change.remove.length, prune);
     }
     if (linkRemovals.length) {
       const report = reports[0]!;
       await applyChange(this.kernel, this.linkReconciler as AnyReconciler, { add: [], update: [], remove: linkRemovals }, report);
+      // Objects on a removed device went with it; the cache does not model that, so read next time.
+      this.known.clear();
     }
     // Retractions whose removal failed stay pending so the next flush retries them.
     for (const rep of reports) {
@@ -216,12 +233,14 @@ export class DatapathEngine implements Datapath {
         if (retracted.get(rep.kind)?.has(f.key)) this.noteRetractedKey(rep.kind, f.key);
       }
     }
+    const failures = reports.reduce((n, r) => n + r.failures.length, 0);
+    this.knownValid = failures === 0 && this.known.size === this.reconcilers.length;
     const report: ReconcileReport = {
       prune,
       kinds: reports,
       durationMs: performance.now() - started,
       writes: reports.reduce((n, r) => n + r.writes, 0),
-      failures: reports.reduce((n, r) => n + r.failures.length, 0),
+      failures,
     };
     // Say it once: a failure is logged at warn when it starts, at debug while it repeats (the metric keeps
     // counting), and at info when it clears. No log line per object per resync forever.
@@ -240,6 +259,21 @@ export class DatapathEngine implements Datapath {
     }
     this.lastReport = report;
     return report;
+  }
+
+  /** Records what the kernel holds of this kind after the change: actual, plus what was added, minus what was removed. */
+  private remember(
+    r: AnyReconciler,
+    actual: readonly unknown[],
+    change: { add: readonly unknown[]; update: readonly { desired: unknown }[]; remove: readonly unknown[] },
+    report: KindReport,
+  ) {
+    const m = new Map<string, unknown>(actual.map((o) => [r.key(o), o]));
+    const failed = new Set(report.failures.map((f) => f.key));
+    for (const o of change.add) if (!failed.has(r.key(o))) m.set(r.key(o), o);
+    for (const u of change.update) if (!failed.has(r.key(u.desired))) m.set(r.key(u.desired), u.desired);
+    for (const o of change.remove) if (!failed.has(r.key(o))) m.delete(r.key(o));
+    this.known.set(r.kind, m);
   }
 
   private noteRetractedKey(kind: string, key: string) {

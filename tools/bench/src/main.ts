@@ -6,6 +6,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runCniBench } from "./cni.js";
+import { runConvergenceBench } from "./convergence.js";
 import { runDatapathBench } from "./datapath.js";
 import { runKernelBench } from "./kernel.js";
 import { runStoreBench } from "./store.js";
@@ -91,7 +92,23 @@ async function datapath() {
   console.log(body);
 }
 
-const suites: Record<string, () => Promise<void>> = { kernel, store, datapath, cni };
+async function convergence() {
+  const rows = await runConvergenceBench([100, 1000, 5000]);
+  const body = [
+    "## Control plane: N peer leases in etcd to a fully programmed node, and one more peer",
+    "",
+    `Machine: ${machineLine()}. One weftd (vxlan) in a node namespace, a real etcd; N Flannel-format peer leases written into etcd first. "converged" is weftd start → N routes with Weft's protocol in the kernel (so it includes Node startup, config, lease, device creation). "one more peer" is the lease written → its route in the kernel (polled with \`ip route show <that subnet>\` every 2 ms). CPU and RSS are weftd's at the end.`,
+    "",
+    table(
+      ["peers", "converged from start (ms)", "one more peer → route (ms)", "weftd CPU (s)", "weftd RSS (MiB)"],
+      rows.map((r) => [r.peers, r.convergeMs.toFixed(0), r.addOneMs.toFixed(0), r.cpuSeconds.toFixed(2), r.rssMiB.toFixed(0)]),
+    ),
+  ].join("\n");
+  writeSection(out, "convergence", body);
+  console.log(body);
+}
+
+const suites: Record<string, () => Promise<void>> = { kernel, convergence, store, datapath, cni };
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites);
 for (const s of wanted) {
   const fn = suites[s];
