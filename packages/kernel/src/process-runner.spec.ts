@@ -50,7 +50,7 @@ describe.each([
   });
 
   it("without input, stdin is closed (a reader sees end of file at once)", async () => {
-    const r = await runner.run(NODE, ["-e", "let n=0;process.stdin.on('data',d=>n+=d.length).on('end',()=>console.log(n))"], { timeoutMs: 10_000 });
+    const r = await runner.run(NODE, ["-e", "let n=0;process.stdin.on('data',d=>n+=d.length).on('end',()=>process.stdout.write(n+'\\n'))"], { timeoutMs: 10_000 });
     expect(r.stdout).toBe("0\n");
   });
 
