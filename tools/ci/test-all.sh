@@ -22,6 +22,9 @@ npm run -s build -- --skip-nx-cache
 step "lint (package boundaries)"
 npm run -s lint
 
+step "API reference is current (docs/api from TSDoc)"
+npm run -s docs:api -- --check
+
 report_dir=$(mktemp -d /tmp/weft-test-reports.XXXXXX)
 export WEFT_REPORT_DIR=$report_dir
 status=0
