@@ -34,6 +34,7 @@ import {
   WeftError,
   leaseSubnet,
   subnetKey,
+  PeerDeclarations,
 } from "@weft/core";
 import { ConnectedSubnets, KERNEL, type KernelPort } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
@@ -73,7 +74,8 @@ export class HostGwBackend implements Backend {
   private connected?: ConnectedSubnets;
   /** This node's subnet per routed family. */
   private readonly local = new Map<Family, IPNet>();
-  private readonly peers = new Set<string>();
+  /** The peers declared on the datapath (declare-or-retract bookkeeping shared by every backend). */
+  private readonly peerObjects: PeerDeclarations;
   private warnedConfig = false;
 
   constructor(
@@ -81,7 +83,9 @@ export class HostGwBackend implements Backend {
     @inject(LOGGER) private readonly logger: Logger,
     @inject(BACKEND_CONFIG) private readonly config: HostGwConfig,
     @inject(KERNEL) private readonly kernel: KernelPort,
-  ) {}
+  ) {
+    this.peerObjects = new PeerDeclarations(this.datapath);
+  }
 
   async registerSubnet(local: LocalLease): Promise<BackendData> {
     const { lease, config: net, iface } = local;
@@ -107,29 +111,18 @@ export class HostGwBackend implements Backend {
   }
 
   async addPeer(peer: Lease): Promise<PeerStatus> {
-    const owner = subnetKey(peer);
-    const result = this.describePeer(peer, owner);
-    if ("routes" in result) {
-      this.datapath.declare(owner, { routes: result.routes });
-      this.peers.add(owner);
-      return { state: "programmed" };
-    }
-    // Not logged here: the agent logs a peer's state once per change, with this reason.
-    this.datapath.retract(owner);
-    this.peers.delete(owner);
-    return result.status;
+    // Not logged here: the agent logs a peer's state once per change, with its reason.
+    const result = this.describePeer(peer, subnetKey(peer));
+    return this.peerObjects.apply(peer, "routes" in result ? { objects: { routes: result.routes } } : result);
   }
 
   async removePeer(peer: Lease): Promise<void> {
-    const owner = subnetKey(peer);
-    this.datapath.retract(owner);
-    this.peers.delete(owner);
+    this.peerObjects.remove(peer);
   }
 
   async close(mode: "restart" | "teardown"): Promise<void> {
     if (mode === "restart") return; // routes stay; the next agent adopts them
-    for (const owner of this.peers) this.datapath.retract(owner);
-    this.peers.clear();
+    this.peerObjects.clear();
     await this.datapath.flush();
   }
 

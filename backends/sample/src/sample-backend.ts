@@ -48,6 +48,7 @@ import {
   errorMessage,
   leaseSubnet,
   subnetKey,
+  PeerDeclarations,
 } from "@weft/core";
 import { ConnectedSubnets, KERNEL, type KernelPort } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
@@ -95,14 +96,17 @@ export class SampleBackend implements Backend {
   /** This node's subnet per family it routes. */
   private readonly own = new Map<Family, IPNet>();
   /** Owners declared, so teardown can retract them. */
-  private readonly peers = new Set<string>();
+  /** The peers declared on the datapath (declare-or-retract bookkeeping shared by every backend). */
+  private readonly peerObjects: PeerDeclarations;
 
   constructor(
     @inject(DATAPATH) private readonly datapath: Datapath,
     @inject(LOGGER) private readonly logger: Logger,
     @inject(BACKEND_CONFIG) private readonly config: SampleConfig,
     @inject(KERNEL) private readonly kernel: KernelPort,
-  ) {}
+  ) {
+    this.peerObjects = new PeerDeclarations(this.datapath);
+  }
 
   /**
    * Called once per agent start, after the module's preflight and the lease, before any peer. Create or adopt
@@ -144,30 +148,21 @@ export class SampleBackend implements Backend {
    * peers, one batch).
    */
   async addPeer(peer: Lease): Promise<PeerStatus> {
-    const owner = subnetKey(peer);
-    const result = this.describe(peer, owner);
-    if ("routes" in result) {
-      this.datapath.declare(owner, { routes: result.routes });
-      this.peers.add(owner);
-      return { state: "programmed" };
-    }
-    this.datapath.retract(owner);
-    this.peers.delete(owner);
-    return result;
+    // PeerDeclarations (from @weft/core) declares the objects under the peer's owner key, or retracts what
+    // the peer had and returns the reason.
+    const result = this.describe(peer, subnetKey(peer));
+    return this.peerObjects.apply(peer, "routes" in result ? { objects: { routes: result.routes } } : { status: result });
   }
 
   /** Forget a peer. An unknown peer is not an error (retract of an unknown owner is a no-op). */
   async removePeer(peer: Lease): Promise<void> {
-    const owner = subnetKey(peer);
-    this.datapath.retract(owner);
-    this.peers.delete(owner);
+    this.peerObjects.remove(peer);
   }
 
   /** `restart`: leave everything for the next agent to adopt. `teardown`: remove what this backend declared. */
   async close(mode: "restart" | "teardown"): Promise<void> {
     if (mode === "restart") return;
-    for (const owner of this.peers) this.datapath.retract(owner);
-    this.peers.clear();
+    this.peerObjects.clear();
     this.datapath.retract("local");
     await this.datapath.flush();
   }

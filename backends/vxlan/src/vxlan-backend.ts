@@ -56,6 +56,7 @@ import {
   errorMessage,
   leaseSubnet,
   subnetKey,
+  PeerDeclarations,
 } from "@weft/core";
 import { ConnectedSubnets, KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
@@ -136,7 +137,8 @@ export class VxlanBackend implements Backend {
   private iface?: ExternalInterface;
   private connected?: ConnectedSubnets;
   /** Owners (peer subnet keys) this backend declared, for teardown. */
-  private readonly peers = new Set<string>();
+  /** The peers declared on the datapath (declare-or-retract bookkeeping shared by every backend). */
+  private readonly peerObjects: PeerDeclarations;
   private warnedConfig = false;
 
   constructor(
@@ -146,7 +148,9 @@ export class VxlanBackend implements Backend {
     @inject(STATE_DIR) private readonly stateDir: string,
     @inject(KERNEL) private readonly kernel: KernelPort,
     @inject(PROCESS_RUNNER) private readonly runner: ProcessRunner,
-  ) {}
+  ) {
+    this.peerObjects = new PeerDeclarations(this.datapath);
+  }
 
   async registerSubnet(local: LocalLease): Promise<BackendData> {
     const { lease, config: net, iface } = local;
@@ -218,30 +222,18 @@ export class VxlanBackend implements Backend {
   }
 
   async addPeer(peer: Lease): Promise<PeerStatus> {
-    const owner = subnetKey(peer);
-    const result = this.describePeer(peer, owner);
-    if ("objects" in result) {
-      this.datapath.declare(owner, result.objects);
-      this.peers.add(owner);
-      return { state: "programmed" };
-    }
-    // A peer that was fine and now is not (its lease changed) must not keep its old entries. Not logged here:
+    // A peer that was fine and now is not (its lease changed) must not keep its old entries; not logged here:
     // the agent logs a peer's state once per change, with this reason.
-    this.datapath.retract(owner);
-    this.peers.delete(owner);
-    return result.status;
+    return this.peerObjects.apply(peer, this.describePeer(peer, subnetKey(peer)));
   }
 
   async removePeer(peer: Lease): Promise<void> {
-    const owner = subnetKey(peer);
-    this.datapath.retract(owner);
-    this.peers.delete(owner);
+    this.peerObjects.remove(peer);
   }
 
   async close(mode: "restart" | "teardown"): Promise<void> {
     if (mode === "restart") return; // devices and entries stay; the next agent adopts them
-    for (const owner of this.peers) this.datapath.retract(owner);
-    this.peers.clear();
+    this.peerObjects.clear();
     this.datapath.retract(LOCAL_OWNER);
     await this.datapath.flush();
   }

@@ -11,3 +11,4 @@ export * from "./core-tokens.js";
 export * from "./registry.js";
 export * from "./subnet-env.js";
 export * from "./async.js";
+export * from "./peer-declarations.js";
