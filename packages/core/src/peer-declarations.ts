@@ -12,6 +12,10 @@ import { type Lease, subnetKey } from "./lease.js";
 /** What a backend made of one peer lease: objects to declare, or why there are none. */
 export type PeerDescription = { readonly objects: KernelObjects } | { readonly status: Exclude<PeerStatus, { state: "programmed" }> };
 
+/**
+ * Declares each peer's kernel objects under its owner key (the subnet key) or retracts them, remembers which
+ * owners it declared, and retracts them all on teardown. Never logs and never flushes.
+ */
 export class PeerDeclarations {
   private readonly owners = new Set<string>();
 
@@ -46,6 +50,7 @@ export class PeerDeclarations {
     this.owners.clear();
   }
 
+  /** How many peers currently have objects declared. */
   get size(): number {
     return this.owners.size;
   }
