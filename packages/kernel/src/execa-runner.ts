@@ -88,7 +88,8 @@ export class ExecaRunner implements ProcessRunner {
           stdin: "ignore",
           stdout,
           stderr,
-          detached: false,
+          // Detached: its own session, and execa's cleanup (kill on our exit) does not apply.
+          detached: options.detached ?? false,
           buffer: false,
           reject: false,
         });
@@ -103,6 +104,7 @@ export class ExecaRunner implements ProcessRunner {
       subprocess.catch(() => undefined);
       throw processMissingError(file);
     }
+    if (options.detached) subprocess.unref();
 
     let done = false;
     const exited = subprocess.then(

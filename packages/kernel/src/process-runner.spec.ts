@@ -113,6 +113,18 @@ describe.each([
     expect(await long.exited).toEqual({ code: null, signal: "SIGTERM" });
   });
 
+  it("spawn detached: the child leads its own session (outlives the agent's process group), still killable and reaped", async () => {
+    const out = join(dir, `${_name.replace(/\W+/g, "-")}.detached`);
+    // Prints its session id (from /proc/self/stat, field 6) and waits.
+    const script = "const f = require('fs').readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' '); console.log(f[3]); setTimeout(() => {}, 60000)";
+    const c = runner.spawn(NODE, ["-e", script], { detached: true, stdoutFile: out, stderrFile: out });
+    const deadline = Date.now() + 5000;
+    while (!readFileSync(out, "utf8").includes("\n") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(readFileSync(out, "utf8").trim()).toBe(String(c.pid));
+    c.kill("SIGTERM");
+    expect(await c.exited).toEqual({ code: null, signal: "SIGTERM" });
+  });
+
   it("spawn of a missing program throws PROCESS_MISSING at once", () => {
     let caught: unknown;
     try {

@@ -28,6 +28,12 @@ export interface SpawnOptions {
   /** Files to send stdout/stderr to (appended); otherwise they are ignored. */
   readonly stdoutFile?: string;
   readonly stderrFile?: string;
+  /**
+   * Start the program in its own session (process group) and let the parent exit without waiting for it or
+   * ending it: it outlives the agent (wireguard-go keeps a WireGuard device up across an agent restart). Its
+   * stdio should go to files then. Default false.
+   */
+  readonly detached?: boolean;
 }
 
 /** A long-lived child process this runner started. */

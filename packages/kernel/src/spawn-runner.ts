@@ -142,7 +142,7 @@ export class SpawnRunner implements ProcessRunner {
         stdio: ["ignore", stdout, stderr],
         ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
         ...(options.cwd ? { cwd: options.cwd } : {}),
-        detached: false,
+        detached: options.detached ?? false,
       });
     } finally {
       for (const fd of fds) closeSync(fd);
@@ -154,6 +154,7 @@ export class SpawnRunner implements ProcessRunner {
       child.on("error", () => undefined);
       throw processMissingError(file);
     }
+    if (options.detached) child.unref();
 
     let done = false;
     const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
