@@ -1,0 +1,245 @@
+/**
+ * Kind "wg-device": a WireGuard device run by a wireguard-go process, as a reconciled kernel object.
+ *
+ * No WireGuard kernel module here (`ip link add type wireguard` fails), so the device is a TUN created by
+ * `wireguard-go -f <ifname>` in the agent's network namespace, configured over its UAPI socket
+ * /var/run/wireguard/<ifname>.sock with `wg` (wireguard-tools) through the ProcessRunner.
+ *
+ * What the kernel (and wireguard-go) do that surprises:
+ *   - Killing wireguard-go deletes the TUN and its socket; deleting the TUN ends wireguard-go.
+ *   - The socket directory is one per MOUNT namespace, not per network namespace: two agents on one machine
+ *     with the same device name in different netns would talk to each other's device. A socket that answers
+ *     while this netns has no such link is reported ("foreign") and left alone (docs/adr/0008-wireguard-go.md).
+ *   - A TUN of that name without a live wireguard-go (the process died, or the links reconciler re-created
+ *     the name) cannot be adopted: wireguard-go refuses to attach to it. It is deleted before a new start.
+ *   - wireguard-go is started detached (own session, stdio to <STATE_DIR>/<ifname>.log) so that it outlives the
+ *     agent: close("restart") keeps the tunnel up and the next agent adopts the device through its socket.
+ *     Its PID is kept in <STATE_DIR>/<ifname>.pid; teardown ends it BY THAT PID, after checking with `ps`
+ *     that the PID still is wireguard-go for this device (PIDs are reused). Never by name.
+ *
+ * Desired: name, listen port, and the public key of the private key file. Actual (`wg show <dev> dump`):
+ * the same, read back. Drift in port or key is fixed in place (`wg set ... private-key <file> listen-port N`,
+ * which rebinds the UDP socket live); a dead device is restarted.
+ */
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Logger, errorMessage } from "@weft/core";
+import { type ChildHandle, KernelError, type KernelPort, type OpResult, type ProcessRunner } from "@weft/kernel";
+import type { Drift, ObjectReconciler } from "@weft/reconcile";
+import { isNoDevice, parseWgDump } from "./wg-dump.js";
+
+export const WG_DEVICE_KIND = "wg-device";
+/** Every name a wireguard device of Weft's may have (for prune and `weftd --teardown`, which declare none). */
+export const WG_DEVICE_NAMES = ["weft-wg", "weft-wg-v6"] as const;
+/** How long wireguard-go may take to open its socket (53–70 ms measured; linux-lab §5). */
+const START_TIMEOUT_MS = 5000;
+const STOP_TIMEOUT_MS = 3000;
+
+export interface WgDeviceSpec {
+  readonly name: string;
+  readonly listenPort: number;
+  /** The public key of `privateKeyFile`: what the device must report. */
+  readonly publicKey: string;
+  /** Path of the private key (0600); only in desired objects. */
+  readonly privateKeyFile?: string;
+  /** Read back only: "running" (socket answers, link here), "dead" (link without a live wireguard-go), "foreign". */
+  readonly state?: "running" | "dead" | "foreign";
+}
+
+export type WgDeviceOp =
+  | { readonly op: "wg-device.start"; readonly spec: WgDeviceSpec }
+  | { readonly op: "wg-device.configure"; readonly spec: WgDeviceSpec }
+  | { readonly op: "wg-device.stop"; readonly name: string };
+
+const firstLine = (s: string) => s.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
+
+export const pidFile = (stateDir: string, name: string) => join(stateDir, `${name}.pid`);
+export const logFile = (stateDir: string, name: string) => join(stateDir, `${name}.log`);
+
+export class WgDeviceReconciler implements ObjectReconciler<WgDeviceSpec, WgDeviceOp> {
+  readonly kind = WG_DEVICE_KIND;
+  /** Processes this agent started: ended through their handle (which also reaps them). */
+  private readonly children = new Map<string, ChildHandle>();
+
+  constructor(
+    private readonly runner: ProcessRunner,
+    private readonly kernel: KernelPort,
+    private readonly logger: Logger,
+    private readonly stateDir: string,
+  ) {}
+
+  key(d: WgDeviceSpec): string {
+    return d.name;
+  }
+
+  async listOwned(kernel: KernelPort, desired: readonly WgDeviceSpec[]): Promise<WgDeviceSpec[]> {
+    const links = new Set((await kernel.listLinks()).map((l) => l.name));
+    const names = new Set<string>([...WG_DEVICE_NAMES, ...desired.map((d) => d.name)]);
+    const out: WgDeviceSpec[] = [];
+    for (const name of names) {
+      const r = await this.runner.run("wg", ["show", name, "dump"], { reject: false });
+      if (r.exitCode !== 0) {
+        // No live wireguard-go for this name; a TUN left with the name cannot be adopted, only replaced.
+        if (links.has(name)) out.push({ name, listenPort: 0, publicKey: "", state: "dead" });
+        continue;
+      }
+      // A socket answers. It is ours only if the wireguard-go this agent (or an earlier one) recorded is alive:
+      // the socket directory is shared by every network namespace in the mount namespace, so it may be the
+      // device of another agent on this machine. That one is reported and never touched (never reconfigured:
+      // that would overwrite another node's key).
+      if (!(await this.recordedPid(name))) {
+        out.push({ name, listenPort: 0, publicKey: "", state: "foreign" });
+        continue;
+      }
+      const dump = parseWgDump(r.stdout);
+      out.push({ name, listenPort: dump.listenPort, publicKey: dump.publicKey ?? "", state: "running" });
+    }
+    return out;
+  }
+
+  /** Whether `name`'s UAPI socket is served by the wireguard-go Weft recorded (peers may be read and written). */
+  async owns(name: string): Promise<boolean> {
+    return (await this.recordedPid(name)) !== undefined;
+  }
+
+  /** The PID in <STATE_DIR>/<name>.pid when it is a live wireguard-go for `name`; undefined otherwise. */
+  private async recordedPid(name: string): Promise<number | undefined> {
+    const file = pidFile(this.stateDir, name);
+    if (!existsSync(file)) return undefined;
+    const pid = Number(readFileSync(file, "utf8").trim());
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    return (await this.isOurs(pid, name)) ? pid : undefined;
+  }
+
+  drift(d: WgDeviceSpec, a: WgDeviceSpec): Drift {
+    if (a.state === "dead") return "no wireguard-go answers on its UAPI socket: restart it";
+    if (a.state === "foreign") return "the UAPI socket belongs to a wireguard-go this agent did not start";
+    const reasons = [
+      d.listenPort !== a.listenPort ? `listen-port ${a.listenPort} != ${d.listenPort}` : undefined,
+      // Public keys only: the private key is never compared in the open or logged.
+      d.publicKey !== a.publicKey ? "private key differs from the node's key file" : undefined,
+    ].filter(Boolean);
+    return reasons.length ? reasons.join(", ") : undefined;
+  }
+
+  refuse(d: WgDeviceSpec, a: WgDeviceSpec): string | undefined {
+    if (a.state !== "foreign") return undefined;
+    return (
+      `/var/run/wireguard/${d.name}.sock answers, but not from the wireguard-go recorded in ${pidFile(this.stateDir, d.name)}: ` +
+      `another agent on this machine probably runs ${d.name} in another network namespace (the socket directory is shared per ` +
+      `mount namespace). Run each agent in its own mount namespace with a private /var/run/wireguard (docs/adr/0008-wireguard-go.md), ` +
+      `or end that wireguard-go if it is a leftover`
+    );
+  }
+
+  addOps(d: WgDeviceSpec): WgDeviceOp[] {
+    return [{ op: "wg-device.start", spec: d }];
+  }
+
+  updateOps(d: WgDeviceSpec, a: WgDeviceSpec): WgDeviceOp[] {
+    return a.state === "dead" ? [{ op: "wg-device.start", spec: d }] : [{ op: "wg-device.configure", spec: d }];
+  }
+
+  removeOps(a: WgDeviceSpec): WgDeviceOp[] {
+    return a.state === "foreign" ? [] : [{ op: "wg-device.stop", name: a.name }];
+  }
+
+  async apply(ops: readonly WgDeviceOp[]): Promise<OpResult[]> {
+    const results: OpResult[] = [];
+    for (const op of ops) {
+      try {
+        if (op.op === "wg-device.start") await this.start(op.spec);
+        else if (op.op === "wg-device.configure") await this.configure(op.spec);
+        else await this.stop(op.name);
+        results.push({ ok: true });
+      } catch (err) {
+        const name = op.op === "wg-device.stop" ? op.name : op.spec.name;
+        results.push({
+          ok: false,
+          error: err instanceof KernelError ? err : new KernelError("KERNEL_FAILED", `${op.op} ${name}: ${errorMessage(err)}`, undefined, { cause: err }),
+        });
+      }
+    }
+    return results;
+  }
+
+  private async start(spec: WgDeviceSpec): Promise<void> {
+    const { name } = spec;
+    // A previous wireguard-go for this name that no longer answers (hung), then a TUN left without one.
+    await this.stop(name);
+    if ((await this.kernel.listLinks()).some((l) => l.name === name)) {
+      const [r] = await this.kernel.apply([{ op: "link.del", name }]);
+      if (r && !r.ok && r.error.code !== "KERNEL_NOT_FOUND") throw r.error;
+    }
+    const log = logFile(this.stateDir, name);
+    const child = this.runner.spawn("wireguard-go", ["-f", name], { detached: true, stdoutFile: log, stderrFile: log });
+    this.children.set(name, child);
+    writeFileSync(pidFile(this.stateDir, name), `${child.pid}\n`, { mode: 0o600 });
+    let exited: { code: number | null; signal: string | null } | undefined;
+    void child.exited.then((e) => {
+      exited = e;
+      if (this.children.get(name) === child) this.children.delete(name);
+    });
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      const r = await this.runner.run("wg", ["show", name, "listen-port"], { reject: false });
+      if (r.exitCode === 0) break;
+      if (exited) {
+        throw new KernelError("KERNEL_FAILED", `wireguard-go -f ${name} exited (${exited.signal ?? `code ${exited.code}`}) before its UAPI socket answered; see ${log}`);
+      }
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new KernelError("KERNEL_FAILED", `wireguard-go -f ${name} did not open /var/run/wireguard/${name}.sock within ${START_TIMEOUT_MS} ms; see ${log}`);
+      }
+      await sleep(20);
+    }
+    this.logger.info("wireguard-go started", { device: name, pid: child.pid, log });
+    await this.configure(spec);
+  }
+
+  private async configure(spec: WgDeviceSpec): Promise<void> {
+    if (!spec.privateKeyFile) throw new KernelError("KERNEL_INVALID", `${spec.name}: no private key file to configure`);
+    const args = ["set", spec.name, "private-key", spec.privateKeyFile, "listen-port", String(spec.listenPort)];
+    const r = await this.runner.run("wg", args, { reject: false });
+    if (r.exitCode !== 0) {
+      throw new KernelError(isNoDevice(r.stderr) ? "KERNEL_NOT_FOUND" : "KERNEL_FAILED", `wg ${args.join(" ")} exited ${r.exitCode}: ${firstLine(r.stderr)}`);
+    }
+  }
+
+  /** Ends this device's wireguard-go, by the PID this agent (or an earlier one) recorded; tolerant when gone. */
+  private async stop(name: string): Promise<void> {
+    const file = pidFile(this.stateDir, name);
+    const child = this.children.get(name);
+    if (child) {
+      this.children.delete(name);
+      child.kill("SIGTERM");
+      const ended = await Promise.race([child.exited.then(() => true), sleep(STOP_TIMEOUT_MS).then(() => false)]);
+      if (!ended) {
+        child.kill("SIGKILL");
+        await child.exited;
+      }
+      rmSync(file, { force: true });
+      return;
+    }
+    const pid = await this.recordedPid(name);
+    if (pid !== undefined) {
+      await this.runner.run("kill", ["-TERM", String(pid)], { reject: false });
+      const deadline = Date.now() + STOP_TIMEOUT_MS;
+      while ((await this.isOurs(pid, name)) && Date.now() < deadline) await sleep(20);
+      if (await this.isOurs(pid, name)) await this.runner.run("kill", ["-KILL", String(pid)], { reject: false });
+      this.logger.info("wireguard-go stopped", { device: name, pid });
+    }
+    rmSync(file, { force: true });
+  }
+
+  /** Is `pid` a live (not zombie) `wireguard-go ... <name>`? PIDs are reused: never signal one blindly. */
+  private async isOurs(pid: number, name: string): Promise<boolean> {
+    const r = await this.runner.run("ps", ["-o", "stat=,args=", "-p", String(pid)], { reject: false });
+    if (r.exitCode !== 0) return false;
+    const line = firstLine(r.stdout);
+    const [stat = "", ...args] = line.split(/\s+/);
+    if (stat.startsWith("Z")) return false; // ended; waiting for its parent (init) to reap it
+    return args.some((a) => /(^|\/)wireguard-go$/.test(a)) && args[args.length - 1] === name;
+  }
+}

@@ -1,0 +1,31 @@
+import { describeBackendConformance } from "@weft/backend-testkit";
+import { FakeKernel } from "@weft/kernel-testing";
+import { FakeWireguardHost } from "./fake-wireguard.spec-helper.js";
+import wireguard from "./index.js";
+
+// Each node: its own FakeKernel (network namespace) and its own fake wireguard-go/wg host (mount namespace).
+let lastKernel: FakeKernel | undefined;
+
+describeBackendConformance(wireguard, {
+  encapsulates: true,
+  families: ["v4", "v6", "dual"],
+  config: { Type: "wireguard" },
+  kernel: () => (lastKernel = new FakeKernel()),
+  processRunner: () => new FakeWireguardHost().runner(lastKernel ?? new FakeKernel()),
+  invalidConfigs: [
+    { config: { Type: "wireguard", ListenPort: 0 }, path: "Backend.ListenPort" },
+    { config: { Type: "wireguard", ListenPortV6: "51821" }, path: "Backend.ListenPortV6" },
+    { config: { Type: "wireguard", MTU: 100 }, path: "Backend.MTU" },
+    { config: { Type: "wireguard", PSK: "not-a-key" }, path: "Backend.PSK" },
+    { config: { Type: "wireguard", PSK: 42 }, path: "Backend.PSK" },
+    { config: { Type: "wireguard", PersistentKeepaliveInterval: -1 }, path: "Backend.PersistentKeepaliveInterval" },
+    { config: { Type: "wireguard", Mode: "both" }, path: "Backend.Mode" },
+  ],
+  malformedPeerData: [null, 42, "key", {}, { PublicKey: "abc" }, { PublicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 0 }, { PublicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: "51820" }],
+  preflightRejects: [
+    { name: "the same port for both devices in Mode separate", family: "dual", config: { Type: "wireguard", ListenPort: 5000, ListenPortV6: 5000 }, iface: { address: "198.18.0.1/24", address6: "2001:2::1/64" }, error: "Backend.ListenPort and Backend.ListenPortV6" },
+    { name: "an underlay MTU that leaves IPv6 less than 1280", family: "v6", config: { Type: "wireguard", MTU: 1300 }, iface: { address6: "2001:2::1/64" }, error: "below IPv6's minimum 1280" },
+    { name: "IPv6 enabled, no IPv6 address for peers to reach", family: "dual", iface: { address: "198.18.0.1/24" }, error: "no IPv6 address" },
+    { name: "Mode ipv6 without an IPv6 address", family: "v4", config: { Type: "wireguard", Mode: "ipv6" }, iface: { address: "198.18.0.1/24" }, error: "Backend.Mode is ipv6" },
+  ],
+});
