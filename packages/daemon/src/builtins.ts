@@ -2,5 +2,6 @@
 import type { BackendModule } from "@weft/core";
 import hostGw from "@weft/backend-host-gw";
 import vxlan from "@weft/backend-vxlan";
+import wireguard from "@weft/backend-wireguard";
 
-export const BUILTIN_BACKENDS: readonly BackendModule[] = [vxlan as BackendModule, hostGw as BackendModule];
+export const BUILTIN_BACKENDS: readonly BackendModule[] = [vxlan as BackendModule, hostGw as BackendModule, wireguard as BackendModule];
