@@ -21,10 +21,10 @@
  * the same, read back. Drift in port or key is fixed in place (`wg set ... private-key <file> listen-port N`,
  * which rebinds the UDP socket live); a dead device is restarted.
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Logger, errorMessage } from "@weft/core";
+import { type Logger, WeftError, errorMessage, isWeftError } from "@weft/core";
 import { type ChildHandle, KernelError, type KernelPort, type OpResult, type ProcessRunner } from "@weft/kernel";
 import type { Drift, ObjectReconciler } from "@weft/reconcile";
 import { isNoDevice, parseWgDump } from "./wg-dump.js";
@@ -34,6 +34,16 @@ export const WG_DEVICE_KIND = "wg-device";
 export const WG_DEVICE_NAMES = ["weft-wg", "weft-wg-v6"] as const;
 /** How long wireguard-go may take to open its socket (53–70 ms measured; linux-lab §5). */
 const START_TIMEOUT_MS = 5000;
+/** Where wireguard-go and wg put and look for UAPI sockets; hard-coded in both. */
+export const SOCKET_DIR = "/var/run/wireguard";
+/**
+ * Environment variable for labs that run several agents on one machine, one per network namespace: when it is
+ * "1", the agent bind-mounts <STATE_DIR>/wireguard-sockets over /var/run/wireguard in its OWN mount namespace
+ * (`ip netns exec` gives each command one), so every node has its own socket directory and `weft-wg` is free
+ * in each. Refused when the agent shares PID 1's mount namespace (it would hide the machine's sockets).
+ * See docs/adr/0008-wireguard-go.md.
+ */
+export const PRIVATE_SOCKET_DIR_ENV = "WEFT_WIREGUARD_PRIVATE_SOCKET_DIR";
 const STOP_TIMEOUT_MS = 3000;
 
 export interface WgDeviceSpec {
@@ -62,23 +72,66 @@ export class WgDeviceReconciler implements ObjectReconciler<WgDeviceSpec, WgDevi
   /** Processes this agent started: ended through their handle (which also reaps them). */
   private readonly children = new Map<string, ChildHandle>();
 
+  private socketDir?: Promise<void>;
+
   constructor(
     private readonly runner: ProcessRunner,
     private readonly kernel: KernelPort,
     private readonly logger: Logger,
     private readonly stateDir: string,
+    /** Bind a private socket directory first (PRIVATE_SOCKET_DIR_ENV). */
+    private readonly privateSocketDir = false,
   ) {}
+
+  /** Makes sure `wg` and wireguard-go see this agent's socket directory (once; retried after a failure). */
+  ensureSocketDir(): Promise<void> {
+    if (!this.privateSocketDir) return Promise.resolve();
+    this.socketDir ??= this.bindSocketDir().catch((err: unknown) => {
+      this.socketDir = undefined;
+      throw err;
+    });
+    return this.socketDir;
+  }
+
+  private async bindSocketDir(): Promise<void> {
+    // Its own mount namespace: not the one of its parent, nor of PID 1 (when this container lets us see it).
+    const ns = (pid: number | "self") => {
+      try {
+        return readlinkSync(`/proc/${pid}/ns/mnt`);
+      } catch {
+        return undefined;
+      }
+    };
+    const own = ns("self");
+    const shared = [process.ppid, 1].find((pid) => ns(pid) === own);
+    if (own === undefined || ns(process.ppid) === undefined || shared !== undefined) {
+      throw new WeftError(
+        "CONFIG_INVALID",
+        `${PRIVATE_SOCKET_DIR_ENV}=1 but the agent is not in a mount namespace of its own (it shares ${shared === 1 ? "PID 1's" : "its parent's"}, or it cannot tell): ` +
+          `binding over ${SOCKET_DIR} would hide this machine's WireGuard sockets; run the agent in its own mount namespace (ip netns exec gives it one) or unset ${PRIVATE_SOCKET_DIR_ENV}`,
+      );
+    }
+    mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o755 });
+    const target = realpathSync(SOCKET_DIR);
+    // mountinfo field 5 is the mount point. Already bound (an agent restarted in the same namespace): done.
+    if (readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === target)) return;
+    const dir = join(this.stateDir, "wireguard-sockets");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await this.runner.run("mount", ["--bind", dir, target]);
+    this.logger.info("wireguard: private UAPI socket directory", { dir, mountedOn: target });
+  }
 
   key(d: WgDeviceSpec): string {
     return d.name;
   }
 
   async listOwned(kernel: KernelPort, desired: readonly WgDeviceSpec[]): Promise<WgDeviceSpec[]> {
+    await this.ensureSocketDir();
     const links = new Set((await kernel.listLinks()).map((l) => l.name));
     const names = new Set<string>([...WG_DEVICE_NAMES, ...desired.map((d) => d.name)]);
     const out: WgDeviceSpec[] = [];
     for (const name of names) {
-      const r = await this.runner.run("wg", ["show", name, "dump"], { reject: false });
+      const r = await this.show(name, desired.length > 0);
       if (r.exitCode !== 0) {
         // No live wireguard-go for this name; a TUN left with the name cannot be adopted, only replaced.
         if (links.has(name)) out.push({ name, listenPort: 0, publicKey: "", state: "dead" });
@@ -98,8 +151,22 @@ export class WgDeviceReconciler implements ObjectReconciler<WgDeviceSpec, WgDevi
     return out;
   }
 
+  /**
+   * `wg show <name> dump`. Without wg installed, nothing can be configured (a desired device fails, loudly), but
+   * a teardown on such a machine still finds a leftover TUN (as "dead") and ends its wireguard-go by PID.
+   */
+  private async show(name: string, needed: boolean): Promise<{ exitCode: number; stdout: string }> {
+    try {
+      return await this.runner.run("wg", ["show", name, "dump"], { reject: false });
+    } catch (err) {
+      if (needed || !isWeftError(err) || err.code !== "PROCESS_MISSING") throw err;
+      return { exitCode: 1, stdout: "" };
+    }
+  }
+
   /** Whether `name`'s UAPI socket is served by the wireguard-go Weft recorded (peers may be read and written). */
   async owns(name: string): Promise<boolean> {
+    await this.ensureSocketDir();
     return (await this.recordedPid(name)) !== undefined;
   }
 
@@ -147,6 +214,7 @@ export class WgDeviceReconciler implements ObjectReconciler<WgDeviceSpec, WgDevi
 
   async apply(ops: readonly WgDeviceOp[]): Promise<OpResult[]> {
     const results: OpResult[] = [];
+    await this.ensureSocketDir();
     for (const op of ops) {
       try {
         if (op.op === "wg-device.start") await this.start(op.spec);

@@ -8,7 +8,7 @@ import { KERNEL, PROCESS_RUNNER } from "@weft/kernel";
 import { RECONCILER_CONTRIBUTION } from "@weft/reconcile";
 import { type DependencyContainer, Lifecycle, instanceCachingFactory } from "tsyringe";
 import { WIREGUARD_OVERHEAD, WIREGUARD_TYPE, type WireguardConfig, wireguardConfigSchema } from "./config.js";
-import { WgDeviceReconciler } from "./device.js";
+import { PRIVATE_SOCKET_DIR_ENV, WgDeviceReconciler } from "./device.js";
 import { WgPeerReconciler } from "./peers.js";
 import { WireguardBackend, planWireguardDevices } from "./wireguard-backend.js";
 
@@ -25,7 +25,7 @@ export {
   wireguardConfigSchema,
   wireguardLeaseDataSchema,
 } from "./config.js";
-export { WG_DEVICE_KIND, WG_DEVICE_NAMES, type WgDeviceOp, WgDeviceReconciler, type WgDeviceSpec, logFile, pidFile } from "./device.js";
+export { PRIVATE_SOCKET_DIR_ENV, SOCKET_DIR, WG_DEVICE_KIND, WG_DEVICE_NAMES, type WgDeviceOp, WgDeviceReconciler, type WgDeviceSpec, logFile, pidFile } from "./device.js";
 export { PRIVATE_KEY_FILE, PSK_FILE, generatePrivateKey, keyDigest, loadOrCreateKeyPair, publicKeyOf } from "./keys.js";
 export { WG_PEER_KIND, type WgPeerOp, WgPeerReconciler, type WgPeerSpec, peerArgs } from "./peers.js";
 export { type WgDump, type WgDumpPeer, parseWgDump } from "./wg-dump.js";
@@ -49,7 +49,9 @@ const wireguardModule: BackendModule<WireguardConfig> & { underlayMtu(config: Wi
     container.register(BACKEND, { useClass: WireguardBackend }, { lifecycle: Lifecycle.ContainerScoped });
     // Device before peers: the engine applies contributed kinds in registration order.
     // One device reconciler per agent container, shared with the peer reconciler (it knows which sockets are ours).
-    const devices = instanceCachingFactory((c) => new WgDeviceReconciler(c.resolve(PROCESS_RUNNER), c.resolve(KERNEL), c.resolve(LOGGER), c.resolve(STATE_DIR)));
+    const devices = instanceCachingFactory(
+      (c) => new WgDeviceReconciler(c.resolve(PROCESS_RUNNER), c.resolve(KERNEL), c.resolve(LOGGER), c.resolve(STATE_DIR), process.env[PRIVATE_SOCKET_DIR_ENV] === "1"),
+    );
     container.register(RECONCILER_CONTRIBUTION, { useFactory: devices });
     container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new WgPeerReconciler(c.resolve(PROCESS_RUNNER), devices(c))) });
   },

@@ -49,5 +49,6 @@ export function parseWgDump(text: string): WgDump {
 
 /** `wg` could not reach the device's UAPI socket: the device (or its wireguard-go) does not exist. */
 export function isNoDevice(stderr: string): boolean {
-  return /Unable to access interface|No such device|No such file or directory/i.test(stderr);
+  // Without a socket, wg falls back to the kernel's netlink family, which does not exist here: "Protocol not supported".
+  return /Unable to (access|modify) interface: (Protocol not supported|No such device|No such file or directory)|No such device/i.test(stderr);
 }
