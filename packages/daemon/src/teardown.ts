@@ -4,10 +4,11 @@
  * that Weft did not mark is touched. The store lease is left to expire (or be reclaimed by this node).
  */
 import "reflect-metadata";
-import { LOGGER, type Logger } from "@weft/core";
-import { KERNEL, type KernelPort, type ProcessRunner } from "@weft/kernel";
+import { LOGGER, type Logger, STATE_DIR } from "@weft/core";
+import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
 import { DatapathEngine, registerDatapath } from "@weft/reconcile";
 import { container as rootContainer } from "tsyringe";
+import { BUILTIN_BACKENDS } from "./builtins.js";
 import type { Flags } from "./flags.js";
 import { removeSubnetFile } from "./subnet-file.js";
 import { cleanupOtherMode } from "./traffic/index.js";
@@ -16,6 +17,11 @@ export async function teardown(deps: { flags: Flags; logger: Logger; kernel: Ker
   const c = rootContainer.createChildContainer();
   c.register(LOGGER, { useValue: deps.logger });
   c.register(KERNEL, { useValue: deps.kernel });
+  c.register(PROCESS_RUNNER, { useValue: deps.runner });
+  c.register(STATE_DIR, { useValue: deps.flags["state-dir"] });
+  // The built-in backends' own kinds go too, through their reconcilers (wireguard's wg-device ends its
+  // wireguard-go by the PID in the state dir). Registering binds their reconcilers; no backend is started.
+  for (const m of BUILTIN_BACKENDS) m.register(c);
   registerDatapath(c);
   const report = await c.resolve(DatapathEngine).teardown();
   // Cleaning up "the other mode" of each mode removes both.
