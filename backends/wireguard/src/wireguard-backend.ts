@@ -31,6 +31,8 @@
  * wireguard-go is ended by PID and its TUN removed.
  */
 import "reflect-metadata";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
 import {
   type AddressSpec,
   type Backend,
@@ -62,7 +64,7 @@ import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@we
 import { inject, injectable } from "tsyringe";
 import { WIREGUARD_OVERHEAD, WIREGUARD_TYPE, type WireguardConfig, encodeWireguardLeaseData, wireguardLeaseDataSchema } from "./config.js";
 import { WG_DEVICE_KIND, type WgDeviceSpec, logFile } from "./device.js";
-import { keyDigest, loadOrCreateKeyPair, writePskFile } from "./keys.js";
+import { PSK_FILE, keyDigest, loadOrCreateKeyPair, writePskFile } from "./keys.js";
 import { WG_PEER_KIND, type WgPeerSpec } from "./peers.js";
 
 const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
@@ -169,6 +171,8 @@ export class WireguardBackend implements Backend {
     this.iface = iface;
     const keys = loadOrCreateKeyPair(this.stateDir, this.logger);
     this.pskFile = this.config.psk ? writePskFile(this.stateDir, this.config.psk) : undefined;
+    // A PSK taken out of the config leaves no copy behind (peers drop theirs on the next pass: drift).
+    if (!this.config.psk) rmSync(join(this.stateDir, PSK_FILE), { force: true });
 
     this.devices.length = 0;
     for (const p of plans) {

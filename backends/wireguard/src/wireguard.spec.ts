@@ -5,7 +5,7 @@
  * and the single-tunnel modes. Assertions are on final state.
  */
 import "reflect-metadata";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type FamilyMode, TEST_TOPOLOGY, type TestAgent, type TestInterface, peerLease, snapshotKernel, startTestAgent, testNetConf } from "@weft/backend-testkit";
@@ -127,6 +127,22 @@ describe("wireguard backend", () => {
     expect(await lines(a.kernel, "route v4 254 198.19.2.0/24")).toEqual([expect.stringContaining("dev=weft-wg ")]);
     expect(statSync(join(a.stateDir, "wg-psk.key")).mode & 0o777).toBe(0o600);
     expect(JSON.stringify((a.agent.logger as MemoryLogger).records)).not.toContain(PSK);
+  });
+
+  it("taking the PSK out of the config clears it on every peer and removes the key file", async () => {
+    const a = await node(1, { backend: { PSK } });
+    const b = await node(2, { backend: { PSK } });
+    await a.agent.addPeer(b.agent.lease);
+    const peer = [...a.host.devices.get("weft-wg")!.peers.values()][0]!;
+    expect(peer.presharedKey).toBe(PSK);
+    // Same node, same kernel and wireguard-go, new config without PSK.
+    const again = await node(1, { kernel: a.kernel, host: a.host, stateDir: a.stateDir });
+    again.agent.store.putPeer(b.agent.lease);
+    await again.agent.restart();
+    const now = [...a.host.devices.get("weft-wg")!.peers.values()];
+    expect(now).toHaveLength(1);
+    expect(now[0]!.presharedKey).toBeUndefined();
+    expect(existsSync(join(a.stateDir, "wg-psk.key"))).toBe(false);
   });
 
   it("uses the peer's advertised port", async () => {
