@@ -13,7 +13,6 @@ import "reflect-metadata";
 import {
   BACKEND,
   BACKEND_CONFIG,
-  type BackendModule,
   type BackendRegistry,
   DATAPATH,
   EXTERNAL_INTERFACE,
@@ -295,7 +294,7 @@ export class Agent {
               this.phase = "running";
               this.onReady();
               const counts = peers.counts();
-              const waiting = (counts.skipped ?? 0) + (counts.unreachable ?? 0) + (counts.failed ?? 0);
+              const waiting = (counts.pending ?? 0) + (counts.skipped ?? 0) + (counts.unreachable ?? 0) + (counts.failed ?? 0);
               logger.info(
                 waiting === 0 ? "datapath programmed for every known peer" : `datapath programmed; ${waiting} of ${waiting + (counts.programmed ?? 0)} peers not (yet) programmed, see /status`,
                 { peers: counts },
@@ -465,6 +464,3 @@ export class Agent {
     }
   }
 }
-
-
-export type { BackendModule };
