@@ -40,8 +40,14 @@ describeReal(
     let c: WeftCluster;
     const started = new Set<number>();
     beforeAll(async () => {
-      process.env["WEFT_WIREGUARD_PRIVATE_SOCKET_DIR"] = "1";
-      c = await WeftCluster.start({ nodes: 3, weftd, backend: { Type: "wireguard", PersistentKeepaliveInterval: 5 }, resyncInterval: 2, name: "wg" });
+      c = await WeftCluster.start({
+        nodes: 3,
+        weftd,
+        backend: { Type: "wireguard", PersistentKeepaliveInterval: 5 },
+        resyncInterval: 2,
+        name: "wg",
+        env: { WEFT_WIREGUARD_PRIVATE_SOCKET_DIR: "1" },
+      });
       for (const n of c.nodes) if (wgPid(n)) started.add(wgPid(n)!);
     }, 120_000);
     afterAll(async () => {
@@ -57,7 +63,6 @@ describeReal(
         if (cmd.includes("wireguard-go")) process.kill(pid, "SIGTERM");
       }
       for (let i = 0; i < 50 && [...started].some(alive); i++) await sleep(100);
-      delete process.env["WEFT_WIREGUARD_PRIVATE_SOCKET_DIR"];
     });
 
     it("advertises MTU − 80, each node runs its own weft-wg, and every pod reaches every pod", async () => {

@@ -35,11 +35,11 @@ function parseArgs(argv: string[]): DemoArgs {
     else if (k === "--ipv6") a.ipv6 = true;
     else if (k === "--keep") a.keep = true;
     else if (k === "--help") {
-      console.log("usage: npm run demo -- [--backend vxlan|host-gw] [--nodes N] [--ipv6] [--keep]");
+      console.log("usage: npm run demo -- [--backend vxlan|host-gw|wireguard] [--nodes N] [--ipv6] [--keep]");
       process.exit(0);
     } else fail(`unknown argument ${k}: see --help`);
   }
-  if (!["vxlan", "host-gw"].includes(a.backend)) fail(`--backend ${a.backend}: the demo runs vxlan or host-gw`);
+  if (!["vxlan", "host-gw", "wireguard"].includes(a.backend)) fail(`--backend ${a.backend}: the demo runs vxlan, host-gw or wireguard`);
   if (!Number.isInteger(a.nodes) || a.nodes < 2 || a.nodes > 20) fail(`--nodes ${a.nodes}: must be between 2 and 20`);
   return a;
 }
@@ -60,6 +60,8 @@ const cluster = await WeftCluster.start({
   backend: { Type: args.backend },
   ...(args.ipv6 ? { ipv6Network: "2001:2:0:f000::/52" } : {}),
   name: "wd",
+  // Several wireguard nodes on one machine share /var/run/wireguard: each agent gets a private one (ADR 0008).
+  ...(args.backend === "wireguard" ? { env: { WEFT_WIREGUARD_PRIVATE_SOCKET_DIR: "1" } } : {}),
 });
 let exitCode = 0;
 try {

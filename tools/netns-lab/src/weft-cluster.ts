@@ -35,6 +35,8 @@ export interface WeftClusterOptions {
   /** Create a pod per node once its agent is ready (default true). */
   readonly pods?: boolean;
   readonly name?: string;
+  /** Extra environment for every weftd (e.g. WEFT_WIREGUARD_PRIVATE_SOCKET_DIR=1 for several wireguard nodes on one machine). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface WeftNode {
@@ -125,6 +127,7 @@ export class WeftCluster {
     const proc = labRunner.spawn("ip", ["netns", "exec", n.lab.netns.name, process.execPath, this.options.weftd, ...this.agentArgs(n, extra)], {
       stdoutFile: n.logFile,
       stderrFile: n.logFile,
+      ...(this.options.env ? { env: this.options.env } : {}),
     });
     n.proc = proc;
     void proc.exited.then(() => {
@@ -215,6 +218,19 @@ export class WeftCluster {
     this.destroyed ??= (async () => {
       this.unregister();
       await Promise.all(this.nodes.map((n) => this.stopAgent(n, "SIGKILL").catch(() => undefined)));
+      // What a backend keeps running beyond its agent (wireguard-go) is ended the way an operator would:
+      // weftd --teardown, which ends it by the PID it recorded.
+      await Promise.all(
+        this.nodes.map((n) =>
+          n.lab.netns
+            .run(process.execPath, [this.options.weftd, "--teardown", "--subnet-file", n.subnetFile, "--state-dir", n.stateDir], {
+              reject: false,
+              timeoutMs: 30_000,
+              ...(this.options.env ? { env: this.options.env } : {}),
+            })
+            .catch(() => undefined),
+        ),
+      );
       await this.lab.destroy().catch(() => undefined);
       await this.etcd.stop().catch(() => undefined);
       if (!process.env.WEFT_KEEP_LOGS) rmSync(this.dir, { recursive: true, force: true });
