@@ -1,0 +1,105 @@
+/**
+ * `weftctl status`: weftd's `/status` JSON and `/readyz`, summarised for a person. `renderStatus` is pure (data
+ * in, text out); `fetchStatus` is the I/O.
+ */
+import { EndpointError, httpGet } from "./http-client.js";
+
+/** One peer as weftd's /status lists it (packages/daemon PeerSet.statuses). */
+export interface PeerStatus {
+  /** The peer's subnet key (Flannel's form, `198.19.2.0-24`). */
+  readonly peer: string;
+  readonly publicIP?: string;
+  /** programmed, pending, unreachable, skipped or failed. */
+  readonly state: string;
+  readonly reason?: string;
+}
+
+/** weftd's /status JSON (packages/daemon Agent.status()). */
+export interface WeftStatus {
+  readonly phase: string;
+  readonly ready: boolean;
+  readonly reason: string;
+  readonly subnet?: string;
+  readonly ipv6Subnet?: string;
+  readonly publicIP?: string;
+  readonly publicIPv6?: string;
+  readonly backendType?: string;
+  readonly mtu?: number;
+  readonly peers: readonly PeerStatus[];
+}
+
+/** What `status` shows: /status, and /readyz's verdict (which is what kubelet sees). */
+export interface StatusReport {
+  readonly endpoint: string;
+  readonly status: WeftStatus;
+  readonly readyz: { readonly ready: boolean; readonly reason: string };
+}
+
+/** Checks that `value` is weftd's /status JSON; throws a one-line EndpointError otherwise. */
+export function parseStatus(endpoint: string, text: string): WeftStatus {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new EndpointError(`weftd at ${endpoint} answered /status with something that is not JSON: is --endpoint pointing at weftd's --healthz-port?`);
+  }
+  const o = v as Record<string, unknown>;
+  const str = (k: string) => o[k] === undefined || typeof o[k] === "string";
+  if (
+    typeof v !== "object" ||
+    v === null ||
+    typeof o.phase !== "string" ||
+    typeof o.ready !== "boolean" ||
+    !Array.isArray(o.peers) ||
+    !["subnet", "ipv6Subnet", "publicIP", "publicIPv6", "backendType"].every(str) ||
+    (o.mtu !== undefined && typeof o.mtu !== "number") ||
+    !o.peers.every((p: unknown) => typeof p === "object" && p !== null && typeof (p as PeerStatus).peer === "string" && typeof (p as PeerStatus).state === "string")
+  ) {
+    throw new EndpointError(`weftd at ${endpoint} answered /status with JSON that is not weftd's status (phase, ready, peers): is --endpoint pointing at weftd?`);
+  }
+  return { ...(o as unknown as WeftStatus), reason: typeof o.reason === "string" ? o.reason : "" };
+}
+
+/** Reads /status and /readyz from weftd. */
+export async function fetchStatus(endpoint: string, timeoutMs?: number): Promise<StatusReport> {
+  const [st, rz] = await Promise.all([httpGet(endpoint, "/status", timeoutMs), httpGet(endpoint, "/readyz", timeoutMs)]);
+  if (st.status !== 200) {
+    throw new EndpointError(`weftd at ${endpoint} answered /status with HTTP ${st.status}: is --endpoint pointing at weftd's --healthz-port (and is weftd new enough to serve /status)?`);
+  }
+  const status = parseStatus(endpoint, st.body);
+  if (rz.status !== 200 && rz.status !== 503) throw new EndpointError(`weftd at ${endpoint} answered /readyz with HTTP ${rz.status}: is --endpoint pointing at weftd?`);
+  const reason = rz.body.trim().replace(/^weftd is not ready:\s*/, "");
+  return { endpoint, status, readyz: { ready: rz.status === 200, reason: rz.status === 200 ? "" : reason || status.reason } };
+}
+
+/** Peer counts by state, in a fixed order (the states weftd uses first, anything else after). */
+export function peerCounts(peers: readonly PeerStatus[]): [string, number][] {
+  const order = ["programmed", "pending", "unreachable", "skipped", "failed"];
+  const counts = new Map<string, number>();
+  for (const p of peers) counts.set(p.state, (counts.get(p.state) ?? 0) + 1);
+  return [...counts].sort(([a], [b]) => {
+    const ia = order.indexOf(a), ib = order.indexOf(b);
+    return (ia < 0 ? order.length : ia) - (ib < 0 ? order.length : ib) || a.localeCompare(b);
+  });
+}
+
+const both = (v4: string | undefined, v6: string | undefined) => [v4, v6].filter((x): x is string => !!x).join(", ") || "-";
+
+/** The human summary of `weftctl status`. */
+export function renderStatus(r: StatusReport): string {
+  const s = r.status;
+  const lines = [
+    `weftd at ${r.endpoint}`,
+    `  phase:      ${s.phase}`,
+    `  ready:      ${r.readyz.ready ? "yes" : `no: ${r.readyz.reason || s.reason || "(no reason given)"}`}`,
+    `  subnet:     ${both(s.subnet, s.ipv6Subnet)}`,
+    `  public IP:  ${both(s.publicIP, s.publicIPv6)}`,
+    `  backend:    ${s.backendType ?? "-"}`,
+    `  MTU:        ${s.mtu ?? "-"}`,
+  ];
+  const counts = peerCounts(s.peers);
+  lines.push(`  peers:      ${s.peers.length === 0 ? "none" : `${s.peers.length} (${counts.map(([k, n]) => `${n} ${k}`).join(", ")})`}`);
+  const notOk = s.peers.filter((p) => p.state !== "programmed").length;
+  if (notOk > 0) lines.push(`  ${notOk} peer${notOk === 1 ? " is" : "s are"} not programmed: see weftctl peers`);
+  return lines.join("\n") + "\n";
+}
