@@ -213,7 +213,7 @@ async function checkWeftd(o: DoctorOptions, env: SubnetEnv | undefined): Promise
   } catch (err) {
     const msg = errorMessage(err);
     if (o.endpointGiven) return { checks: [fail(name, msg, "check the weftd pod on this node (kubectl -n kube-system logs), and its --healthz-ip / --healthz-port")] };
-    return { checks: [warn(name, `${msg} (skipped the checks that need weftd)`, "pass --endpoint http://<healthz-ip>:<healthz-port> to check weftd too")] };
+    return { checks: [warn(name, `${msg} (skipped comparing subnet.env with weftd)`, "pass --endpoint http://<healthz-ip>:<healthz-port> to check weftd too")] };
   }
   const s = report.status;
   const checks: Check[] = [];
