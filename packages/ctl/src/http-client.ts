@@ -4,8 +4,8 @@
  */
 import { request } from "node:http";
 
-/** The default endpoint: weftd's health server on this node (the port the manifests and the lab use). */
-export const DEFAULT_ENDPOINT = "http://127.0.0.1:9099";
+/** The default endpoint: weftd's health server on this node as docs/deploy/weft.yaml runs it (--healthz-ip 127.0.0.1, --healthz-port 8081). */
+export const DEFAULT_ENDPOINT = "http://127.0.0.1:8081";
 
 /** weftd could not be read: connection refused, timeout, a bad answer. The message is the one line to print. */
 export class EndpointError extends Error {
