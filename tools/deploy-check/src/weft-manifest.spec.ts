@@ -5,7 +5,7 @@
  * source of the RBAC rules, not a list written next to them).
  */
 import "reflect-metadata";
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -199,6 +199,38 @@ describe("init containers", () => {
     const cp = container("copy-node");
     expect(names.indexOf("copy-node")).toBeLessThan(names.indexOf("install-node"));
     expect(cp.args!.at(-1)).toBe(mv.args!.at(-2));
+  });
+});
+
+describe("install-cni, run for real", () => {
+  it("the built weft-cni, given the manifest's arguments (host paths mapped to a temporary root), installs the ConfigMap's conflist and a plugin whose #! is --node", async () => {
+    const bin = join(ROOT, "node_modules", ".bin", "weft-cni");
+    if (!existsSync(bin)) throw new Error(`${bin} is missing: run npm install and npm run build at the repository root`);
+    const root = mkdtempSync(join(tmpdir(), "weft-deploy-cni-"));
+    try {
+      // Each path the container sees is replaced by where its volume would be: a hostPath under `root`, or the
+      // ConfigMap key written to a file.
+      const mapped = (installCni.args ?? []).map((a) => {
+        if (!a.startsWith("/") || a === parseInstallArgs((installCni.args ?? []).slice(1)).node) return a;
+        const m = mountFor(pod, "install-cni", a);
+        if (!m) throw new Error(`install-cni argument ${a} is on no volume`);
+        if (m.volume.hostPath) return join(root, m.volume.hostPath.path, m.subPath);
+        const data = findObject<V1ConfigMap>(docs, "ConfigMap", m.volume.configMap!.name!).data![m.subPath]!;
+        const file = join(root, "configmap", m.subPath);
+        mkdirSync(dirname(file), { recursive: true });
+        writeFileSync(file, data);
+        return file;
+      });
+      const r = await new ExecaRunner().run(process.execPath, [bin, ...mapped], { reject: false, timeoutMs: 20_000 });
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stderr).toContain("installed weft as");
+      const plugin = readFileSync(join(root, "opt/cni/bin/weft"), "utf8");
+      expect(plugin.slice(0, plugin.indexOf("\n"))).toBe(`#!${parseInstallArgs((installCni.args ?? []).slice(1)).node}`);
+      expect(statSync(join(root, "opt/cni/bin/weft")).mode & 0o111).not.toBe(0);
+      expect(JSON.parse(readFileSync(join(root, "etc/cni/net.d/10-weft.conflist"), "utf8"))).toEqual(JSON.parse(cm.data!["cni-conf.json"]!));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
