@@ -136,7 +136,6 @@ export class VxlanBackend implements Backend {
   private readonly devices = new Map<Family, LocalDevice>();
   private iface?: ExternalInterface;
   private connected?: ConnectedSubnets;
-  /** Owners (peer subnet keys) this backend declared, for teardown. */
   /** The peers declared on the datapath (declare-or-retract bookkeeping shared by every backend). */
   private readonly peerObjects: PeerDeclarations;
   private warnedConfig = false;
