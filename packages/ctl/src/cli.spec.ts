@@ -155,7 +155,7 @@ describe("usage", () => {
 
   it("rejects bad input with one line and exit 2", async () => {
     expect(await run([])).toMatchObject({ code: 2 });
-    expect(await run(["stauts"])).toMatchObject({ code: 2, stderr: 'weftctl: unknown command "stauts": use one of status, peers, doctor (weftctl --help)\n' });
+    expect(await run(["stauts"])).toMatchObject({ code: 2, stderr: 'weftctl: unknown command "stauts": use one of status, peers, drift, doctor (weftctl --help)\n' });
     expect(await run(["status", "--endpiont", "x"])).toMatchObject({ code: 2, stderr: "weftctl status: unknown flag --endpiont; see weftctl status --help\n" });
     expect(await run(["peers", "extra"])).toMatchObject({ code: 2, stderr: 'weftctl peers: unexpected argument "extra"; see weftctl peers --help\n' });
     expect(await run(["status", "--endpoint"])).toMatchObject({ code: 2, stderr: "weftctl status: flag --endpoint needs a value\n" });

@@ -7,6 +7,7 @@ import { errorMessage } from "@weft/core";
 import type { KernelPort } from "@weft/kernel";
 import { optionsHelp, parseOptions, UsageError, type OptionDefs } from "./args.js";
 import { doctorFailed, renderDoctor, runDoctor } from "./doctor.js";
+import { fetchDrift, inSync, renderDrift } from "./drift.js";
 import { DEFAULT_ENDPOINT, EndpointError, parseEndpoint } from "./http-client.js";
 import { renderPeers, sortPeers } from "./peers.js";
 import { fetchStatus, renderStatus } from "./status.js";
@@ -59,6 +60,18 @@ const COMMANDS: Record<string, Command> = {
       const r = await fetchStatus(endpoint);
       io.stdout(v.json ? JSON.stringify(sortPeers(r.status.peers), null, 2) + "\n" : renderPeers(r.status.peers));
       return 0;
+    },
+  },
+  drift: {
+    summary: "what weftd's next full reconcile would change (missing, differing, stale kernel objects); changes nothing",
+    usage: "weftctl drift [--endpoint URL] [--json]",
+    options: (env) => ({ endpoint: endpointOpt(env), json: jsonOpt, help: helpOpt }),
+    run: async (v, _given, io) => {
+      const endpoint = String(v.endpoint);
+      parseEndpoint(endpoint);
+      const kinds = await fetchDrift(endpoint);
+      io.stdout(v.json ? JSON.stringify(kinds, null, 2) + "\n" : renderDrift(kinds));
+      return inSync(kinds) ? 0 : 1;
     },
   },
   doctor: {

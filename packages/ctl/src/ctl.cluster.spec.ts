@@ -96,3 +96,33 @@ describeReal("weftctl on a real cluster (vxlan, 2 nodes)", () => {
     expect(d.stdout).toMatch(/^OK +routes +1 Weft route/m);
   });
 });
+
+describeReal(
+  "weftctl drift on a real node (resync slowed down so the drift stays visible)",
+  () => {
+    let c: WeftCluster;
+    beforeAll(async () => {
+      if (!existsSync(weftd) || !existsSync(weftctl)) throw new Error("run npm run build at the repository root first");
+      c = await WeftCluster.start({ nodes: 2, weftd, backend: { Type: "vxlan" }, resyncInterval: 3600, pods: false, name: "wy" });
+    }, 120_000);
+    afterAll(async () => {
+      await c?.destroy();
+    });
+    const drift = (n: WeftNode) => n.lab.netns.run(process.execPath, [weftctl, "drift", "--endpoint", endpoint], { reject: false });
+
+    it("shows nothing on a fresh node, then exactly what was changed behind weftd's back", async () => {
+      const [a, b] = c.nodes as [WeftNode, WeftNode];
+      const clean = await drift(a);
+      expect(clean.exitCode, clean.stderr).toBe(0);
+      expect(clean.stdout).toMatch(/^in sync/);
+      const peer = c.subnetEnv(b).subnet!.network.toString();
+      await a.lab.netns.ip(["route", "del", peer]);
+      await a.lab.netns.ip(["link", "set", "weft.1", "mtu", "1400"]);
+      const r = await drift(a);
+      expect(r.exitCode).toBe(1);
+      expect(r.stdout).toContain("links       differs   weft.1: mtu 1400 != 1450");
+      expect(r.stdout).toContain(`routes      missing   v4 254 ${peer} 0`);
+    });
+  },
+  { tools: ["etcd", "curl"] },
+);

@@ -8,3 +8,4 @@ export { fetchStatus, parseStatus, peerCounts, renderStatus, type PeerStatus, ty
 export { renderPeers, sortPeers } from "./peers.js";
 export { checkCniConfig, checkCniPlugin, checkDevices, checkMtu, checkSubnetFile, doctorFailed, renderDoctor, runDoctor, type Check, type CheckLevel, type DoctorOptions } from "./doctor.js";
 export { mainHelp, runCli, type CliIO } from "./cli.js";
+export * from "./drift.js";

@@ -34,7 +34,7 @@ import {
   sleep,
 } from "@weft/core";
 import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
-import { DatapathEngine, type ReconcileReport, registerDatapath } from "@weft/reconcile";
+import { DatapathEngine, type DriftPlan, type ReconcileReport, registerDatapath } from "@weft/reconcile";
 import { container as rootContainer } from "tsyringe";
 import type { Flags } from "./flags.js";
 import type { AgentMetrics } from "./metrics.js";
@@ -116,6 +116,11 @@ export class Agent {
 
   peerStatuses() {
     return this.peers?.statuses() ?? [];
+  }
+
+  /** What /drift shows: the changes a full reconcile would make now (nothing while the agent is starting). */
+  async drift(): Promise<DriftPlan[]> {
+    return this.engine && this.phase === "running" ? this.engine.plan() : [];
   }
 
   /** What /status shows: this node's lease, MTU, readiness, and every peer with its state and reason. */

@@ -1,10 +1,12 @@
-/** /healthz (alive), /readyz (datapath programmed), /metrics (Prometheus), /status (JSON for weftctl and people). */
+/** /healthz (alive), /readyz (datapath programmed), /metrics (Prometheus), /status and /drift (JSON for weftctl and people). */
 import { createServer, type Server } from "node:http";
 import type { AgentMetrics } from "./metrics.js";
 
 export interface HealthSource {
   ready(): { ready: boolean; reason: string };
   status?(): unknown;
+  /** What a full reconcile would change now (read-only). */
+  drift?(): Promise<unknown>;
 }
 
 export async function startHealthServer(host: string, port: number, health: HealthSource, metrics: AgentMetrics): Promise<Server> {
@@ -21,13 +23,18 @@ export async function startHealthServer(host: string, port: number, health: Heal
       res.writeHead(r.ready ? 200 : 503, { "Content-Type": "text/plain" }).end(r.ready ? "weftd is ready\n" : `weftd is not ready: ${r.reason}\n`);
     } else if (url === "/status" && health.status) {
       res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(health.status(), null, 2) + "\n");
+    } else if (url === "/drift" && health.drift) {
+      health.drift().then(
+        (d) => res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(d, null, 2) + "\n"),
+        (err) => res.writeHead(500, { "Content-Type": "text/plain" }).end(`reading kernel state failed: ${String(err)}\n`),
+      );
     } else if (url === "/metrics") {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { "Content-Type": metrics.registry.contentType }).end(text),
         (err) => res.writeHead(500).end(String(err)),
       );
     } else {
-      res.writeHead(404, { "Content-Type": "text/plain" }).end("not found: try /healthz, /readyz, /metrics or /status\n");
+      res.writeHead(404, { "Content-Type": "text/plain" }).end("not found: try /healthz, /readyz, /status, /drift or /metrics\n");
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -96,6 +96,24 @@ describe("DatapathEngine", () => {
     expect(s.neighbours).toContain("weft.1 198.19.2.0 0e:57:00:00:01:02 permanent");
   });
 
+  it("plan() tells what a full reconcile would change, and changes nothing", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    engine.declare("peer 2", peer(2));
+    await engine.reconcile({ prune: true });
+    expect((await engine.plan()).every((p) => p.add.length + p.update.length + p.remove.length === 0)).toBe(true);
+    await kernel.apply([{ op: "route.del", route: { family: "v4", dst: "198.19.2.0/24", table: 254, protocol: WEFT_ROUTE_PROTOCOL } }]);
+    kernel.addExternalRoute({ family: "v4", dst: "198.19.9.0/24", gateway: "198.18.0.9", dev: "eth0", protocol: WEFT_ROUTE_PROTOCOL });
+    await kernel.apply([{ op: "link.set", name: "weft.1", mtu: 1400 }]);
+    const before = state(kernel);
+    const plan = await engine.plan();
+    expect(state(kernel)).toEqual(before);
+    const byKind = Object.fromEntries(plan.map((p) => [p.kind, p]));
+    expect(byKind.routes!.add).toEqual(["v4 254 198.19.2.0/24 0"]);
+    expect(byKind.routes!.remove).toEqual(["v4 254 198.19.9.0/24 0"]);
+    expect(byKind.links!.update).toEqual([{ key: "weft.1", reason: "mtu 1400 != 1450" }]);
+  });
+
   it("retracting a peer removes exactly what it declared", async () => {
     const { kernel, engine } = setup();
     engine.declare("local", local);

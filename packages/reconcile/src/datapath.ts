@@ -44,6 +44,16 @@ export const RECONCILER_CONTRIBUTION = createToken<ObjectReconciler<unknown, unk
 export const OWNERSHIP = createToken<OwnershipPolicy>("weft.ownership");
 
 /** What one reconcile pass did, per kind and in total; the agent turns it into metrics and readiness. */
+/** One kind's part of {@link DatapathEngine.plan}: what a full reconcile would do, by object key. */
+export interface DriftPlan {
+  readonly kind: string;
+  readonly add: readonly string[];
+  readonly update: readonly { readonly key: string; readonly reason: string }[];
+  readonly remove: readonly string[];
+  /** Objects that differ but are not Weft's to change (reported, never touched). */
+  readonly refused: readonly { readonly key: string; readonly reason: string }[];
+}
+
 export interface ReconcileReport {
   readonly prune: boolean;
   readonly kinds: KindReport[];
@@ -140,6 +150,31 @@ export class DatapathEngine implements Datapath {
    */
   reconcile(options: { prune: boolean }): Promise<ReconcileReport> {
     return this.serialize(() => this.pass(options.prune, false));
+  }
+
+  /**
+   * What a full reconcile with prune would change right now, without changing anything: per kind, the keys it
+   * would add, update (with the reason) and remove. Reads the kernel; leaves the engine's state alone. This is
+   * what `weftctl drift` shows.
+   */
+  plan(): Promise<DriftPlan[]> {
+    return this.serialize(async () => {
+      const out: DriftPlan[] = [];
+      for (const r of this.reconcilers) {
+        const desired = this.desired(r.kind);
+        const actual = await r.listOwned(this.kernel, desired);
+        const change = diff(r, desired, actual, () => true);
+        const reasons = new Map(change.drifts.map((d) => [d.key, d.reason]));
+        out.push({
+          kind: r.kind,
+          add: change.add.map((o) => r.key(o)),
+          update: change.update.map((u) => ({ key: r.key(u.desired), reason: reasons.get(r.key(u.desired)) ?? "" })),
+          remove: change.remove.map((o) => r.key(o)),
+          refused: change.refused,
+        });
+      }
+      return out;
+    });
   }
 
   /** Removes every object Weft owns on this node (explicit teardown). */
