@@ -43,7 +43,6 @@ export const RECONCILER_CONTRIBUTION = createToken<ObjectReconciler<unknown, unk
  */
 export const OWNERSHIP = createToken<OwnershipPolicy>("weft.ownership");
 
-/** What one reconcile pass did, per kind and in total; the agent turns it into metrics and readiness. */
 /** One kind's part of {@link DatapathEngine.plan}: what a full reconcile would do, by object key. */
 export interface DriftPlan {
   readonly kind: string;
@@ -54,6 +53,7 @@ export interface DriftPlan {
   readonly refused: readonly { readonly key: string; readonly reason: string }[];
 }
 
+/** What one reconcile pass did, per kind and in total; the agent turns it into metrics and readiness. */
 export interface ReconcileReport {
   readonly prune: boolean;
   readonly kinds: KindReport[];
