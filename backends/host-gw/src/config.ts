@@ -2,7 +2,7 @@
  * The host-gw Backend section: only `Type` (flannel.md §3.2). Unknown keys are warnings, not errors, so a
  * Flannel config keeps working; a key meant for another backend (say `DirectRouting`) is named in the log.
  */
-import { ConfigError, type Schema } from "@weft/core";
+import { ConfigError, type Schema, showValue, splitSchemaPath } from "@weft/core";
 
 export const HOST_GW_TYPE = "host-gw";
 
@@ -11,19 +11,13 @@ export interface HostGwConfig {
   readonly warnings: readonly string[];
 }
 
-const show = (v: unknown): string => (typeof v === "string" ? `"${v}"` : JSON.stringify(v) ?? String(v));
 
-/** `"<source>: Backend"` names the config source; a bare `"Backend"` comes from net-conf.json. */
-function splitSchemaPath(path: string): { source: string; jsonPath: string } {
-  const i = path.lastIndexOf(": ");
-  return i >= 0 ? { source: path.slice(0, i), jsonPath: path.slice(i + 2) } : { source: "net-conf.json", jsonPath: path };
-}
 
 export const hostGwConfigSchema: Schema<HostGwConfig> = {
   parse(input: unknown, path: string): HostGwConfig {
     const { source, jsonPath } = splitSchemaPath(path);
     if (input === null || typeof input !== "object" || Array.isArray(input)) {
-      throw new ConfigError(source, jsonPath, `${jsonPath} ${show(input)} must be an object like {"Type": "host-gw"}`, "BACKEND_CONFIG_INVALID");
+      throw new ConfigError(source, jsonPath, `${jsonPath} ${showValue(input)} must be an object like {"Type": "host-gw"}`, "BACKEND_CONFIG_INVALID");
     }
     const warnings = Object.keys(input)
       .filter((k) => k.toLowerCase() !== "type")

@@ -14,7 +14,7 @@
  * or be misconfigured. Validate it with a schema of its own; a peer whose data does not parse is skipped with
  * a reason, never thrown on.
  */
-import { ConfigError, type Family, IPAddress, type JsonValue, type Schema, WeftError, getKeyInsensitive } from "@weft/core";
+import { ConfigError, type Family, IPAddress, type JsonValue, type Schema, WeftError, getKeyInsensitive, showValue, splitSchemaPath } from "@weft/core";
 
 /** The Backend.Type this backend answers to (matched case-insensitively; kebab-case by convention). */
 export const SAMPLE_TYPE = "sample";
@@ -30,22 +30,16 @@ export interface SampleConfig {
 
 const KNOWN = ["Type", "Metric", "LooseReversePathFilter"] as const;
 
-const show = (v: unknown): string => (typeof v === "string" ? `"${v}"` : JSON.stringify(v) ?? String(v));
 
-/** `"<source>: Backend"` names where the config came from; a bare `"Backend"` comes from net-conf.json. */
-function splitPath(path: string): { source: string; jsonPath: string } {
-  const i = path.lastIndexOf(": ");
-  return i >= 0 ? { source: path.slice(0, i), jsonPath: path.slice(i + 2) } : { source: "net-conf.json", jsonPath: path };
-}
 
 export const sampleConfigSchema: Schema<SampleConfig> = {
   parse(input: unknown, path: string): SampleConfig {
-    const { source, jsonPath } = splitPath(path);
+    const { source, jsonPath } = splitSchemaPath(path);
     const fail = (at: string, msg: string): never => {
       throw new ConfigError(source, at, msg, "BACKEND_CONFIG_INVALID");
     };
     if (input === null || typeof input !== "object" || Array.isArray(input)) {
-      return fail(jsonPath, `${jsonPath} ${show(input)} must be an object like {"Type": "${SAMPLE_TYPE}"}`);
+      return fail(jsonPath, `${jsonPath} ${showValue(input)} must be an object like {"Type": "${SAMPLE_TYPE}"}`);
     }
     const obj = input as Record<string, unknown>;
 
@@ -53,14 +47,14 @@ export const sampleConfigSchema: Schema<SampleConfig> = {
     let metric = 0;
     if (metricRaw !== undefined && metricRaw !== null) {
       if (typeof metricRaw !== "number" || !Number.isInteger(metricRaw) || metricRaw < 0 || metricRaw > 0xffffffff) {
-        fail(`${jsonPath}.Metric`, `${jsonPath}.Metric ${show(metricRaw)} is out of range for ${SAMPLE_TYPE}: must be an integer 0..4294967295`);
+        fail(`${jsonPath}.Metric`, `${jsonPath}.Metric ${showValue(metricRaw)} is out of range for ${SAMPLE_TYPE}: must be an integer 0..4294967295`);
       }
       metric = metricRaw as number;
     }
 
     const looseRaw = getKeyInsensitive(obj, "LooseReversePathFilter")?.value;
     if (looseRaw !== undefined && looseRaw !== null && typeof looseRaw !== "boolean") {
-      fail(`${jsonPath}.LooseReversePathFilter`, `${jsonPath}.LooseReversePathFilter ${show(looseRaw)} must be true or false for ${SAMPLE_TYPE}`);
+      fail(`${jsonPath}.LooseReversePathFilter`, `${jsonPath}.LooseReversePathFilter ${showValue(looseRaw)} must be true or false for ${SAMPLE_TYPE}`);
     }
 
     const known = new Set<string>(KNOWN.map((k) => k.toLowerCase()));
@@ -86,9 +80,9 @@ export function parseSampleLeaseData(input: unknown, family: Family, path: strin
   const fail = (msg: string): never => {
     throw new WeftError("PEER_DATA_INVALID", `${path}: ${msg}`);
   };
-  if (input === null || typeof input !== "object" || Array.isArray(input)) return fail(`${show(input)} is not ${SAMPLE_TYPE} data: expected {"Gateway": "<address>"}`);
+  if (input === null || typeof input !== "object" || Array.isArray(input)) return fail(`${showValue(input)} is not ${SAMPLE_TYPE} data: expected {"Gateway": "<address>"}`);
   const raw = getKeyInsensitive(input as Record<string, unknown>, "Gateway")?.value;
   const gateway = typeof raw === "string" ? IPAddress.tryParse(raw) : undefined;
-  if (!gateway || gateway.family !== family) return fail(`Gateway ${show(raw)} is not an ${family === "v4" ? "IPv4" : "IPv6"} address`);
+  if (!gateway || gateway.family !== family) return fail(`Gateway ${showValue(raw)} is not an ${family === "v4" ? "IPv4" : "IPv6"} address`);
   return { gateway };
 }

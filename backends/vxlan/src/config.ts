@@ -6,7 +6,7 @@
  * ignored; any other unknown key becomes a warning the backend logs (a typo like "DirectRoute" would
  * otherwise silently do nothing).
  */
-import { type Family, type JsonValue, ConfigError, type Schema, WeftError, getKeyInsensitive, normalizeMac } from "@weft/core";
+import { type Family, type JsonValue, ConfigError, type Schema, WeftError, getKeyInsensitive, normalizeMac, showValue, splitSchemaPath } from "@weft/core";
 
 export const VXLAN_TYPE = "vxlan";
 /** Linux's VXLAN port when none is given (the pre-IANA one; Flannel's default too). */
@@ -42,16 +42,7 @@ const KNOWN = ["Type", "VNI", "Port", "MTU", "GBP", "Learning", "DirectRouting",
 /** Flannel keys that only mean something on Windows; accepted so a Flannel config validates. */
 const WINDOWS_ONLY = ["MacPrefix", "Name"] as const;
 
-const show = (v: unknown): string => (typeof v === "string" ? `"${v}"` : JSON.stringify(v) ?? String(v));
 
-/**
- * Splits a schema path into the config source and the JSON path: `"etcd /weft.io/network/config: Backend"`
- * names its source; a bare `"Backend"` comes from net-conf.json.
- */
-export function splitSchemaPath(path: string): { source: string; jsonPath: string } {
-  const i = path.lastIndexOf(": ");
-  return i >= 0 ? { source: path.slice(0, i), jsonPath: path.slice(i + 2) } : { source: "net-conf.json", jsonPath: path };
-}
 
 export const vxlanConfigSchema: Schema<VxlanConfig> = {
   parse(input: unknown, path: string): VxlanConfig {
@@ -60,7 +51,7 @@ export const vxlanConfigSchema: Schema<VxlanConfig> = {
       throw new ConfigError(source, key ? `${jsonPath}.${key}` : jsonPath, msg, "BACKEND_CONFIG_INVALID");
     };
     if (input === null || typeof input !== "object" || Array.isArray(input)) {
-      return fail("", `${jsonPath} ${show(input)} must be an object like {"Type": "vxlan", "VNI": 1}`);
+      return fail("", `${jsonPath} ${showValue(input)} must be an object like {"Type": "vxlan", "VNI": 1}`);
     }
     const obj = input as Record<string, unknown>;
     const at = (key: string) => `${jsonPath}.${key}`;
@@ -69,14 +60,14 @@ export const vxlanConfigSchema: Schema<VxlanConfig> = {
     const int = (key: string, def: number, lo: number, hi: number, rule: string): number => {
       const v = get(key);
       if (v === undefined || v === null) return def;
-      if (typeof v !== "number" || !Number.isInteger(v)) return fail(key, `${at(key)} ${show(v)} must be an integer for vxlan: ${rule}`);
+      if (typeof v !== "number" || !Number.isInteger(v)) return fail(key, `${at(key)} ${showValue(v)} must be an integer for vxlan: ${rule}`);
       if (v < lo || v > hi) return fail(key, `${at(key)} ${v} is out of range for vxlan: ${rule}`);
       return v;
     };
     const bool = (key: string): boolean => {
       const v = get(key);
       if (v === undefined || v === null) return false;
-      if (typeof v !== "boolean") return fail(key, `${at(key)} ${show(v)} must be true or false for vxlan`);
+      if (typeof v !== "boolean") return fail(key, `${at(key)} ${showValue(v)} must be true or false for vxlan`);
       return v;
     };
 
@@ -124,14 +115,14 @@ export const vxlanLeaseDataSchema: Schema<VxlanLeaseData> = {
       throw new WeftError("PEER_DATA_INVALID", `${path}: ${msg}`);
     };
     if (input === null || typeof input !== "object" || Array.isArray(input)) {
-      return fail(`${show(input)} is not vxlan data: expected {"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"}`);
+      return fail(`${showValue(input)} is not vxlan data: expected {"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"}`);
     }
     const obj = input as Record<string, unknown>;
     const vni = getKeyInsensitive(obj, "VNI")?.value;
-    if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 1 || vni > MAX_VNI) return fail(`VNI ${show(vni)} must be an integer 1..${MAX_VNI}`);
+    if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 1 || vni > MAX_VNI) return fail(`VNI ${showValue(vni)} must be an integer 1..${MAX_VNI}`);
     const macRaw = getKeyInsensitive(obj, "VtepMAC")?.value;
     const mac = typeof macRaw === "string" ? normalizeMac(macRaw) : undefined;
-    if (!mac) return fail(`VtepMAC ${show(macRaw)} is not a MAC address like "aa:bb:cc:dd:ee:ff"`);
+    if (!mac) return fail(`VtepMAC ${showValue(macRaw)} is not a MAC address like "aa:bb:cc:dd:ee:ff"`);
     if (!isUnicastMac(mac)) return fail(`VtepMAC ${mac} is not a unicast MAC (multicast bit set or all zeros)`);
     return { vni, vtepMAC: mac };
   },

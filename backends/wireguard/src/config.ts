@@ -5,7 +5,7 @@
  * a Flannel net-conf.json works unchanged. Unknown keys become warnings the backend logs once. The PSK is a
  * secret: errors about it name Backend.PSK and the expected form, never the value.
  */
-import { ConfigError, type Family, type JsonValue, type Schema, WeftError, getKeyInsensitive } from "@weft/core";
+import { ConfigError, type Family, type JsonValue, type Schema, WeftError, getKeyInsensitive, showValue, splitSchemaPath } from "@weft/core";
 
 export const WIREGUARD_TYPE = "wireguard";
 export const DEFAULT_LISTEN_PORT = 51820;
@@ -38,35 +38,29 @@ export interface WireguardConfig {
 
 const KNOWN = ["Type", "ListenPort", "ListenPortV6", "MTU", "PSK", "PersistentKeepaliveInterval", "Mode"] as const;
 
-const show = (v: unknown): string => (typeof v === "string" ? `"${v}"` : (JSON.stringify(v) ?? String(v)));
 
 /** A WireGuard key (private, public or pre-shared): base64 of exactly 32 bytes, as `wg genkey` prints it. */
 export function isWireguardKey(s: string): boolean {
   return /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(s) && Buffer.from(s, "base64").length === 32;
 }
 
-/** `"etcd /weft.io/network/config: Backend"` → source and JSON path; a bare `"Backend"` is net-conf.json. */
-function splitPath(path: string): { source: string; jsonPath: string } {
-  const i = path.lastIndexOf(": ");
-  return i >= 0 ? { source: path.slice(0, i), jsonPath: path.slice(i + 2) } : { source: "net-conf.json", jsonPath: path };
-}
 
 export const wireguardConfigSchema: Schema<WireguardConfig> = {
   parse(input: unknown, path: string): WireguardConfig {
-    const { source, jsonPath } = splitPath(path);
+    const { source, jsonPath } = splitSchemaPath(path);
     const at = (key: string) => `${jsonPath}.${key}`;
     const fail = (key: string, msg: string): never => {
       throw new ConfigError(source, key ? at(key) : jsonPath, msg, "BACKEND_CONFIG_INVALID");
     };
     if (input === null || typeof input !== "object" || Array.isArray(input)) {
-      return fail("", `${jsonPath} ${show(input)} must be an object like {"Type": "wireguard"}`);
+      return fail("", `${jsonPath} ${showValue(input)} must be an object like {"Type": "wireguard"}`);
     }
     const obj = input as Record<string, unknown>;
     const get = (key: string) => getKeyInsensitive(obj, key)?.value;
     const int = (key: string, def: number, lo: number, hi: number, rule: string): number => {
       const v = get(key);
       if (v === undefined || v === null) return def;
-      if (typeof v !== "number" || !Number.isInteger(v)) return fail(key, `${at(key)} ${show(v)} must be an integer for wireguard: ${rule}`);
+      if (typeof v !== "number" || !Number.isInteger(v)) return fail(key, `${at(key)} ${showValue(v)} must be an integer for wireguard: ${rule}`);
       if (v < lo || v > hi) return fail(key, `${at(key)} ${v} is out of range for wireguard: ${rule}`);
       return v;
     };
@@ -80,7 +74,7 @@ export const wireguardConfigSchema: Schema<WireguardConfig> = {
     let mode: WireguardMode = "separate";
     if (modeRaw !== undefined && modeRaw !== null && modeRaw !== "") {
       const m = typeof modeRaw === "string" ? (modeRaw.toLowerCase() as WireguardMode) : undefined;
-      if (!m || !MODES.includes(m)) fail("Mode", `${at("Mode")} ${show(modeRaw)} is not a wireguard mode: use one of ${MODES.join(", ")}`);
+      if (!m || !MODES.includes(m)) fail("Mode", `${at("Mode")} ${showValue(modeRaw)} is not a wireguard mode: use one of ${MODES.join(", ")}`);
       mode = m!;
     }
 
@@ -122,14 +116,14 @@ export const wireguardLeaseDataSchema: Schema<WireguardLeaseData> = {
       throw new WeftError("PEER_DATA_INVALID", `${path}: ${msg}`);
     };
     if (input === null || typeof input !== "object" || Array.isArray(input)) {
-      return fail(`${show(input)} is not wireguard data: expected {"PublicKey": "<base64>", "Port": 51820}`);
+      return fail(`${showValue(input)} is not wireguard data: expected {"PublicKey": "<base64>", "Port": 51820}`);
     }
     const obj = input as Record<string, unknown>;
     const key = getKeyInsensitive(obj, "PublicKey")?.value;
-    if (typeof key !== "string" || !isWireguardKey(key)) return fail(`PublicKey ${show(key)} is not a WireGuard public key (base64 of 32 bytes)`);
+    if (typeof key !== "string" || !isWireguardKey(key)) return fail(`PublicKey ${showValue(key)} is not a WireGuard public key (base64 of 32 bytes)`);
     const port = getKeyInsensitive(obj, "Port")?.value;
     if (port === undefined || port === null) return { publicKey: key };
-    if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) return fail(`Port ${show(port)} must be a UDP port 1..65535`);
+    if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) return fail(`Port ${showValue(port)} must be a UDP port 1..65535`);
     return { publicKey: key, port };
   },
 };

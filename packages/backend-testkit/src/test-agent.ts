@@ -157,7 +157,7 @@ export class TestAgent {
     const text = typeof options.config === "string" ? options.config : JSON.stringify(options.config);
     const config = parseNetworkConfig(text, { source: "net-conf.json" });
     const module = registry.get(config.backendType);
-    const backendConfig = module.configSchema.parse(config.backend, "Backend");
+    const backendConfig = module.configSchema.parse(config.backend, `${config.source}: Backend`);
     const kernel = options.kernel ?? new FakeKernel();
     const iface = await ensureUnderlay(kernel, options.iface);
     const store =

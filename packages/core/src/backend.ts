@@ -22,6 +22,21 @@ export interface Schema<T> {
   parse(input: unknown, path: string): T;
 }
 
+/**
+ * Splits a schema `path` into where the config came from and the JSON path inside it. The agent passes
+ * `"<source>: Backend"` (e.g. `"etcd /weft.io/network/config: Backend"`); a bare `"Backend"` means net-conf.json.
+ * Every backend schema names both in its errors, through ConfigError(source, jsonPath, ...).
+ */
+export function splitSchemaPath(path: string): { source: string; jsonPath: string } {
+  const i = path.lastIndexOf(": ");
+  return i >= 0 ? { source: path.slice(0, i), jsonPath: path.slice(i + 2) } : { source: "net-conf.json", jsonPath: path };
+}
+
+/** A config value as it appears in an error message: strings quoted, everything else as JSON. */
+export function showValue(v: unknown): string {
+  return typeof v === "string" ? `"${v}"` : (JSON.stringify(v) ?? String(v));
+}
+
 /** The node's chosen underlay interface and the addresses it advertises (flannel.md §7.4). */
 export interface ExternalInterface {
   readonly name: string;

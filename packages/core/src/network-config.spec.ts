@@ -132,3 +132,14 @@ describe("parseNetworkConfig (Flannel §2)", () => {
     }
   });
 });
+
+describe("config source for backend schemas", () => {
+  it("carries the source, which backend schemas get back through splitSchemaPath", async () => {
+    const { splitSchemaPath, showValue } = await import("./backend.js");
+    const c = parseNetworkConfig(JSON.stringify({ Network: "198.19.0.0/16" }), { source: "etcd /weft.io/network/config" });
+    expect(c.source).toBe("etcd /weft.io/network/config");
+    expect(splitSchemaPath(`${c.source}: Backend`)).toEqual({ source: "etcd /weft.io/network/config", jsonPath: "Backend" });
+    expect(splitSchemaPath("Backend")).toEqual({ source: "net-conf.json", jsonPath: "Backend" });
+    expect([showValue("x"), showValue(3), showValue(undefined)]).toEqual(['"x"', "3", "undefined"]);
+  });
+});

@@ -9,6 +9,7 @@
  *
  * Every error names the source, the JSON path, the value and the rule, in one line.
  */
+import { showValue } from "./backend.js";
 import { ConfigError } from "./errors.js";
 import { type Family, IPAddress, IPNet } from "./ip.js";
 
@@ -25,6 +26,8 @@ export interface FamilyNetwork {
  * Backend section, left raw for the backend's `configSchema`.
  */
 export interface NetworkConfig {
+  /** Where the config came from (`net-conf.json`, `/etc/weft/net-conf.json`, `etcd <prefix>/config`), for messages. */
+  readonly source: string;
   readonly enableIPv4: boolean;
   readonly enableIPv6: boolean;
   /** Present iff enableIPv4. */
@@ -74,9 +77,6 @@ export function getKeyInsensitive(obj: Readonly<Record<string, unknown>>, name: 
   return undefined;
 }
 
-function show(v: unknown): string {
-  return typeof v === "string" ? `"${v}"` : JSON.stringify(v);
-}
 
 const FAMILY_RULES: Record<Family, { maxNetPrefix: number; defaultLen: number; bigNetPrefix: number; maxLen: number }> = {
   // prefix > 28 is too small; prefix <= 22 gets /24; else prefix + 2. SubnetLen at most 30.
@@ -103,7 +103,7 @@ export function parseNetworkConfig(text: string, options: ParseNetworkConfigOpti
     return fail("", `not valid JSON (${(e as Error).message}): fix the syntax`);
   }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    return fail("", `must be a JSON object like {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}, got ${show(raw)}`);
+    return fail("", `must be a JSON object like {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}, got ${showValue(raw)}`);
   }
   const obj = raw as Record<string, unknown>;
   const warnings: string[] = [];
@@ -116,7 +116,7 @@ export function parseNetworkConfig(text: string, options: ParseNetworkConfigOpti
   const bool = (k: Key, def: boolean): boolean => {
     const v = get(k);
     if (v === undefined || v === null) return def;
-    if (typeof v !== "boolean") return fail(k, `${k} ${show(v)} must be true or false`);
+    if (typeof v !== "boolean") return fail(k, `${k} ${showValue(v)} must be true or false`);
     return v;
   };
   const enableIPv4 = bool("EnableIPv4", true);
@@ -138,13 +138,13 @@ export function parseNetworkConfig(text: string, options: ParseNetworkConfigOpti
     if (netRaw === undefined || netRaw === null || netRaw === "") {
       return fail(netKey, `${netKey} is missing: ${enableKey} is true, so set ${netKey} to an ${famName} CIDR such as ${family === "v4" ? "10.244.0.0/16" : "fd00:10:244::/56"}`);
     }
-    if (typeof netRaw !== "string") return fail(netKey, `${netKey} ${show(netRaw)} must be a string holding an ${famName} CIDR`);
+    if (typeof netRaw !== "string") return fail(netKey, `${netKey} ${showValue(netRaw)} must be a string holding an ${famName} CIDR`);
     const parsed = IPNet.tryParse(netRaw);
-    if (!parsed || parsed.net.family !== family) return fail(netKey, `${netKey} ${show(netRaw)} is not an ${famName} CIDR (expected e.g. ${family === "v4" ? "10.244.0.0/16" : "fd00:10:244::/56"})`);
+    if (!parsed || parsed.net.family !== family) return fail(netKey, `${netKey} ${showValue(netRaw)} is not an ${famName} CIDR (expected e.g. ${family === "v4" ? "10.244.0.0/16" : "fd00:10:244::/56"})`);
     const network = parsed.net;
-    if (parsed.hadHostBits) warnings.push(`${source}: ${netKey} ${show(netRaw)} has host bits set; using ${network}`);
+    if (parsed.hadHostBits) warnings.push(`${source}: ${netKey} ${showValue(netRaw)} has host bits set; using ${network}`);
     if (network.prefix > rules.maxNetPrefix) {
-      return fail(netKey, `${netKey} ${show(netRaw)} is too small: the minimum useful network prefix is /${rules.maxNetPrefix}`);
+      return fail(netKey, `${netKey} ${showValue(netRaw)} is too small: the minimum useful network prefix is /${rules.maxNetPrefix}`);
     }
 
     // SubnetLen
@@ -153,7 +153,7 @@ export function parseNetworkConfig(text: string, options: ParseNetworkConfigOpti
     if (lenRaw === undefined || lenRaw === null || lenRaw === 0) {
       subnetLen = network.prefix <= rules.bigNetPrefix ? rules.defaultLen : network.prefix + 2;
     } else {
-      if (typeof lenRaw !== "number" || !Number.isInteger(lenRaw)) return fail(lenKey, `${lenKey} ${show(lenRaw)} must be an integer prefix length`);
+      if (typeof lenRaw !== "number" || !Number.isInteger(lenRaw)) return fail(lenKey, `${lenKey} ${showValue(lenRaw)} must be an integer prefix length`);
       subnetLen = lenRaw;
       const lo = network.prefix + 2;
       if (checkSubnets && (subnetLen < lo || subnetLen > rules.maxLen)) {
@@ -169,7 +169,7 @@ export function parseNetworkConfig(text: string, options: ParseNetworkConfigOpti
       const v = get(key);
       if (v === undefined || v === null || v === "") return def;
       const ip = typeof v === "string" ? IPAddress.tryParse(v) : undefined;
-      if (!ip || ip.family !== family) return fail(key, `${key} ${show(v)} is not an ${famName} address`);
+      if (!ip || ip.family !== family) return fail(key, `${key} ${showValue(v)} is not an ${famName} address`);
       if (checkSubnets) {
         if (!network.contains(ip)) return fail(key, `${key} ${ip} is outside ${netKey} ${network}: choose an address inside it`);
         if ((ip.value - network.ip.value) % subnetSize !== 0n) {
@@ -196,7 +196,7 @@ export function parseNetworkConfig(text: string, options: ParseNetworkConfigOpti
     backend = { Type: "vxlan" };
     warnings.push(`${source}: no Backend section; using {"Type": "vxlan"}`);
   } else if (typeof backendRaw !== "object" || Array.isArray(backendRaw)) {
-    return fail("Backend", `Backend ${show(backendRaw)} must be an object like {"Type": "vxlan"}`);
+    return fail("Backend", `Backend ${showValue(backendRaw)} must be an object like {"Type": "vxlan"}`);
   } else {
     backend = backendRaw as Record<string, unknown>;
   }
@@ -204,9 +204,10 @@ export function parseNetworkConfig(text: string, options: ParseNetworkConfigOpti
   if (typeRaw === undefined || typeRaw === null || typeRaw === "") {
     return fail("Backend.Type", `Backend.Type is missing: set it to the backend to use, e.g. {"Type": "vxlan"}`);
   }
-  if (typeof typeRaw !== "string") return fail("Backend.Type", `Backend.Type ${show(typeRaw)} must be a string such as "vxlan"`);
+  if (typeof typeRaw !== "string") return fail("Backend.Type", `Backend.Type ${showValue(typeRaw)} must be a string such as "vxlan"`);
 
   return Object.freeze({
+    source,
     enableIPv4,
     enableIPv6,
     ...(v4 ? { v4 } : {}),

@@ -192,7 +192,7 @@ describeReal(
       ["SubnetLen out of range", { Network: "198.19.0.0/16", SubnetLen: 31, Backend: { Type: "vxlan" } }, [], /SubnetLen 31 is out of range: must be between 18 \(Network \/16 \+ 2\) and 30/],
       ["both families disabled", { EnableIPv4: false, Backend: { Type: "vxlan" } }, [], /enable at least one address family/],
       ["an unknown backend type", { Network: "198.19.0.0/16", Backend: { Type: "udp" } }, [], /unknown backend type "udp".*known types are host-gw, vxlan/],
-      ["a backend section the backend rejects", { Network: "198.19.0.0/16", Backend: { Type: "vxlan", VNI: 0 } }, [], /Backend\.VNI/],
+      ["a backend section the backend rejects", { Network: "198.19.0.0/16", Backend: { Type: "vxlan", VNI: 0 } }, [], /^etcd \/weft-bad\/\d+\/network\/config: Backend\.VNI/],
       ["an interface that does not exist", { Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }, ["--iface", "nope0"], /nope0/],
       ["a public IP not on any interface", { Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }, ["--public-ip", "198.18.251.251"], /198\.18\.251\.251/],
     ];

@@ -146,7 +146,7 @@ export class Agent {
     const config = await sm.getNetworkConfig(signal);
     for (const w of config.warnings) logger.warn(w);
     const module = registry.get(config.backendType);
-    const backendConfig = module.configSchema.parse(config.backend, "Backend");
+    const backendConfig = module.configSchema.parse(config.backend, `${config.source}: Backend`);
     const stored = (await this.deps.storedPublicIPs?.(signal)) ?? {};
     const iface = await this.deps.chooseInterface(kernel, {
       iface: flags.iface,
