@@ -64,11 +64,31 @@ export type WgDeviceOp =
 
 const firstLine = (s: string) => s.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
 
+/**
+ * What wireguard-go said last, for an error message: its final lines without the boxed "not required" banner
+ * it always prints (linux-lab §5). wireguard-go logs no key material, so this is safe to log.
+ */
+export function wireguardGoLogTail(log: string, lines = 3): string {
+  let text: string;
+  try {
+    text = readFileSync(log, "utf8");
+  } catch {
+    return "";
+  }
+  const said = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !/^[\u2500-\u257f]/u.test(l));
+  return said.slice(-lines).join(" | ");
+}
+
 export const pidFile = (stateDir: string, name: string) => join(stateDir, `${name}.pid`);
 export const logFile = (stateDir: string, name: string) => join(stateDir, `${name}.log`);
 
 export class WgDeviceReconciler implements ObjectReconciler<WgDeviceSpec, WgDeviceOp> {
   readonly kind = WG_DEVICE_KIND;
+  /** wireguard-go creates (and on exit deletes) the TUN itself. */
+  readonly sideEffects = ["links", "addresses", "routes"] as const;
   /** Processes this agent started: ended through their handle (which also reaps them). */
   private readonly children = new Map<string, ChildHandle>();
 
@@ -254,11 +274,19 @@ export class WgDeviceReconciler implements ObjectReconciler<WgDeviceSpec, WgDevi
       const r = await this.runner.run("wg", ["show", name, "listen-port"], { reject: false });
       if (r.exitCode === 0) break;
       if (exited) {
-        throw new KernelError("KERNEL_FAILED", `wireguard-go -f ${name} exited (${exited.signal ?? `code ${exited.code}`}) before its UAPI socket answered; see ${log}`);
+        const said = wireguardGoLogTail(log);
+        throw new KernelError(
+          "KERNEL_FAILED",
+          `wireguard-go -f ${name} exited (${exited.signal ?? `code ${exited.code}`}) before its UAPI socket answered${said ? `: ${said}` : ""} (${log})`,
+        );
       }
       if (Date.now() > deadline) {
         child.kill("SIGKILL");
-        throw new KernelError("KERNEL_FAILED", `wireguard-go -f ${name} did not open /var/run/wireguard/${name}.sock within ${START_TIMEOUT_MS} ms; see ${log}`);
+        const said = wireguardGoLogTail(log);
+        throw new KernelError(
+          "KERNEL_FAILED",
+          `wireguard-go -f ${name} did not open /var/run/wireguard/${name}.sock within ${START_TIMEOUT_MS} ms${said ? `; it said: ${said}` : ""} (${log})`,
+        );
       }
       await sleep(20);
     }

@@ -4,7 +4,7 @@
  * real tools do (dump format, allowed-ips moving between peers, "Unable to access interface" for a missing
  * socket), `ps`/`kill` see the fake processes by PID. Tests assert on the final table, not on calls.
  */
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import type { ChildHandle, RunOptions, SpawnOptions } from "@weft/kernel";
 import { type FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
 import { publicKeyOf } from "./keys.js";
@@ -33,19 +33,35 @@ const NO_DEVICE = { exitCode: 1, stderr: "Unable to access interface: No such fi
 export class FakeWireguardHost {
   readonly devices = new Map<string, FakeDevice>();
   private readonly handles = new Map<number, ChildHandle>();
+  /** Starts still to fail (wireguard-go exits 1 after logging `failure`), as a TUN or socket problem would. */
+  private failing = 0;
+  private failure = "";
+
+  /** The next `count` wireguard-go starts write `message` to their log and exit with code 1. */
+  failStarts(count: number, message: string): void {
+    this.failing = count;
+    this.failure = message;
+  }
 
   /** A ProcessRunner for an agent whose network namespace is `kernel`. */
   runner(kernel: FakeKernel): FakeProcessRunner {
     const host = this;
     class Runner extends FakeProcessRunner {
       override spawn(file: string, args: readonly string[], options: SpawnOptions = {}): ChildHandle {
+        const failsBefore = host.failing;
         const handle = super.spawn(file, args, options);
-        if (file === "wireguard-go") host.started(kernel, args[args.length - 1]!, handle);
+        if (file === "wireguard-go" && host.failing === failsBefore) host.started(kernel, args[args.length - 1]!, handle);
         return handle;
       }
     }
     const r = new Runner();
-    r.onSpawn("wireguard-go");
+    r.onSpawn("wireguard-go", (_args, options) => {
+      if (this.failing === 0) return undefined;
+      this.failing--;
+      // What the real one prints before a setup failure: its banner, then one error line.
+      if (options.stdoutFile) appendFileSync(options.stdoutFile, `┌────┐\n│ banner │\n└────┘\nERROR: (weft-wg) ${new Date().toISOString()} ${this.failure}\n`);
+      return { exitCode: 1 };
+    });
     r.on("wg", (args, options) => this.wg(args, options));
     r.on("ps", (args) => {
       const pid = Number(args[args.length - 1]);

@@ -58,6 +58,7 @@ import {
   WeftError,
   errorMessage,
   leaseSubnet,
+  sleep,
   subnetKey,
 } from "@weft/core";
 import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
@@ -69,6 +70,9 @@ import { WG_PEER_KIND, type WgPeerSpec } from "./peers.js";
 
 const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
 const LOCAL_OWNER = "local";
+/** How often registerSubnet tries to start wireguard-go before giving up, and the backoff step between tries. */
+export const START_ATTEMPTS = 3;
+const START_RETRY_MS = 500;
 
 /** One WireGuard device the configuration asks for. */
 export interface WireguardDevicePlan {
@@ -193,9 +197,14 @@ export class WireguardBackend implements Backend {
     // wireguard-go creates the TUN; only then can the links and addresses kinds act on it (extra kinds come last
     // in a pass), so the device goes first, alone.
     this.datapath.declare(LOCAL_OWNER, { extra: { [WG_DEVICE_KIND]: wgDevices } });
-    await this.datapath.flush();
-    // Only on a device that is really this node's: the links kind would otherwise make a bare TUN of the name.
-    await this.verifyDevices(keys.publicKey);
+    // A start that fails is retried a few times before the agent gives up (each failure is logged with what
+    // wireguard-go said): a missing binary fails every time, a transient failure should not crash-loop the pod.
+    for (let attempt = 1; ; attempt++) {
+      await this.datapath.flush();
+      // Only on a device that is really this node's: the links kind would otherwise make a bare TUN of the name.
+      if (await this.verifyDevices(keys.publicKey, attempt === START_ATTEMPTS)) break;
+      await sleep(START_RETRY_MS * attempt);
+    }
     this.datapath.declare(LOCAL_OWNER, { links, addresses, extra: { [WG_DEVICE_KIND]: wgDevices } });
     await this.datapath.flush();
 
@@ -230,7 +239,7 @@ export class WireguardBackend implements Backend {
    * Peers will send to the key we publish: the device must exist here and answer with that key (as vxlan checks
    * its MAC). A socket answering with another key is another node's device (docs/adr/0008-wireguard-go.md).
    */
-  private async verifyDevices(publicKey: string): Promise<void> {
+  private async verifyDevices(publicKey: string, last: boolean): Promise<boolean> {
     const present = new Set((await this.kernel.listLinks()).map((l) => l.name));
     for (const d of this.devices) {
       const r = await this.runner.run("wg", ["show", d.name, "public-key"], { reject: false });
@@ -244,12 +253,14 @@ export class WireguardBackend implements Backend {
             `/var/run/wireguard (docs/adr/0008-wireguard-go.md), or end that wireguard-go if it is a leftover`,
         );
       }
+      if (!last) return false;
       throw new WeftError(
         "KERNEL_FAILED",
-        `wireguard: device ${d.name} could not be started (see the "kernel object not programmed" warning of kind ${WG_DEVICE_KIND} and ${logFile(this.stateDir, d.name)}): ` +
-          `are wireguard-go and wg (wireguard-tools) installed?`,
+        `wireguard: device ${d.name} could not be started in ${START_ATTEMPTS} attempts (see the "kernel object not programmed" warnings of kind ${WG_DEVICE_KIND} and ${logFile(this.stateDir, d.name)}): ` +
+          `are wireguard-go and wg (wireguard-tools) installed, and is /dev/net/tun available?`,
       );
     }
+    return true;
   }
 
   /** The objects for one peer, or why it cannot be programmed. Never throws. */

@@ -13,6 +13,7 @@ import { ConfigError, MemoryLogger } from "@weft/core";
 import { FakeKernel } from "@weft/kernel-testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeWireguardHost } from "./fake-wireguard.spec-helper.js";
+import { START_ATTEMPTS } from "./wireguard-backend.js";
 import wireguard, { PRIVATE_KEY_FILE, generatePrivateKey, parseWgDump, pidFile, publicKeyOf, wireguardConfigSchema } from "./index.js";
 
 const T = TEST_TOPOLOGY;
@@ -116,6 +117,8 @@ describe("wireguard backend", () => {
     expect(await lines(n.kernel, "address weft-wg")).toEqual(["address weft-wg 198.19.1.0/32"]);
     // The private key never reaches the log.
     expect(JSON.stringify((n.agent.logger as MemoryLogger).records)).not.toContain(dev.privateKey);
+    // A clean start warns about nothing (the links kind must not try to create the TUN wireguard-go made).
+    expect((n.agent.logger as MemoryLogger).records.filter((r) => r.level === "warn")).toEqual([]);
   });
 
   it("programs one peer per node with endpoint, allowed-ips, keepalive and PSK, and a route per subnet", async () => {
@@ -221,6 +224,54 @@ describe("wireguard backend", () => {
     await a.agent.close("teardown");
     expect(a.host.devices.size).toBe(0);
     expect(await lines(a.kernel, "link weft-wg")).toEqual([]);
+  });
+
+  it("retries a wireguard-go that fails to start, and the warning carries what wireguard-go said", async () => {
+    const host = new FakeWireguardHost();
+    host.failStarts(1, "Failed to create TUN device: device or resource busy");
+    const kernel = new FakeKernel();
+    const logger = new MemoryLogger();
+    const stateDir = tempDir();
+    const agent = await startTestAgent({
+      backends: [wireguard],
+      config: testNetConf({ Type: "wireguard" }, "v4"),
+      iface: { address: T.node(1).address },
+      leases: { subnet: T.node(1).subnet, nodeName: "node-1" },
+      kernel,
+      stateDir,
+      processRunner: host.runner(kernel),
+      logger,
+    });
+    agents.push(agent);
+    expect(host.devices.get("weft-wg")?.privateKey).toBe(readFileSync(join(stateDir, PRIVATE_KEY_FILE), "utf8").trim());
+    const warned = logger.records.filter((r) => r.level === "warn").map((r) => String(r.fields.error));
+    expect(warned).toHaveLength(1);
+    // The banner is left out; the error line is there.
+    expect(warned[0]).toMatch(/exited \(code 1\) before its UAPI socket answered: ERROR: \(weft-wg\) .* Failed to create TUN device: device or resource busy \(/);
+    expect(warned[0]).not.toContain("banner");
+  });
+
+  it("gives up after a few failed starts with one error naming the likely causes", async () => {
+    const host = new FakeWireguardHost();
+    host.failStarts(START_ATTEMPTS, "UAPI listen error: unix socket in use");
+    const kernel = new FakeKernel();
+    const logger = new MemoryLogger();
+    await expect(
+      startTestAgent({
+        backends: [wireguard],
+        config: testNetConf({ Type: "wireguard" }, "v4"),
+        iface: { address: T.node(1).address },
+        leases: { subnet: T.node(1).subnet, nodeName: "node-1" },
+        kernel,
+        stateDir: tempDir(),
+        processRunner: host.runner(kernel),
+        logger,
+      }),
+    ).rejects.toThrow(`could not be started in ${START_ATTEMPTS} attempts`);
+    const warned = logger.records.filter((r) => r.level === "warn").map((r) => String(r.fields.error));
+    expect(warned).toHaveLength(START_ATTEMPTS);
+    for (const w of warned) expect(w).toContain("UAPI listen error: unix socket in use");
+    expect(await lines(kernel, "link weft-wg")).toEqual([]);
   });
 
   it("refuses a UAPI socket of the same name that belongs to another network namespace", async () => {

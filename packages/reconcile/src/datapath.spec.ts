@@ -306,4 +306,44 @@ describe("DatapathEngine", () => {
     await engine.flush();
     expect(applied).toEqual(["off weft.1", "on weft.1"]);
   });
+
+  it("after a kind with side effects writes (a process that makes its own TUN), the next flush reads the kernel", async () => {
+    const kernel = underlay();
+    const started: string[] = [];
+    // Like wireguard-go: "starting" the device creates the TUN behind the links kind's back.
+    const tunMaker: ObjectReconciler<{ dev: string }, string> = {
+      kind: "tun-maker",
+      sideEffects: ["links"],
+      key: (o) => o.dev,
+      listOwned: async () => (await kernel.listLinks()).filter((l) => l.kind === "tun").map((l) => ({ dev: l.name })),
+      drift: () => undefined,
+      addOps: (o) => [o.dev],
+      updateOps: (o) => [o.dev],
+      removeOps: () => [],
+      apply: async (ops) => {
+        for (const dev of ops) {
+          started.push(dev);
+          kernel.addExternalLink({ name: dev, kind: "tun", tun: { mode: "tun" }, mtu: 1420, up: true });
+        }
+        return ops.map(() => ({ ok: true as const }));
+      },
+    };
+    const c = container.createChildContainer();
+    c.register(RECONCILER_CONTRIBUTION, { useValue: tunMaker });
+    c.register(KERNEL, { useValue: kernel });
+    c.register(LOGGER, { useValue: new MemoryLogger() });
+    registerDatapath(c);
+    const engine = c.resolve(DatapathEngine);
+    await engine.reconcile({ prune: false });
+    engine.declare("local", { extra: { "tun-maker": [{ dev: "weft-t0" }] } });
+    await engine.flush();
+    expect(started).toEqual(["weft-t0"]);
+    // Now the links kind is told about the TUN: it must find it there (and only set its MTU), not try to create it.
+    engine.declare("local", { links: [{ name: "weft-t0", kind: "tun", tun: { mode: "tun" }, mtu: 1400, up: true }], extra: { "tun-maker": [{ dev: "weft-t0" }] } });
+    await engine.flush();
+    const report = engine.lastReport!;
+    expect(report.failures).toBe(0);
+    expect(report.kinds[0]).toMatchObject({ kind: "links", added: 0, updated: 1 });
+    expect(state(kernel).links).toContain("weft-t0 tun mtu 1400 up");
+  });
 });

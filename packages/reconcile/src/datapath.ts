@@ -269,7 +269,9 @@ export class DatapathEngine implements Datapath {
       }
     }
     const failures = reports.reduce((n, r) => n + r.failures.length, 0);
-    this.knownValid = failures === 0 && this.known.size === this.reconcilers.length;
+    // A kind whose writes change other kinds (wireguard-go making its TUN) leaves them unknown: read next time.
+    const sideEffects = this.reconcilers.some((r, i) => (r.sideEffects?.length ?? 0) > 0 && reports[i]!.writes > 0);
+    this.knownValid = failures === 0 && !sideEffects && this.known.size === this.reconcilers.length;
     const report: ReconcileReport = {
       prune,
       kinds: reports,

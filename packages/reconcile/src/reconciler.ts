@@ -58,6 +58,12 @@ export interface ObjectReconciler<T, Op = KernelOp> {
    * that object instead of changing it. Undefined (or no method) when the update may go ahead.
    */
   refuse?(desired: T, actual: T): string | undefined;
+  /**
+   * Other kinds this kind's writes change as a side effect: a process that creates its own TUN (wireguard-go)
+   * adds a link the links kind did not write. After such a write the engine trusts none of its cached picture
+   * and the next pass reads the kernel again. Leave it out when a write changes only this kind.
+   */
+  readonly sideEffects?: readonly string[];
 }
 
 /**

@@ -4,7 +4,7 @@
  * inside its namespace, and optionally one pod per node on a `cni0` bridge addressed from the node's lease.
  * Used by the agent's cluster tests, backend cluster tests, the demo and the datapath benchmark.
  */
-import { mkdirSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IPPrefix, parseSubnetEnv, type SubnetEnv } from "@weft/core";
@@ -157,10 +157,19 @@ export class WeftCluster {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if ((await this.health(n, "/readyz")).ok) return;
-      if (!n.proc) throw new Error(`node ${n.lab.index}: weftd exited before it was ready; log:\n${this.log(n).slice(-3000)}`);
+      if (!n.proc) throw new Error(`node ${n.lab.index}: weftd exited before it was ready; log:\n${this.log(n).slice(-3000)}${this.childLogs(n)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`node ${n.lab.index}: weftd not ready after ${timeoutMs} ms; log:\n${this.log(n).slice(-3000)}`);
+    throw new Error(`node ${n.lab.index}: weftd not ready after ${timeoutMs} ms; log:\n${this.log(n).slice(-3000)}${this.childLogs(n)}`);
+  }
+
+  /** The logs of processes weftd started (wireguard-go's <state-dir>/<dev>.log), for a failure message. */
+  childLogs(n: WeftNode): string {
+    if (!existsSync(n.stateDir)) return "";
+    return readdirSync(n.stateDir)
+      .filter((f) => f.endsWith(".log"))
+      .map((f) => `\n--- ${f}:\n${readFileSync(join(n.stateDir, f), "utf8").slice(-1500)}`)
+      .join("");
   }
 
   log(n: WeftNode): string {
