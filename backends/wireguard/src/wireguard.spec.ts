@@ -39,7 +39,10 @@ interface Node {
   stateDir: string;
 }
 
-async function node(i: number, o: { backend?: Record<string, unknown>; mode?: FamilyMode; host?: FakeWireguardHost; kernel?: FakeKernel; stateDir?: string; iface?: Partial<TestInterface>; subnetOf?: number } = {}): Promise<Node> {
+async function node(
+  i: number,
+  o: { backend?: Record<string, unknown>; mode?: FamilyMode; host?: FakeWireguardHost; kernel?: FakeKernel; stateDir?: string; iface?: Partial<TestInterface>; subnetOf?: number; logger?: MemoryLogger } = {},
+): Promise<Node> {
   const mode = o.mode ?? "v4";
   const me = T.node(i);
   const sub = T.node(o.subnetOf ?? i);
@@ -54,7 +57,7 @@ async function node(i: number, o: { backend?: Record<string, unknown>; mode?: Fa
     kernel,
     stateDir,
     processRunner: host.runner(kernel),
-    logger: new MemoryLogger(),
+    logger: o.logger ?? new MemoryLogger(),
   });
   agents.push(agent);
   return { agent, kernel, host, stateDir };
@@ -229,21 +232,9 @@ describe("wireguard backend", () => {
   it("retries a wireguard-go that fails to start, and the warning carries what wireguard-go said", async () => {
     const host = new FakeWireguardHost();
     host.failStarts(1, "Failed to create TUN device: device or resource busy");
-    const kernel = new FakeKernel();
     const logger = new MemoryLogger();
-    const stateDir = tempDir();
-    const agent = await startTestAgent({
-      backends: [wireguard],
-      config: testNetConf({ Type: "wireguard" }, "v4"),
-      iface: { address: T.node(1).address },
-      leases: { subnet: T.node(1).subnet, nodeName: "node-1" },
-      kernel,
-      stateDir,
-      processRunner: host.runner(kernel),
-      logger,
-    });
-    agents.push(agent);
-    expect(host.devices.get("weft-wg")?.privateKey).toBe(readFileSync(join(stateDir, PRIVATE_KEY_FILE), "utf8").trim());
+    const n = await node(1, { host, logger });
+    expect(host.devices.get("weft-wg")?.privateKey).toBe(readFileSync(join(n.stateDir, PRIVATE_KEY_FILE), "utf8").trim());
     const warned = logger.records.filter((r) => r.level === "warn").map((r) => String(r.fields.error));
     expect(warned).toHaveLength(1);
     // The banner is left out; the error line is there.
@@ -256,18 +247,7 @@ describe("wireguard backend", () => {
     host.failStarts(START_ATTEMPTS, "UAPI listen error: unix socket in use");
     const kernel = new FakeKernel();
     const logger = new MemoryLogger();
-    await expect(
-      startTestAgent({
-        backends: [wireguard],
-        config: testNetConf({ Type: "wireguard" }, "v4"),
-        iface: { address: T.node(1).address },
-        leases: { subnet: T.node(1).subnet, nodeName: "node-1" },
-        kernel,
-        stateDir: tempDir(),
-        processRunner: host.runner(kernel),
-        logger,
-      }),
-    ).rejects.toThrow(`could not be started in ${START_ATTEMPTS} attempts`);
+    await expect(node(1, { host, kernel, logger })).rejects.toThrow(`could not be started in ${START_ATTEMPTS} attempts`);
     const warned = logger.records.filter((r) => r.level === "warn").map((r) => String(r.fields.error));
     expect(warned).toHaveLength(START_ATTEMPTS);
     for (const w of warned) expect(w).toContain("UAPI listen error: unix socket in use");
