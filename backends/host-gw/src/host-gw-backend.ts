@@ -76,7 +76,6 @@ export class HostGwBackend implements Backend {
   private readonly local = new Map<Family, IPNet>();
   /** The peers declared on the datapath (declare-or-retract bookkeeping shared by every backend). */
   private readonly peerObjects: PeerDeclarations;
-  private warnedConfig = false;
 
   constructor(
     @inject(DATAPATH) private readonly datapath: Datapath,
@@ -89,10 +88,6 @@ export class HostGwBackend implements Backend {
 
   async registerSubnet(local: LocalLease): Promise<BackendData> {
     const { lease, config: net, iface } = local;
-    if (!this.warnedConfig) {
-      for (const w of this.config.warnings) this.logger.warn(w);
-      this.warnedConfig = true;
-    }
     hostGwPreflight(this.config, net, iface); // the agent ran it already; a guard for other callers
     const data: { v4?: null; v6?: null } = {};
     this.local.clear();

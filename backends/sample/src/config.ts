@@ -6,7 +6,7 @@
  *   - match keys case-insensitively, as Flannel's Go code does, so hand-written configs "just work";
  *   - every rejection is a ConfigError naming the config source, the JSON path, the value and the rule, in
  *     one line — operators read these in `kubectl logs`;
- *   - unknown keys are warnings (logged by the backend at start), not errors: a typo is visible, and a config
+ *   - unknown keys are warnings (returned in `warnings`; the agent logs them once at start), not errors: a typo is visible, and a config
  *     written for a newer version of the backend still loads.
  *
  * EXTENSION POINT: peer data. What registerSubnet returns is published in the lease (BackendData /

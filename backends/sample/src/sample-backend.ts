@@ -116,7 +116,6 @@ export class SampleBackend implements Backend {
    */
   async registerSubnet(local: LocalLease): Promise<BackendData> {
     const { lease, config: net, iface } = local;
-    for (const w of this.config.warnings) this.logger.warn(w);
     const gateways = samplePreflight(this.config, net, iface);
     const data: { v4?: JsonValue; v6?: JsonValue } = {};
     this.own.clear();

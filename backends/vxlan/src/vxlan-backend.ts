@@ -138,7 +138,6 @@ export class VxlanBackend implements Backend {
   private connected?: ConnectedSubnets;
   /** The peers declared on the datapath (declare-or-retract bookkeeping shared by every backend). */
   private readonly peerObjects: PeerDeclarations;
-  private warnedConfig = false;
 
   constructor(
     @inject(DATAPATH) private readonly datapath: Datapath,
@@ -153,10 +152,6 @@ export class VxlanBackend implements Backend {
 
   async registerSubnet(local: LocalLease): Promise<BackendData> {
     const { lease, config: net, iface } = local;
-    if (!this.warnedConfig) {
-      for (const w of this.config.warnings) this.logger.warn(w);
-      this.warnedConfig = true;
-    }
     // The agent ran these checks in the module's preflight already; running them again guards other callers
     // and gives the per-family device plan.
     const plans = planVxlanDevices(this.config, net, iface);

@@ -126,7 +126,7 @@ describe("vxlan config schema", () => {
     );
   });
 
-  it("turns unknown keys into warnings that the backend logs at start", async () => {
+  it("turns unknown keys into warnings that the agent logs once at start", async () => {
     expect(vxlanConfigSchema.parse({ Type: "vxlan", DirectRoute: true }, "Backend").warnings).toEqual([
       "net-conf.json: unknown key Backend.DirectRoute is ignored by vxlan (known keys: Type, VNI, Port, MTU, GBP, Learning, DirectRouting, DisableTxChecksumOffload)",
     ]);

@@ -2,7 +2,7 @@
  * The wireguard Backend section of net-conf.json and the BackendData a wireguard node publishes.
  *
  * Keys are Flannel's (reference/flannel.md §3.3.1) and match case-insensitively, as Go's encoding/json does, so
- * a Flannel net-conf.json works unchanged. Unknown keys become warnings the backend logs once. The PSK is a
+ * a Flannel net-conf.json works unchanged. Unknown keys become warnings the agent logs once. The PSK is a
  * secret: errors about it name Backend.PSK and the expected form, never the value.
  */
 import { ConfigError, type Family, type JsonValue, type Schema, WeftError, getKeyInsensitive, showValue, splitSchemaPath } from "@weft/core";

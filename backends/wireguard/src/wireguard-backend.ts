@@ -152,7 +152,6 @@ export class WireguardBackend implements Backend {
   private iface?: ExternalInterface;
   private pskFile?: string;
   private readonly peerObjects: PeerDeclarations;
-  private warnedConfig = false;
 
   constructor(
     @inject(DATAPATH) private readonly datapath: Datapath,
@@ -167,10 +166,6 @@ export class WireguardBackend implements Backend {
 
   async registerSubnet(local: LocalLease): Promise<BackendData> {
     const { lease, config: net, iface } = local;
-    if (!this.warnedConfig) {
-      for (const w of this.config.warnings) this.logger.warn(w);
-      this.warnedConfig = true;
-    }
     const plans = planWireguardDevices(this.config, net, iface);
     this.iface = iface;
     const keys = loadOrCreateKeyPair(this.stateDir, this.logger);

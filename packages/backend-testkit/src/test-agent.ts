@@ -32,6 +32,7 @@ import {
   LOGGER,
   type Logger,
   MemoryLogger,
+  configWarnings,
   NETWORK_CONFIG,
   type NetworkConfig,
   type PeerStatus,
@@ -164,10 +165,13 @@ export class TestAgent {
       options.leases instanceof FakeSubnetManager ? options.leases : new FakeSubnetManager(config, options.leases ?? {}, options.leases?.peers ?? []);
     const ownsStateDir = options.stateDir === undefined;
     const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "weft-testkit-"));
+    const logger = options.logger ?? new MemoryLogger();
+    // As weftd: the config's warnings (unknown keys) are logged once, by the agent, not by the backend.
+    for (const w of configWarnings(backendConfig)) logger.warn(w);
     const agent = new TestAgent(
       kernel,
       store,
-      options.logger ?? new MemoryLogger(),
+      logger,
       config,
       module,
       backendConfig,

@@ -93,13 +93,26 @@ export interface Backend {
 }
 
 /**
+ * The warnings a parsed backend config carries in a `warnings` array of strings, or none. The agent (and the
+ * test agent of @weft/backend-testkit) log them once after parsing.
+ */
+export function configWarnings(config: unknown): readonly string[] {
+  const w = typeof config === "object" && config !== null ? (config as { warnings?: unknown }).warnings : undefined;
+  return Array.isArray(w) ? w.filter((x): x is string => typeof x === "string") : [];
+}
+
+/**
  * What a backend package default-exports: its type name, config schema, MTU overhead, optional preflight
  * checks, and `register`, which binds its Backend. Importing the module has no side effects.
  */
 export interface BackendModule<C = unknown> {
   /** Matched case-insensitively against Backend.Type; kebab-case by convention (`host-gw`). */
   readonly type: string;
-  /** Validates the Backend section of net-conf.json (the whole object, `Type` included). */
+  /**
+   * Validates the Backend section of net-conf.json (the whole object, `Type` included). A parsed config may
+   * carry `warnings: readonly string[]` (unknown keys, accepted but ignored values): the agent logs each once,
+   * right after parsing (configWarnings), so the backend does not log them itself.
+   */
   readonly configSchema: Schema<C>;
   /** Bytes of encapsulation the backend adds for an underlay of `family`; 0 when it does not encapsulate. */
   mtuOverhead(config: C, family: Family): number;

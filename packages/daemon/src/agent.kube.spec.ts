@@ -102,9 +102,13 @@ describe("Agent in kube mode", () => {
   it("names the fix when the node has no podCIDR", async () => {
     api.addNode({ metadata: { name: "n1" }, spec: {} });
     const before = JSON.stringify(kernel.snapshot());
-    const agent = await makeAgent({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } });
+    const agent = await makeAgent({ Network: "198.19.0.0/16", Backend: { Type: "vxlan", DirectRoute: true } });
     await expect(agent.run(new AbortController().signal)).rejects.toThrow(/node "n1" has no spec\.podCIDR: start kube-controller-manager with --allocate-node-cidrs/);
     expect(JSON.stringify(kernel.snapshot())).toBe(before);
+    // The backend config's own warnings are logged by the agent, once, as soon as it is parsed.
+    expect(log.records.filter((r) => r.level === "warn" && r.msg.includes("unknown key"))).toEqual([
+      expect.objectContaining({ msg: expect.stringContaining("net-conf.json: unknown key Backend.DirectRoute is ignored by vxlan") }),
+    ]);
   });
 
   it("programs peers from node annotations, publishes its own, and reports the network available only once programmed", async () => {

@@ -29,6 +29,7 @@ import {
   SUBNET_MANAGER,
   type SubnetManager,
   WeftError,
+  configWarnings,
   errorMessage,
   isWeftError,
   sleep,
@@ -147,6 +148,7 @@ export class Agent {
     for (const w of config.warnings) logger.warn(w);
     const module = registry.get(config.backendType);
     const backendConfig = module.configSchema.parse(config.backend, `${config.source}: Backend`);
+    for (const w of configWarnings(backendConfig)) logger.warn(w);
     const stored = (await this.deps.storedPublicIPs?.(signal)) ?? {};
     const iface = await this.deps.chooseInterface(kernel, {
       iface: flags.iface,
