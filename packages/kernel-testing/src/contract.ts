@@ -370,6 +370,26 @@ export function describeKernelPortContract(name: string, factory: () => Promise<
         ).toEqual(["KERNEL_INVALID", "KERNEL_INVALID", "KERNEL_INVALID", "KERNEL_INVALID", "KERNEL_INVALID", "KERNEL_NOT_FOUND", "ok"]);
       });
 
+      it("routeGet answers as ip route get: connected, via a gateway, a local address; none for blackhole, prohibit, unreachable, no route", async () => {
+        await applyOk(k, [
+          { op: "route.add", route: { family: "v4", dst: "198.19.3.0/24", gateway: gw4, protocol: P } },
+          { op: "route.add", route: { family: "v4", dst: "198.19.3.128/25", type: "blackhole", protocol: P } },
+          { op: "route.add", route: { family: "v4", dst: "198.19.4.0/24", type: "prohibit", protocol: P } },
+          { op: "route.add", route: { family: "v4", dst: "198.19.5.0/24", type: "unreachable", protocol: P } },
+          { op: "route.add", route: { family: "v6", dst: "2001:2:0:f1::/64", gateway: gw6, protocol: P } },
+        ]);
+        expect(await k.routeGet("198.19.4.1")).toBeUndefined();
+        expect(await k.routeGet("198.19.5.1")).toBeUndefined();
+        const src4 = u4.ip.toString();
+        expect(await k.routeGet(gw4)).toEqual({ type: "unicast", dev: under, src: src4 });
+        expect(await k.routeGet("198.19.3.9")).toEqual({ type: "unicast", dev: under, gateway: gw4, src: src4 });
+        expect(await k.routeGet("198.19.3.200")).toBeUndefined(); // the longer blackhole wins
+        expect(await k.routeGet("198.19.99.1")).toBeUndefined(); // no route at all
+        expect(await k.routeGet(src4)).toEqual({ type: "local", dev: "lo", src: src4 });
+        expect(await k.routeGet("2001:2:0:f1::9")).toEqual({ type: "unicast", dev: under, gateway: gw6, src: u6.ip.toString() });
+        await expectThrowsCode(k.routeGet("198.19.3"), "KERNEL_INVALID");
+      });
+
       it("adds a blackhole route (no device on read-back)", async () => {
         await applyOk(k, [
           { op: "route.add", route: { family: "v4", dst: "198.19.0.0/16", type: "blackhole", protocol: P } },

@@ -52,6 +52,7 @@ import {
   type KernelPort,
   type Neighbour,
   type OpResult,
+  type RouteLookup,
   type RouteQuery,
   validateKernelOp,
 } from "@weft/kernel";
@@ -314,6 +315,30 @@ export class FakeKernel implements KernelPort {
       }
     }
     return out;
+  }
+
+  /** `ip route get` without policy rules: a local address, else the main table's longest match (lowest metric). */
+  async routeGet(dst: string): Promise<RouteLookup | undefined> {
+    this.transport();
+    const ip = IPAddress.tryParse(dst);
+    if (!ip) throw new KernelError("KERNEL_INVALID", `dst ${JSON.stringify(dst)}: must be an IPv4 or IPv6 address`);
+    const own = this.addrs.find((a) => a.ip.equals(ip));
+    if (own) return { type: "local", dev: "lo", src: ip.toString() };
+    let best: RouteState | undefined;
+    for (const list of this.routes.values()) {
+      for (const r of list) {
+        if (r.family !== ip.family || r.table !== MAIN || !r.dst.contains(ip)) continue;
+        if (!best || r.dst.prefix > best.dst.prefix || (r.dst.prefix === best.dst.prefix && r.metric < best.metric)) best = r;
+      }
+    }
+    const route = best;
+    if (!route || route.type !== "unicast" || !route.dev) return undefined;
+    // The kernel's source choice: the route's prefsrc, else an address of the device on the next hop's subnet,
+    // else its first (never a tentative IPv6 one).
+    const hop = (route.gateway && IPAddress.tryParse(route.gateway)) || ip;
+    const usable = this.addrs.filter((a) => a.dev === route.dev && a.ip.family === ip.family && !a.tentative);
+    const src = route.src ?? (usable.find((a) => IPNet.of(a.ip, a.prefix).contains(hop)) ?? usable[0])?.ip.toString();
+    return { type: "unicast", dev: route.dev, ...(route.gateway ? { gateway: route.gateway } : {}), ...(src ? { src } : {}) };
   }
 
   async listNeighbours(query: { readonly dev?: string; readonly family?: Family }): Promise<Neighbour[]> {

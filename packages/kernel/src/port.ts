@@ -84,6 +84,20 @@ export interface RouteQuery {
   readonly protocol?: number;
 }
 
+/**
+ * The kernel's answer to `ip route get <dst>`: the route it would use, after policy rules, from whichever
+ * table they chose, and the source address it would pick. (Which table is not part of it: the kernel reports
+ * it only while custom rules exist.)
+ */
+export interface RouteLookup {
+  /** "local" when `dst` is an address of this namespace (dev is then `lo`). */
+  readonly type: "unicast" | "local";
+  readonly dev: string;
+  readonly gateway?: string;
+  /** The source address the kernel would use (prefsrc). */
+  readonly src?: string;
+}
+
 /** A neighbour as read back (state may be any kernel NUD state; only some are settable). */
 export type Neighbour = Omit<NeighbourSpec, "state" | "lladdr"> & { readonly lladdr?: string; readonly state: string };
 
@@ -105,6 +119,12 @@ export interface KernelPort {
   listAddresses(dev?: string): Promise<Address[]>;
   /** Routes of one family matching `query`. */
   listRoutes(query: RouteQuery): Promise<RouteSpec[]>;
+  /**
+   * The route the kernel would take to the address `dst` (`ip route get`): policy rules and every table
+   * considered. Undefined when there is no usable route (none, or an unreachable, prohibit or blackhole one).
+   * FakeKernel models no policy rules: it answers from its addresses and the main table.
+   */
+  routeGet(dst: string): Promise<RouteLookup | undefined>;
   /** Neighbour entries, optionally of one device and one family. */
   listNeighbours(query: { readonly dev?: string; readonly family?: Family }): Promise<Neighbour[]>;
   /** Forwarding database entries of `dev`. */

@@ -85,20 +85,3 @@ export function defaultRoute(routes: readonly RouteSpec[], family: Family): Rout
     .filter((r) => r.family === family && r.dst === any && isUnicast(r) && r.dev !== undefined && (r.table ?? 254) === 254)
     .sort((a, b) => metricOf(a) - metricOf(b))[0];
 }
-
-/**
- * The main-table route the kernel would pick for `ip`, by longest prefix then lowest metric (what `ip route
- * get` answers when no policy routing is involved). Not considered: `ip rule` policy routing, other tables,
- * multipath routes (the port does not list them). May return a blackhole/unreachable/prohibit route.
- */
-export function lookupRoute(routes: readonly RouteSpec[], ip: IPAddress): RouteSpec | undefined {
-  let best: { route: RouteSpec; prefix: number } | undefined;
-  for (const r of routes) {
-    if (r.family !== ip.family || (r.table ?? 254) !== 254) continue;
-    const dst = IPNet.tryParse(r.dst);
-    if (!dst || !dst.net.contains(ip)) continue;
-    const prefix = dst.net.prefix;
-    if (!best || prefix > best.prefix || (prefix === best.prefix && metricOf(r) < metricOf(best.route))) best = { route: r, prefix };
-  }
-  return best?.route;
-}

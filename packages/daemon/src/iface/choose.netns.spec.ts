@@ -69,6 +69,23 @@ describeReal("chooseExternalInterface on the real kernel", () => {
     expect(e.name).toBe("wa0");
   });
 
+  it("can-reach follows policy routing: a rule sending the target to another table picks that table's interface", async () => {
+    // Main table: 198.19.7.0/24 via wa0's gateway. Table 107, chosen by a rule for 198.19.7.7 only: via wb0's.
+    await ns.ip(["route", "add", "198.19.7.0/24", "via", "198.18.10.254", "dev", "wa0"]);
+    await ns.ip(["route", "add", "198.19.7.0/24", "via", "198.18.11.254", "dev", "wb0", "table", "107"]);
+    await ns.ip(["rule", "add", "to", "198.19.7.7", "table", "107"]);
+    try {
+      const viaMain = await chooseExternalInterface(kernel, opts({ ifaceCanReach: "198.19.7.8" }));
+      expect([viaMain.name, viaMain.ifaceAddr?.toString()]).toEqual(["wa0", "198.18.10.1"]);
+      const viaRule = await chooseExternalInterface(kernel, opts({ ifaceCanReach: "198.19.7.7" }));
+      expect([viaRule.name, viaRule.ifaceAddr?.toString()]).toEqual(["wb0", "198.18.11.1"]);
+    } finally {
+      await ns.ip(["rule", "del", "to", "198.19.7.7", "table", "107"]);
+      await ns.ip(["route", "flush", "table", "107"]);
+      await ns.ip(["route", "del", "198.19.7.0/24"]);
+    }
+  });
+
   it("a missing interface is a CONFIG_INVALID line listing the real ones", async () => {
     const err = await chooseExternalInterface(kernel, opts({ iface: ["nosuch0"] })).catch((e: unknown) => e as Error & { code?: string });
     expect(err.code).toBe("CONFIG_INVALID");

@@ -244,10 +244,11 @@ describe("chooseExternalInterface: --iface-can-reach", () => {
     expect(addrs(e)).toMatchObject({ name: "eth1", ifaceAddr: "198.18.1.1", ifaceV6Addr: "2001:2:0:1::1" });
   });
 
-  it("no route, or a blackhole, is an error naming the target", async () => {
-    expect(await configError(node(), opts({ ifaceCanReach: "198.18.70.1" }))).toContain("--iface-can-reach 198.18.70.1: no route to it");
+  it("no route, a blackhole, or an address of this node is an error naming the target", async () => {
+    expect(await configError(node(), opts({ ifaceCanReach: "198.18.70.1" }))).toContain("--iface-can-reach 198.18.70.1: the kernel has no usable route to it (`ip route get 198.18.70.1` fails");
     const k = node([defaultV4(), { family: "v4", dst: "198.18.70.0/24", type: "blackhole" }]);
-    expect(await configError(k, opts({ ifaceCanReach: "198.18.70.1" }))).toContain("the route 198.18.70.0/24 is blackhole");
+    expect(await configError(k, opts({ ifaceCanReach: "198.18.70.1" }))).toContain("--iface-can-reach 198.18.70.1: the kernel has no usable route to it");
+    expect(await configError(node(routes()), opts({ ifaceCanReach: "198.18.1.1" }))).toContain("--iface-can-reach 198.18.1.1: it is an address of this node");
   });
 
   it("an invalid target or one of a disabled family is an error", async () => {

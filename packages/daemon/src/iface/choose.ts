@@ -12,9 +12,9 @@
  *      b. each --iface-regex: first against the usable addresses of all interfaces (dual-stack: an interface
  *         qualifies only when the regex matches one of its IPv4 AND one of its IPv6 addresses; the matched
  *         addresses are used), then against interface names;
- *      c. --iface-can-reach (IPv4 or IPv6): the main-table route to it, longest prefix first; its device and
- *         source address. Limit: policy routing (`ip rule`), other tables and multipath routes are not
- *         considered — the port has no `ip route get`.
+ *      c. --iface-can-reach (IPv4 or IPv6): the route the kernel would take to it (`ip route get`, so policy
+ *         rules and every table count, as Flannel's netlink RouteGet); its device and the source address the
+ *         kernel picks.
  *   3. Interface address per family: the explicitly matched one, else the first usable one (global unicast
  *      before link-local, never deprecated).
  *   4. Advertised address: --public-ip / --public-ipv6 when given, else the interface address.
@@ -23,7 +23,7 @@
  */
 import { ConfigError, type ExternalInterface, type Family, IPAddress, type Link, type RouteSpec } from "@weft/core";
 import type { Address, KernelPort } from "@weft/kernel";
-import { type UsableAddress, defaultRoute, lookupRoute, ownerOf, usableAddresses } from "./addresses.js";
+import { defaultRoute, ownerOf, usableAddresses } from "./addresses.js";
 
 export interface InterfaceChoiceOptions {
   /** --iface values (names or IPs), tried in order. */
@@ -258,50 +258,31 @@ function byRegex(ctx: Ctx, texts: readonly string[], regexes: readonly RegExp[],
 }
 
 async function byCanReach(kernel: KernelPort, ctx: Ctx, target: IPAddress, misses: Miss[]): Promise<{ link: Link; matched: Matched } | undefined> {
-  const routes = await kernel.listRoutes({ family: target.family, table: 254 });
-  const route = lookupRoute(routes, target);
+  // The kernel's own answer (ip route get): policy rules, every table, its source address choice.
+  const route = await kernel.routeGet(target.toString());
   const flag = `--iface-can-reach ${target}`;
   if (!route) {
-    misses.push(`${flag}: no route to it in the main table (policy routing is not considered)`);
+    misses.push(`${flag}: the kernel has no usable route to it (\`ip route get ${target}\` fails: no route, or an unreachable, prohibit or blackhole one)`);
     return undefined;
   }
-  if ((route.type ?? "unicast") !== "unicast" || !route.dev) {
-    misses.push(`${flag}: the route ${route.dst} is ${route.type ?? "without a device"}`);
+  if (route.type === "local") {
+    misses.push(`${flag}: it is an address of this node; give a host on the other side of the underlay`);
     return undefined;
   }
   const link = linkNamed(ctx, route.dev);
   if (!link) {
-    misses.push(`${flag}: route ${route.dst} uses ${route.dev}, which is not in the link list`);
+    misses.push(`${flag}: its route uses ${route.dev}, which is not in the link list`);
     return undefined;
   }
   const matched: Matched = {};
-  const src = sourceFor(ctx, link.name, route, target);
+  const src = route.src ? IPAddress.tryParse(route.src) : undefined;
   if (src) matched[target.family] = src;
   const missing = missingFamilies(ctx, link, matched);
   if (missing.length > 0) {
-    misses.push(`${flag}: route ${route.dst} via ${link.name}, but ${lacks(link, missing)}`);
+    misses.push(`${flag}: its route uses ${link.name}${route.gateway ? ` via ${route.gateway}` : ""}, but ${lacks(link, missing)}`);
     return undefined;
   }
   return { link, matched };
-}
-
-/**
- * The source address the kernel would use on `dev` for `route`: its `src` (prefsrc) when set, else a usable
- * address whose subnet holds the next hop (the gateway, or the target itself on a connected route), else the
- * first usable one.
- */
-function sourceFor(ctx: Ctx, dev: string, route: RouteSpec, target: IPAddress): IPAddress | undefined {
-  if (route.src) {
-    const src = IPAddress.tryParse(route.src);
-    if (src) return src;
-  }
-  const usable = usableAddresses(ctx.addrs, dev, target.family);
-  const hop = (route.gateway && IPAddress.tryParse(route.gateway)) || target;
-  const sameSubnet = (a: UsableAddress) => {
-    const hostBits = BigInt(a.ip.bits - a.prefix);
-    return a.ip.family === hop.family && a.ip.value >> hostBits === hop.value >> hostBits;
-  };
-  return (usable.find(sameSubnet) ?? usable[0])?.ip;
 }
 
 // ------------------------------------------------------------------------------------------------- result

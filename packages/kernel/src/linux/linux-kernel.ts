@@ -11,12 +11,12 @@
 import { readFile, writeFile } from "node:fs/promises";
 import type { DependencyContainer } from "tsyringe";
 import type { FdbSpec, Family, Link, RouteSpec } from "@weft/core";
-import { type Address, KERNEL, KernelError, type KernelOp, type KernelPort, type Neighbour, type OpResult, type RouteQuery } from "../port.js";
+import { type Address, KERNEL, KernelError, type KernelOp, type KernelPort, type Neighbour, type OpResult, type RouteLookup, type RouteQuery } from "../port.js";
 import { PROCESS_RUNNER, type ProcessRunner, type RunResult } from "../process.js";
 import { BatchExecutor } from "./batch.js";
 import { classifyKernelMessage } from "./classify.js";
 import type { Tool } from "./commands.js";
-import { parseAddresses, parseFdb, parseJsonArray, parseLinks, parseNeighbours, parseRoutes } from "./parse.js";
+import { parseAddresses, parseFdb, parseJsonArray, parseLinks, parseNeighbours, parseRouteGet, parseRoutes } from "./parse.js";
 import * as v from "./validate.js";
 
 export interface LinuxKernelOptions {
@@ -80,6 +80,18 @@ export class LinuxKernel implements KernelPort {
     const args = ["-N", "-json", "-d", family === "v4" ? "-4" : "-6", "route", "show", "table", table];
     if (query.protocol !== undefined) args.push("proto", this.int("protocol", query.protocol, 0, 255));
     return parseRoutes(await this.read("ip", args), { ...query, family });
+  }
+
+  async routeGet(dst: string): Promise<RouteLookup | undefined> {
+    const ip = this.checked(() => v.address("dst", dst));
+    const r = await this.exec("ip", ["-json", "route", "get", ip]);
+    if (r.exitCode !== 0) {
+      // What the kernel answers for no route, an unreachable/prohibit route, and a blackhole route.
+      if (/Network is unreachable|No route to host|Permission denied|Invalid argument/.test(r.stderr)) return undefined;
+      const msg = r.stderr.trim().split("\n").filter(Boolean).join("; ") || `exit code ${r.exitCode}`;
+      throw new KernelError(classifyKernelMessage(msg), `ip route get ${ip}${this.netns ? ` (netns ${this.netns})` : ""}: ${msg}`);
+    }
+    return parseRouteGet(parseJsonArray("ip", r.stdout));
   }
 
   async listNeighbours(query: { readonly dev?: string; readonly family?: Family }): Promise<Neighbour[]> {

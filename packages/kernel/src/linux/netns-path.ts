@@ -17,7 +17,7 @@
 import { existsSync, realpathSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import type { FdbSpec, Family, Link, RouteSpec } from "@weft/core";
-import { type Address, KernelError, type KernelOp, type KernelPort, type Neighbour, type OpResult, type RouteQuery } from "../port.js";
+import { type Address, KernelError, type KernelOp, type KernelPort, type Neighbour, type OpResult, type RouteLookup, type RouteQuery } from "../port.js";
 import type { ProcessRunner, RunOptions, RunResult } from "../process.js";
 import { classifyKernelMessage } from "./classify.js";
 import { LinuxKernel } from "./linux-kernel.js";
@@ -88,6 +88,10 @@ export class NetnsPathKernel implements KernelPort {
   }
   listRoutes(query: RouteQuery): Promise<RouteSpec[]> {
     return this.inner.listRoutes(query);
+  }
+
+  routeGet(dst: string): Promise<RouteLookup | undefined> {
+    return this.inner.routeGet(dst);
   }
   listNeighbours(query: { readonly dev?: string; readonly family?: Family }): Promise<Neighbour[]> {
     return this.inner.listNeighbours(query);

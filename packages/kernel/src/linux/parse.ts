@@ -24,7 +24,7 @@ import {
   type VxlanAttrs,
   normalizeMac,
 } from "@weft/core";
-import type { Address, Neighbour, RouteQuery } from "../port.js";
+import type { Address, Neighbour, RouteLookup, RouteQuery } from "../port.js";
 import { isCanonicalV4 } from "./validate.js";
 
 type Json = Record<string, unknown>;
@@ -157,6 +157,21 @@ function numeric(x: unknown, names: Readonly<Record<string, number>>): number | 
   if (s === undefined) return undefined;
   if (/^\d+$/.test(s)) return Number(s);
   return names[s];
+}
+
+/** The first (only) entry of `ip -json route get`; undefined for a route type Weft cannot use. */
+export function parseRouteGet(items: readonly Json[]): RouteLookup | undefined {
+  const r = items[0];
+  if (!r) return undefined;
+  const type = str(r.type) ?? "unicast";
+  const dev = str(r.dev);
+  if ((type !== "unicast" && type !== "local") || !dev) return undefined;
+  const out: { -readonly [K in keyof RouteLookup]?: RouteLookup[K] } = { type, dev };
+  const gw = str(r.gateway);
+  if (gw) out.gateway = canonicalIp(gw);
+  const src = str(r.prefsrc);
+  if (src) out.src = canonicalIp(src);
+  return out as RouteLookup;
 }
 
 export function parseRoutes(items: readonly Json[], query: RouteQuery): RouteSpec[] {
