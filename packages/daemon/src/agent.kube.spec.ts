@@ -3,10 +3,11 @@
  * the real backends and reconcilers, and the fake kernel (so it runs without privileges).
  */
 import "reflect-metadata";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryLogger } from "@weft/core";
+import type { KernelOp, OpResult } from "@weft/kernel";
 import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
 import { type FakeApiServer, startFakeApiServer } from "@weft/kube-testing";
 import { KubeSubnetManager } from "@weft/subnet-kube";
@@ -20,10 +21,19 @@ import { AgentMetrics } from "./metrics.js";
 
 const PEER_MAC = "0e:57:00:00:00:02";
 
-function nodeKernel(): FakeKernel {
-  const k = new FakeKernel({ sysctls: { "net.ipv4.ip_forward": "0" } });
+/** A FakeKernel that also keeps every op it was asked to apply (to see a delete, however brief). */
+class RecordingKernel extends FakeKernel {
+  readonly ops: KernelOp[] = [];
+  override async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
+    this.ops.push(...ops);
+    return super.apply(ops);
+  }
+}
+
+function nodeKernel(address = "198.18.0.1"): RecordingKernel {
+  const k = new RecordingKernel({ sysctls: { "net.ipv4.ip_forward": "0" } });
   k.addExternalLink({ name: "eth0", kind: "veth", veth: { peer: "eth0-peer" }, up: true, mtu: 1500 });
-  k.addExternalAddress({ dev: "eth0", address: "198.18.0.1/24" });
+  k.addExternalAddress({ dev: "eth0", address: `${address}/24` });
   k.addExternalRoute({ family: "v4", dst: "0.0.0.0/0", gateway: "198.18.0.254", dev: "eth0" });
   return k;
 }
@@ -31,7 +41,7 @@ function nodeKernel(): FakeKernel {
 describe("Agent in kube mode", () => {
   let api: FakeApiServer;
   let dir: string;
-  let kernel: FakeKernel;
+  let kernel: RecordingKernel;
   let plans: TrafficPlan[];
   let log: MemoryLogger;
 
@@ -47,25 +57,27 @@ describe("Agent in kube mode", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function makeAgent(netConf: unknown) {
-    writeFileSync(join(dir, "net-conf.json"), JSON.stringify(netConf));
+  async function makeAgent(netConf: unknown, node: { name: string; kernel: FakeKernel; dir: string } = { name: "n1", kernel, dir }) {
+    const d = node.dir;
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, "net-conf.json"), JSON.stringify(netConf));
     const flags = parseFlags([
       "--kube-subnet-mgr",
-      "--net-config-path", join(dir, "net-conf.json"),
-      "--subnet-file", join(dir, "subnet.env"),
-      "--state-dir", join(dir, "state"),
+      "--net-config-path", join(d, "net-conf.json"),
+      "--subnet-file", join(d, "subnet.env"),
+      "--state-dir", join(d, "state"),
       "--iface", "eth0",
       "--resync-interval", "1",
     ]);
     const manager = new KubeSubnetManager(
-      { netConfPath: join(dir, "net-conf.json"), kubeconfigFile: api.kubeconfigPath, nodeName: "n1", retryIntervalMs: 50, retryTimeoutMs: 500 },
+      { netConfPath: join(d, "net-conf.json"), kubeconfigFile: api.kubeconfigPath, nodeName: node.name, retryIntervalMs: 50, retryTimeoutMs: 500 },
       log,
     );
-    const registry = await loadBackendModules({ builtins: BUILTIN_BACKENDS, thirdParty: [], cwd: dir });
+    const registry = await loadBackendModules({ builtins: BUILTIN_BACKENDS, thirdParty: [], cwd: d });
     return new Agent({
       flags,
       logger: log,
-      kernel,
+      kernel: node.kernel,
       runner: new FakeProcessRunner(),
       registry,
       metrics: new AgentMetrics(),
@@ -171,5 +183,51 @@ describe("Agent in kube mode", () => {
     }
     // Stopping keeps the datapath (the device stays for the next agent).
     expect(kernel.snapshot().links.some((l) => l.name === "weft.1")).toBe(true);
+  });
+
+  it("a peer's restart never takes its route, neighbour or FDB entry away on the other nodes", async () => {
+    api.addNode({ metadata: { name: "n1" }, spec: { podCIDR: "198.19.1.0/24" } });
+    api.addNode({ metadata: { name: "n2" }, spec: { podCIDR: "198.19.2.0/24" } });
+    const conf = { Network: "198.19.0.0/16", Backend: { Type: "vxlan" } };
+    const k2 = nodeKernel("198.18.0.2");
+    const n2 = { name: "n2", kernel: k2, dir: join(dir, "n2") };
+    const until = async (what: string, ok: () => boolean) => {
+      const deadline = Date.now() + 10_000;
+      while (!ok()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const c1 = new AbortController();
+    const a1 = await makeAgent(conf);
+    const r1 = a1.run(c1.signal);
+    let c2 = new AbortController();
+    let a2 = await makeAgent(conf, n2);
+    let r2 = a2.run(c2.signal);
+    try {
+      await until("both agents ready", () => a1.ready().ready && a2.ready().ready);
+      const mac2 = () => JSON.parse((api.getNode("n2") as { metadata: { annotations: Record<string, string> } }).metadata.annotations["weft.io/backend-data"]!)?.VtepMAC as string | undefined;
+      await until("n1 programs n2", () => kernel.snapshot().fdb.some((f) => f.mac === mac2()));
+      const mac = mac2()!;
+      const opsBefore = kernel.ops.length;
+      // n2's agent restarts (SIGTERM: devices stay), and a new one starts on the same node and state.
+      c2.abort();
+      await r2;
+      c2 = new AbortController();
+      a2 = await makeAgent(conf, n2);
+      r2 = a2.run(c2.signal);
+      await until("the new n2 agent ready", () => a2.ready().ready);
+      await new Promise((r) => setTimeout(r, 300)); // any late event from n2 reaches n1
+      expect(mac2()).toBe(mac); // the VTEP MAC is stable across the restart
+      const removed = kernel.ops.slice(opsBefore).filter((op) => op.op.endsWith(".del"));
+      expect(removed).toEqual([]);
+      const snap = kernel.snapshot();
+      expect(snap.routes.find((r) => r.dst === "198.19.2.0/24")).toMatchObject({ dev: "weft.1" });
+      expect(snap.fdb.find((f) => f.mac === mac)?.dst).toBe("198.18.0.2");
+    } finally {
+      c1.abort();
+      c2.abort();
+      await Promise.allSettled([r1, r2]);
+    }
   });
 });

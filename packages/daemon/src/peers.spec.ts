@@ -76,6 +76,9 @@ describe("PeerSet and restarting peers", () => {
     expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "aa" });
     await ps.apply({ type: "added", lease: withData("bb") });
     expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "bb" });
+    // The same in the kube shape: an annotation "null" (Flannel's JSON for no data) reads as backendData null.
+    expect(await ps.apply({ type: "added", lease: lease(1) })).toBe(false);
+    expect(b.peers.get("198.19.1.0-24")?.attrs.backendData).toEqual({ VtepMAC: "bb" });
   });
 });
 

@@ -47,9 +47,10 @@ export class PeerSet {
     const fp = fingerprint(lease);
     const prev = this.known.get(key);
     if (prev && prev.fingerprint === fp && prev.status.state !== "failed") return false;
-    const unpublished = lease.attrs.backendData === undefined && lease.attrs.backendV6Data === undefined;
+    // No data yet: absent (etcd) or JSON null (a kube annotation "null", as Flannel writes it too).
+    const unpublished = lease.attrs.backendData == null && lease.attrs.backendV6Data == null;
 
-    const hadData = prev !== undefined && (prev.lease.attrs.backendData !== undefined || prev.lease.attrs.backendV6Data !== undefined);
+    const hadData = prev !== undefined && (prev.lease.attrs.backendData != null || prev.lease.attrs.backendV6Data != null);
     if (unpublished && hadData && prev.status.state === "programmed" && prev.lease.attrs.backendType === lease.attrs.backendType) {
       // A restarting peer re-acquires its lease before it has re-published its backend data (it has to register
       // its devices first). Keep the datapath we have for it: tearing it down would drop its pods' traffic for

@@ -324,7 +324,8 @@ export class KubeSubnetManager implements SubnetManager {
     }
     const families = this.families(config, attrs.backendType);
     const subnets = localSubnets(node, families, { ...(config.v4 ? { v4: config.v4.network } : {}), ...(config.v6 ? { v6: config.v6.network } : {}) }, this.netConfPath);
-    const { node: published, advertised } = await this.publish(node, attrs, families, signal);
+    // Before registerSubnet the agent has no backend data yet: keep what a previous agent published (restart).
+    const { node: published, advertised } = await this.publish(node, attrs, families, signal, { keepUnknownData: true });
     this.logger.info(`acquired lease from node "${name}"`, {
       subnet: subnets.subnet?.toString(),
       ipv6Subnet: subnets.ipv6Subnet?.toString(),
@@ -352,10 +353,16 @@ export class KubeSubnetManager implements SubnetManager {
    * Publishes `attrs` as annotations with ONE strategic-merge patch on nodes/status, only when some annotation
    * differs. Retries every retryIntervalMs for up to retryTimeoutMs.
    */
-  private async publish(node: V1Node, attrs: LeaseAttrs, families: Families, signal: AbortSignal): Promise<{ node: V1Node; advertised: LeaseAttrs }> {
+  private async publish(
+    node: V1Node,
+    attrs: LeaseAttrs,
+    families: Families,
+    signal: AbortSignal,
+    options: { readonly keepUnknownData?: boolean } = {},
+  ): Promise<{ node: V1Node; advertised: LeaseAttrs }> {
     const name = node.metadata?.name ?? "";
     const current = annotationsOf(node);
-    const { annotations: want, advertised } = desiredAnnotations(current, this.annotations, attrs, families, name);
+    const { annotations: want, advertised } = desiredAnnotations(current, this.annotations, attrs, families, name, options);
     const patch = annotationPatch(current, want);
     if (Object.keys(patch).length === 0) {
       this.logger.debug(`node "${name}" annotations already up to date`);

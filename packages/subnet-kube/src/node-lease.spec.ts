@@ -121,6 +121,18 @@ describe("desiredAnnotations and annotationPatch", () => {
     expect(annotationPatch(current, want)).toEqual({});
     expect(annotationPatch({ ...current, "weft.io/public-ipv6": "2001:2::1" }, want)).toEqual({ "weft.io/public-ipv6": null });
   });
+  it("at lease acquisition (no backend data yet) keeps the data a previous agent of the same type published", () => {
+    const bare = { backendType: "vxlan", publicIP: IPAddress.parse("198.18.0.1") };
+    const published = { "weft.io/backend-type": "vxlan", "weft.io/backend-data": '{"VNI":1,"VtepMAC":"0e:57:00:00:00:01"}' };
+    const kept = desiredAnnotations(published, a, bare, v4only, "n1", { keepUnknownData: true }).annotations;
+    expect(annotationPatch(published, kept)).not.toHaveProperty("weft.io/backend-data");
+    // A first start (nothing published), another backend type, or a later update: "null", as Flannel writes.
+    expect(desiredAnnotations({}, a, bare, v4only, "n1", { keepUnknownData: true }).annotations["weft.io/backend-data"]).toBe("null");
+    const other = { ...published, "weft.io/backend-type": "host-gw" };
+    expect(desiredAnnotations(other, a, bare, v4only, "n1", { keepUnknownData: true }).annotations["weft.io/backend-data"]).toBe("null");
+    expect(desiredAnnotations(published, a, bare, v4only, "n1").annotations["weft.io/backend-data"]).toBe("null");
+  });
+
   it("advertises the public-ip-overwrite annotation instead of our public IP", () => {
     const r = desiredAnnotations({ "weft.io/public-ip-overwrite": "203.0.113.7" }, a, attrs, v4only, "n1");
     expect(r.annotations["weft.io/public-ip"]).toBe("203.0.113.7");

@@ -181,6 +181,11 @@ export type AnnotationValue = string | null;
  * The annotations this node should carry to advertise `attrs` for `families`, and the attributes peers will
  * actually see (the public IP replaced by a user-set overwrite annotation, when present).
  * Annotations of a disabled family are removed so peers never read stale data.
+ *
+ * `keepUnknownData` (the lease acquisition, before the backend has registered and knows its data): an enabled
+ * family's backend data that `attrs` does not carry yet is left as the node has it, when the node already
+ * advertises the same backend type. A restarting agent must not publish "null" over its VTEP MAC or public key
+ * for the moment until it re-publishes them: peers would tear its datapath down in between.
  */
 export function desiredAnnotations(
   current: Record<string, string>,
@@ -188,6 +193,7 @@ export function desiredAnnotations(
   attrs: LeaseAttrs,
   families: Families,
   name: string,
+  options: { readonly keepUnknownData?: boolean } = {},
 ): { annotations: Record<string, AnnotationValue>; advertised: LeaseAttrs } {
   const want: Record<string, AnnotationValue> = {
     [a.subnetKubeManaged]: "true",
@@ -211,8 +217,9 @@ export function desiredAnnotations(
       continue;
     }
     const data = family === "v4" ? attrs.backendData : attrs.backendV6Data;
+    const keep = options.keepUnknownData && data === undefined && current[dataKey] !== undefined && current[a.backendType] === attrs.backendType;
     // Flannel writes the JSON of absent data as "null"; peers (Weft or Flannel) read that as "no data".
-    want[dataKey] = JSON.stringify(data ?? null);
+    if (!keep) want[dataKey] = JSON.stringify(data ?? null);
     let ip = family === "v4" ? attrs.publicIP : attrs.publicIPv6;
     const overwrite = current[overwriteKey];
     if (overwrite !== undefined && overwrite !== "") {
