@@ -282,6 +282,37 @@ describeReal(
       expect((await pod.ip(["-br", "link"])).stdout).toContain("eth0"); // the pod's own interface is untouched
     });
 
+    it("a repeated ADD of a live container fails, and its rollback leaves the live pod's address, interface and traffic alone", async () => {
+      const node = await makeNode(V4);
+      const pod = await makePod();
+      const first = ok(await cni(node, "ADD", pod, "c-twice"));
+      const r = await cni(node, "ADD", pod, "c-twice"); // a runtime retrying after a timeout, without a DEL
+      expect(r.exitCode).toBe(1);
+      expect(JSON.parse(r.stdout).msg).toMatch(/already exists/);
+      expect(reservations(node)).toEqual(["198.19.11.2"]);
+      expect(await podAddrs(pod)).toEqual([first.ips[0].address]);
+      expect(await nodeLinks(node)).toContain(hostVethName("cbr0", "c-twice", "eth0"));
+      expect(await ping(pod, "198.19.11.1")).toBe(true);
+      // The next pod gets another address.
+      const other = await makePod();
+      expect(ok(await cni(node, "ADD", other, "c-next")).ips[0].address).toBe("198.19.11.3/24");
+    });
+
+    it("delegate mode: a repeated ADD that fails does not DEL the live attachment or drop its saved config", async () => {
+      const node = await makeNode(V4, { delegate: {}, cniVersion: "1.0.0" });
+      const pod = await makePod();
+      ok(await cni(node, "ADD", pod, "c-deleg2"));
+      const saved = join(node.dir, "weft", "c-deleg2");
+      const before = (await node.ns.run("cat", [saved])).stdout;
+      // The reference bridge refuses a second eth0 in the namespace; whatever it answers, the live pod stays.
+      await cni(node, "ADD", pod, "c-deleg2", { ...node.conf, mtu: 1400 });
+      expect((await node.ns.run("cat", [saved])).stdout).toBe(before);
+      expect(await podAddrs(pod)).toEqual(["198.19.11.2/24"]);
+      expect(await ping(pod, "198.19.11.1")).toBe(true);
+      ok(await cni(node, "DEL", pod, "c-deleg2"));
+      expect(await podAddrs(pod)).toEqual([]);
+    });
+
     it("50 concurrent ADDs: 50 distinct addresses, 50 working interfaces; 50 concurrent DELs clean up", async () => {
       const node = await makeNode(V4);
       const pods = await Promise.all(Array.from({ length: 50 }, () => makePod()));

@@ -8,7 +8,7 @@
  * environment and the rendered configuration on stdin. File calls are synchronous, as in the IPAM store (a
  * one-shot process; no thread-pool round trips).
  */
-import { accessSync, closeSync, constants, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ProcessRunner } from "@weft/kernel";
 import type { CniEnv, WeftNetConf } from "./config.js";
@@ -131,13 +131,18 @@ export async function execDelegate(
 
 export async function addDelegate(conf: WeftNetConf, env: CniEnv, subnet: SubnetFile, runner: ProcessRunner): Promise<string> {
   const netconf = renderDelegate(conf, subnet);
-  writeAtomic(conf.dataDir, env.containerID, JSON.stringify(netconf));
+  // A saved config means an earlier ADD of this container was never deleted (a runtime retrying after a timeout):
+  // that attachment may be live. Keep its saved config (DEL needs it), and never undo it on failure.
+  const live = existsSync(join(conf.dataDir, env.containerID));
+  if (!live) writeAtomic(conf.dataDir, env.containerID, JSON.stringify(netconf));
   try {
     return (await execDelegate(runner, env, "ADD", netconf)).stdout;
   } catch (err) {
-    // Undo what the delegate may have left half done, then forget the saved config.
-    await execDelegate(runner, env, "DEL", netconf).catch(() => undefined);
-    removeFile(join(conf.dataDir, env.containerID), true);
+    if (!live) {
+      // Undo what the delegate may have left half done, then forget the saved config.
+      await execDelegate(runner, env, "DEL", netconf).catch(() => undefined);
+      removeFile(join(conf.dataDir, env.containerID), true);
+    }
     throw err;
   }
 }

@@ -75,7 +75,10 @@ export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFi
   const rollback = new Rollback();
   try {
     const allocations = await allocator.allocate(env.containerID, env.ifname);
-    rollback.defer(`release addresses of ${env.containerID}/${env.ifname}`, () => allocator.release(env.containerID, env.ifname));
+    // Only what this ADD reserved: on a repeated ADD the container already holds its address, and a live pod
+    // may be using it (releasing it would hand the same IP to the next pod).
+    const fresh = allocations.filter((a) => a.fresh).map((a) => a.ip);
+    rollback.defer(`release addresses ${fresh.join(", ") || "(none new)"} of ${env.containerID}/${env.ifname}`, () => allocator.releaseAddresses(fresh));
     injected(deps, "after-ipam");
     const routes = planRoutes(conf, node, allocations);
     const families = new Set<Family>(allocations.map((a) => a.ip.family));

@@ -10,7 +10,7 @@ const dual = parseSubnetFile(
   "subnet.env",
 );
 const conf = (extra: Record<string, unknown> = {}) => parseNetConf({ cniVersion: "1.0.0", name: "cbr0", ...extra });
-const alloc = (ip: string, subnet: string, gw: string) => ({ ip: IPAddress.parse(ip), range: makeRange({ subnet, gateway: gw }), rangeSetIndex: 0 });
+const alloc = (ip: string, subnet: string, gw: string) => ({ ip: IPAddress.parse(ip), range: makeRange({ subnet, gateway: gw }), rangeSetIndex: 0, fresh: true });
 
 describe("direct-mode plan", () => {
   it("names the host veth from (network, container, ifname): stable, 12 characters", () => {

@@ -67,6 +67,11 @@ describe("host-local compatible IPAM", () => {
   it("gives a container that already holds an address the same one (a retried ADD), not a second", async () => {
     const { alloc } = fresh();
     const first = ips(await alloc.allocate("a", "eth0"));
+    const again = await alloc.allocate("a", "eth0");
+    expect(ips(again)).toEqual(first);
+    // Marked as not reserved by this call: the retried ADD's rollback must leave it to the live pod.
+    expect(again.map((a) => a.fresh)).toEqual([false]);
+    expect(await alloc.releaseAddresses(again.filter((a) => a.fresh).map((a) => a.ip))).toEqual([]);
     expect(ips(await alloc.allocate("a", "eth0"))).toEqual(first);
     expect(ips(await alloc.allocate("a", "eth1"))).not.toEqual(first);
   });

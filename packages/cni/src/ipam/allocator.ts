@@ -18,6 +18,11 @@ export interface Allocation {
   /** The range the address came from (its subnet gives the prefix length, its gateway the pod's gateway). */
   readonly range: IpRange;
   readonly rangeSetIndex: number;
+  /**
+   * Reserved by this call. False when the container already held it (a repeated ADD): a rollback of this ADD
+   * must not release it, since a live pod may be using it.
+   */
+  readonly fresh: boolean;
 }
 
 export interface Attachment {
@@ -42,12 +47,12 @@ export class HostLocalAllocator {
           const set = this.rangeSets[s]!;
           const held = mine.find((r) => rangeSetContains(set, r.ip));
           if (held) {
-            out.push({ ip: held.ip, range: set.find((r) => rangeContains(r, held.ip))!, rangeSetIndex: s });
+            out.push({ ip: held.ip, range: set.find((r) => rangeContains(r, held.ip))!, rangeSetIndex: s, fresh: false });
             continue;
           }
           const ip = await this.take(set, s, containerID, ifname);
           fresh.push(ip);
-          out.push({ ip, range: set.find((r) => rangeContains(r, ip))!, rangeSetIndex: s });
+          out.push({ ip, range: set.find((r) => rangeContains(r, ip))!, rangeSetIndex: s, fresh: true });
         }
       } catch (err) {
         for (const ip of fresh) await this.store.remove(ip);
@@ -68,6 +73,16 @@ export class HostLocalAllocator {
       `no IP addresses available in range set ${span}: every address is reserved in ${this.store.dir}; ` +
         `reservations of deleted pods are released by DEL or GC, or remove the files of containers that no longer exist`,
     );
+  }
+
+  /** Releases exactly these addresses (what one ADD reserved, for its rollback); returns those it removed. */
+  async releaseAddresses(ips: readonly IPAddress[]): Promise<IPAddress[]> {
+    if (ips.length === 0) return [];
+    return this.store.locked(async () => {
+      const released: IPAddress[] = [];
+      for (const ip of ips) if (await this.store.remove(ip)) released.push(ip);
+      return released;
+    }, this.lockOptions);
   }
 
   /** Releases the container's addresses; returns them (empty when it held none). */
