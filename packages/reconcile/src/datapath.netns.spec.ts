@@ -74,9 +74,17 @@ describeReal(
       // Owned but no longer desired: half the peers go away, and a stale owned route is planted.
       for (let i = 50; i < 100; i++) engine.retract(`peer ${i}`);
       await ns.ip(["route", "add", "198.19.240.0/24", "via", "198.18.0.240", "dev", "wru0", "proto", String(WEFT_ROUTE_PROTOCOL)]);
+      // Owned routes in a policy table are found too: one left over, one declared until a peer leaves.
+      await ns.ip(["route", "add", "198.19.241.0/24", "via", "198.18.0.241", "dev", "wru0", "table", "100", "proto", String(WEFT_ROUTE_PROTOCOL)]);
+      engine.declare("peer t", { routes: [{ family: "v4", dst: "198.19.242.0/24", gateway: "198.18.0.242", dev: "wru0", table: 101 }] });
+      await engine.flush();
+      expect(await count(["route", "show", "table", "101"])).toBe(1);
+      engine.retract("peer t");
+      await ns.ip(["route", "add", "198.19.243.0/24", "via", "198.18.0.243", "dev", "wru0", "table", "101", "proto", String(WEFT_ROUTE_PROTOCOL)]);
       const r = await engine.reconcile({ prune: true });
       expect(r.failures).toBe(0);
       expect(await count(["route", "show", "proto", String(WEFT_ROUTE_PROTOCOL)])).toBe(50);
+      expect(await count(["route", "show", "table", "all", "proto", String(WEFT_ROUTE_PROTOCOL)])).toBe(50);
       expect(await count(["route", "show", "198.18.50.0/24"])).toBe(1);
       expect(await count(["route", "show", "198.19.250.0/24"])).toBe(1);
       expect(await count(["neigh", "show", "dev", "wru0", "nud", "permanent"])).toBe(1);

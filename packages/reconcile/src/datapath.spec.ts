@@ -158,6 +158,8 @@ describe("DatapathEngine", () => {
     // Owned leftovers from an earlier agent: a stale peer route/neighbour/fdb, and a device of a backend no longer used.
     kernel.addExternalLink({ name: "weft-old", kind: "bridge", up: true });
     kernel.addExternalRoute({ family: "v4", dst: "198.19.9.0/24", gateway: "198.18.0.9", dev: "eth0", protocol: WEFT_ROUTE_PROTOCOL });
+    // ... and one in a policy table that nothing declares any more.
+    kernel.addExternalRoute({ family: "v4", dst: "198.19.8.0/24", gateway: "198.18.0.8", dev: "eth0", table: 100, protocol: WEFT_ROUTE_PROTOCOL });
     kernel.addExternalNeighbour({ dev: "weft.1", ip: "198.19.9.0", lladdr: "0e:57:00:00:01:09", state: "permanent" });
     kernel.addExternalFdb({ dev: "weft.1", mac: "0e:57:00:00:01:09", dst: "198.18.0.9", self: true, permanent: true });
     const unownedBefore = state(kernel);
@@ -165,6 +167,7 @@ describe("DatapathEngine", () => {
     const after = state(kernel);
     expect(after.links).not.toContain("weft-old bridge mtu 1500 up");
     expect(after.routes.some((r) => r.startsWith("198.19.9.0/24"))).toBe(false);
+    expect(await kernel.listRoutes({ family: "v4", table: 100 })).toEqual([]);
     expect(after.neighbours.some((n) => n.includes("198.19.9.0"))).toBe(false);
     expect(after.fdb.some((f) => f.includes("198.18.0.9"))).toBe(false);
     for (const keep of unownedBefore.routes.filter((r) => !r.includes(`proto ${WEFT_ROUTE_PROTOCOL}`))) expect(after.routes).toContain(keep);

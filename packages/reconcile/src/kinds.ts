@@ -227,27 +227,18 @@ export class FdbReconciler implements ObjectReconciler<FdbSpec> {
  */
 export class RouteReconciler implements ObjectReconciler<RouteSpec> {
   readonly kind = "routes";
-  constructor(
-    private readonly owner: OwnershipPolicy,
-    /** Extra tables to prune in even when nothing is desired there (main is always included). */
-    private readonly tables: readonly number[] = [],
-  ) {}
+  constructor(private readonly owner: OwnershipPolicy) {}
   key(r: RouteSpec): string {
     // The kernel gives IPv6 routes metric 1024 when none is set; IPv4 routes 0.
     return `${r.family} ${routeTable(r)} ${r.dst} ${r.metric ?? (r.family === "v6" ? 1024 : 0)}`;
   }
-  async listOwned(kernel: KernelPort, desired: readonly RouteSpec[]): Promise<RouteSpec[]> {
-    const scopes = new Set<string>();
-    for (const f of ["v4", "v6"] as Family[]) {
-      scopes.add(`${f} 254`);
-      for (const t of this.tables) scopes.add(`${f} ${t}`);
-    }
-    for (const d of desired) scopes.add(`${d.family} ${routeTable(d)}`);
+  /**
+   * Weft's routes (its protocol) in EVERY table: a route a backend put in a policy table and no longer declares
+   * must still be found, so prune and teardown can remove it. One read per family.
+   */
+  async listOwned(kernel: KernelPort): Promise<RouteSpec[]> {
     const out: RouteSpec[] = [];
-    for (const s of scopes) {
-      const [family, table] = s.split(" ") as [Family, string];
-      out.push(...(await kernel.listRoutes({ family, table: Number(table), protocol: this.owner.routeProtocol })));
-    }
+    for (const family of ["v4", "v6"] as Family[]) out.push(...(await kernel.listRoutes({ family, table: "all", protocol: this.owner.routeProtocol })));
     return out;
   }
   drift(d: RouteSpec, a: RouteSpec): Drift {
