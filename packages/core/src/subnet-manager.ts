@@ -20,10 +20,17 @@ export interface SubnetManager {
   /** Re-publishes this node's attributes (e.g. backend data known only after registerSubnet). */
   updateLease(lease: Lease, attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease>;
   /**
-   * Keeps the lease alive until `signal` aborts (etcd: renew before expiry; kube: mark the node's network
-   * available). Rejects with WeftError LEASE_LOST when the lease disappears, so the agent stops cleanly.
+   * Keeps the lease alive until `signal` aborts (etcd: renew before expiry; kube: watch the node). The agent
+   * starts it right after registering the subnet. Rejects with WeftError LEASE_LOST when the lease
+   * disappears, so the agent stops cleanly.
    */
   completeLease(lease: Lease, signal: AbortSignal): Promise<void>;
+  /**
+   * Tells the cluster this node's network works (kube: the node condition NetworkUnavailable=False). The
+   * agent calls it once, when the datapath is first programmed for every known peer, or after a grace period
+   * with a warning. Optional: etcd has nothing to announce.
+   */
+  markReady?(lease: Lease, signal: AbortSignal): Promise<void>;
   /** Snapshot first, then events; never about the local lease. Ends when `signal` aborts. */
   watchLeases(local: Lease, signal: AbortSignal): AsyncIterable<LeaseEvent>;
   /** When this node's lease expires unless renewed, as of the last renewal; null when it never expires. */

@@ -57,7 +57,23 @@ describe("Agent in kube mode", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function makeAgent(netConf: unknown, node: { name: string; kernel: FakeKernel; dir: string } = { name: "n1", kernel, dir }) {
+  /** Node n2, already running vxlan (its annotations published), at 198.18.0.2 with 198.19.2.0/24. */
+  function addVxlanPeer(): void {
+    api.addNode({
+      metadata: {
+        name: "n2",
+        annotations: {
+          "weft.io/kube-subnet-manager": "true",
+          "weft.io/backend-type": "vxlan",
+          "weft.io/backend-data": JSON.stringify({ VNI: 1, VtepMAC: PEER_MAC }),
+          "weft.io/public-ip": "198.18.0.2",
+        },
+      },
+      spec: { podCIDR: "198.19.2.0/24" },
+    });
+  }
+
+  async function makeAgent(netConf: unknown, node: { name: string; kernel: FakeKernel; dir: string } = { name: "n1", kernel, dir }, readyGraceMs?: number) {
     const d = node.dir;
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, "net-conf.json"), JSON.stringify(netConf));
@@ -75,6 +91,7 @@ describe("Agent in kube mode", () => {
     );
     const registry = await loadBackendModules({ builtins: BUILTIN_BACKENDS, thirdParty: [], cwd: d });
     return new Agent({
+      ...(readyGraceMs !== undefined ? { readyGraceMs } : {}),
       flags,
       logger: log,
       kernel: node.kernel,
@@ -125,18 +142,7 @@ describe("Agent in kube mode", () => {
 
   it("programs peers from node annotations, publishes its own, and reports the network available only once programmed", async () => {
     api.addNode({ metadata: { name: "n1" }, spec: { podCIDR: "198.19.1.0/24" } });
-    api.addNode({
-      metadata: {
-        name: "n2",
-        annotations: {
-          "weft.io/kube-subnet-manager": "true",
-          "weft.io/backend-type": "vxlan",
-          "weft.io/backend-data": JSON.stringify({ VNI: 1, VtepMAC: PEER_MAC }),
-          "weft.io/public-ip": "198.18.0.2",
-        },
-      },
-      spec: { podCIDR: "198.19.2.0/24" },
-    });
+    addVxlanPeer();
     const agent = await makeAgent({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } });
     // The route to the peer cannot be programmed at first: the node must not be reported network-available.
     const stop = kernel.failAlways((op) => op.op === "route.add" && op.route.dst === "198.19.2.0/24", "KERNEL_TRANSIENT");
@@ -228,6 +234,32 @@ describe("Agent in kube mode", () => {
       c1.abort();
       c2.abort();
       await Promise.allSettled([r1, r2]);
+    }
+  });
+
+  it("holds the lease from the start, and announces the node ready after the grace period when a peer never programs", async () => {
+    api.addNode({ metadata: { name: "n1" }, spec: { podCIDR: "198.19.1.0/24" } });
+    addVxlanPeer();
+    kernel.failAlways((op) => op.op === "route.add" && op.route.dst === "198.19.2.0/24", "KERNEL_TRANSIENT");
+    const agent = await makeAgent({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }, { name: "n1", kernel, dir }, 1500);
+    const ctl = new AbortController();
+    const running = agent.run(ctl.signal);
+    const cond = () => ((api.getNode("n1") as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions ?? []).find((c) => c.type === "NetworkUnavailable");
+    try {
+      const deadline = Date.now() + 1000;
+      const watchingOwnNode = () => api.requests.some((r) => r.query.watch === "true" && r.query.fieldSelector === "metadata.name=n1");
+      while (!watchingOwnNode() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(watchingOwnNode()).toBe(true); // the lease keeper runs before the node is ready
+      expect(agent.ready().ready).toBe(false);
+      expect(cond()).toBeUndefined();
+      const after = Date.now() + 5000;
+      while (!cond() && Date.now() < after) await new Promise((r) => setTimeout(r, 20));
+      expect(cond()).toMatchObject({ status: "False" });
+      expect(agent.ready().ready).toBe(false);
+      expect(log.records.filter((r) => r.level === "warn" && r.msg.includes("announcing the node ready anyway"))).toHaveLength(1);
+    } finally {
+      ctl.abort();
+      await running;
     }
   });
 });

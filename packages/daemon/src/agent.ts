@@ -81,12 +81,14 @@ export interface AgentDeps {
   trafficRules(mode: "iptables" | "nftables"): { rules: TrafficRulesPort; cleanupOther(): Promise<void> };
   /** Public IPs stored on the node (kube `node-public-ip` annotations); they override the flags. */
   storedPublicIPs?(signal: AbortSignal): Promise<{ v4?: string; v6?: string }>;
+  /** How long to wait for a fully programmed datapath before announcing the node ready anyway (READY_GRACE_MS). */
+  readonly readyGraceMs?: number;
 }
 
  /** Metric of the --ip-blackhole-route routes (below every real route to the same subnet). */
 export const BLACKHOLE_METRIC = 65535;
-/** How long the lease keeper waits for the first fully programmed datapath before it starts anyway. */
-export const KEEPER_GRACE_MS = 60_000;
+/** How long the agent waits for the first fully programmed datapath before it announces the node ready anyway. */
+export const READY_GRACE_MS = 60_000;
 
 type Phase = "starting" | "lease" | "subnet-file" | "peers" | "running" | "stopped";
 
@@ -264,30 +266,27 @@ export class Agent {
       }
     };
 
-    // The lease keeper starts once the datapath is programmed for every known peer (the agent is ready): in
-    // kube mode it is what sets NetworkUnavailable=False, which must not happen before pods here can reach pods
-    // elsewhere. It also renews the etcd lease, so if programming keeps failing it starts anyway after
-    // KEEPER_GRACE_MS, saying why: losing the lease would make things worse, not better.
-    let keeperStarted = false;
-    let startKeeper!: () => void;
-    const programmed = new Promise<void>((resolve) => (startKeeper = resolve));
-    this.onReady = () => {
-      if (!keeperStarted && this.ready().ready) {
-        keeperStarted = true;
-        startKeeper();
-      }
-    };
-    const grace = setTimeout(() => {
-      if (!keeperStarted) {
-        keeperStarted = true;
-        logger.warn(`not every peer is programmed after ${KEEPER_GRACE_MS / 1000} s (${this.ready().reason}); keeping the lease anyway`);
-        startKeeper();
-      }
-    }, KEEPER_GRACE_MS);
-    const keeper = Promise.race([programmed, new Promise<void>((r) => inner.signal.addEventListener("abort", () => r(), { once: true }))]).then(() => {
+    // The lease keeper (etcd renewal, the watch of this node's own lease) runs from now on. The store is told the
+    // node is ready (kube: NetworkUnavailable=False, so pods get scheduled here) only once the datapath is
+    // programmed for every known peer; if programming keeps failing, after READY_GRACE_MS, saying why: a node
+    // that never becomes schedulable because one peer's route fails would be worse.
+    const keeper = sm.completeLease(lease, inner.signal).catch(fail);
+    let announcing: Promise<void> | undefined;
+    const graceMs = this.deps.readyGraceMs ?? READY_GRACE_MS;
+    let grace: NodeJS.Timeout | undefined;
+    const announce = () => {
       clearTimeout(grace);
-      return inner.signal.aborted ? undefined : sm.completeLease(lease, inner.signal).catch(fail);
-    });
+      announcing = sm.markReady && !inner.signal.aborted ? sm.markReady(lease, inner.signal).catch(fail) : Promise.resolve();
+    };
+    this.onReady = () => {
+      if (!announcing && this.ready().ready) announce();
+    };
+    grace = setTimeout(() => {
+      if (announcing) return;
+      logger.warn(`not every peer is programmed after ${graceMs / 1000} s (${this.ready().reason}); announcing the node ready anyway`);
+      announce();
+    }, graceMs);
+    inner.signal.addEventListener("abort", () => clearTimeout(grace), { once: true });
     const watcher = (async () => {
       let backoff = 100;
       while (!inner.signal.aborted) {
@@ -343,6 +342,7 @@ export class Agent {
     })();
 
     await Promise.all([keeper, watcher, resync]);
+    await announcing;
     await this.flushing;
     signal.removeEventListener("abort", stop);
     this.phase = "stopped";

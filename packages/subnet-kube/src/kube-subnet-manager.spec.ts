@@ -460,8 +460,8 @@ describe("watchLeases", () => {
   });
 });
 
-describe("completeLease", () => {
-  it("sets NetworkUnavailable=False (WeftIsUp), keeping the other conditions, then rejects LEASE_LOST when the node is deleted", async () => {
+describe("markReady and completeLease", () => {
+  it("markReady sets NetworkUnavailable=False (WeftIsUp), keeping the other conditions; completeLease rejects LEASE_LOST when the node is deleted", async () => {
     const { server, mgr } = await setup();
     server.addNode(bareNode("n1", 1));
     server.patchNode(
@@ -472,7 +472,10 @@ describe("completeLease", () => {
     const lease = await mgr.acquireLease(vxlanAttrs(1), signal());
     const done = mgr.completeLease(lease, signal());
     const cond = () => ((server.getNode("n1")!.status as JsonObject | undefined)?.conditions ?? []) as JsonObject[];
-    await waitFor("condition", () => cond().some((c) => c.type === "NetworkUnavailable" && c.status === "False"));
+    // Holding the lease does not announce anything by itself.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(cond().find((c) => c.type === "NetworkUnavailable")?.status).toBe("True");
+    await mgr.markReady(lease, signal());
     expect(cond().map((c) => [c.type, c.status, c.reason])).toEqual([
       ["Ready", "True", "KubeletReady"],
       ["NetworkUnavailable", "False", "WeftIsUp"],
@@ -492,6 +495,7 @@ describe("completeLease", () => {
     const lease = await mgr.acquireLease(vxlanAttrs(1), signal());
     const ctl = new AbortController();
     const done = mgr.completeLease(lease, ctl.signal);
+    await mgr.markReady(lease, ctl.signal);
     await new Promise((r) => setTimeout(r, 100));
     ctl.abort();
     await done;

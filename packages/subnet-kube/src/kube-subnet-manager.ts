@@ -9,7 +9,7 @@
  * - Peers come from a list+watch of all Nodes (node-reflector.ts). A node is a lease only with the
  *   `kube-subnet-manager: "true"` annotation; updates that do not touch the datapath-relevant fields are
  *   dropped; malformed nodes are skipped with a warning and counted, and never stop the stream.
- * - completeLease sets the `NetworkUnavailable=False` condition, then watches this node alone and rejects
+ * - markReady sets the `NetworkUnavailable=False` condition; completeLease watches this node alone and rejects
  *   with LEASE_LOST if it is deleted.
  *
  * Differences from Flannel, on purpose: a podCIDR of a family the config does not enable is ignored (Flannel
@@ -381,10 +381,15 @@ export class KubeSubnetManager implements SubnetManager {
     return { node: patched, advertised };
   }
 
+  /** NetworkUnavailable=False on this node (unless --set-node-network-unavailable=false). */
+  async markReady(_lease: Lease, signal: AbortSignal): Promise<void> {
+    if (!(this.options.setNodeNetworkUnavailable ?? true)) return;
+    await this.markNetworkAvailable(await this.resolveNodeName(signal), signal);
+  }
+
   async completeLease(lease: Lease, signal: AbortSignal): Promise<void> {
     const name = await this.resolveNodeName(signal);
-    if (this.options.setNodeNetworkUnavailable ?? true) await this.markNetworkAvailable(name, signal);
-    // Then hold the lease: watch this node alone; its deletion means the lease is gone.
+    // Hold the lease: watch this node alone; its deletion means the lease is gone.
     const stats: ReflectorStats = { relists: 0, watchRestarts: 0, bookmarks: 0, resourceVersion: "" };
     const stream = reflectNodes(
       {

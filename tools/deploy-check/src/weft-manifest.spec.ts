@@ -277,7 +277,7 @@ describe("ClusterRole weft", () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  it("grants exactly the (resource, verb) pairs KubeSubnetManager uses through acquire, watch and completeLease", async () => {
+  it("grants exactly the (resource, verb) pairs KubeSubnetManager uses through acquire, watch, completeLease and markReady", async () => {
     const server = await startFakeApiServer();
     cleanups.push(() => server.close());
     const dir = mkdtempSync(join(tmpdir(), "weft-deploy-check-"));
@@ -335,6 +335,7 @@ describe("ClusterRole weft", () => {
     })();
     const completeStop = new AbortController();
     const completing = mgr.completeLease(lease, AbortSignal.any([signal, completeStop.signal])).catch((e: unknown) => e);
+    await mgr.markReady(lease, signal);
 
     const waitFor = async (what: string, pred: () => boolean) => {
       const t0 = Date.now();
