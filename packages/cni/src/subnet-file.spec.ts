@@ -78,7 +78,8 @@ describe("subnet file", () => {
     expect(err.code).toBe(11);
     expect(err.message).toMatch(/does not exist: the weft agent \(weftd\) is not up yet on this node/);
     expect(err.message).toContain("try again later");
-    expect(err.message).toContain("kubectl -n kube-system logs ds/weft");
+    expect(err.message).toContain("kubectl -n kube-weft get pods -o wide --field-selector spec.nodeName=");
+    expect(err.message).toContain("kubectl -n kube-weft logs <that pod> -c weftd");
   });
 
   it("reads a file from disk", async () => {

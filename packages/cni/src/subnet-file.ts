@@ -47,11 +47,9 @@ export function agentHint(): string {
   } catch {
     // no hostname: leave it out
   }
-  const where = node ? ` (this node: ${node})` : "";
-  return (
-    `check the weftd pod on this node${where}: kubectl -n kube-system get pods -o wide | grep weft, ` +
-    `then kubectl -n kube-system logs ds/weft (or the pod on this node)`
-  );
+  // The namespace and container of docs/deploy/weft.yaml.
+  const selector = node ? ` --field-selector spec.nodeName=${node}` : "";
+  return `check the weftd pod on this node: kubectl -n kube-weft get pods -o wide${selector}, then kubectl -n kube-weft logs <that pod> -c weftd`;
 }
 
 function unquote(v: string): string {

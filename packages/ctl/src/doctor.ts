@@ -212,7 +212,7 @@ async function checkWeftd(o: DoctorOptions, env: SubnetEnv | undefined): Promise
     report = await (o.readWeftd ?? fetchStatus)(o.endpoint);
   } catch (err) {
     const msg = errorMessage(err);
-    if (o.endpointGiven) return { checks: [fail(name, msg, "check the weftd pod on this node (kubectl -n kube-system logs), and its --healthz-ip / --healthz-port")] };
+    if (o.endpointGiven) return { checks: [fail(name, msg, "check the weftd pod on this node (kubectl -n kube-weft logs <pod> -c weftd), and its --healthz-ip / --healthz-port")] };
     return { checks: [warn(name, `${msg} (skipped comparing subnet.env with weftd)`, "pass --endpoint http://<healthz-ip>:<healthz-port> to check weftd too")] };
   }
   const s = report.status;

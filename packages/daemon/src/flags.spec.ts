@@ -58,9 +58,11 @@ describe("weftd flags", () => {
     expect(parseFlagsWithNotes(["-v", "9", "--log-level", "warn"]).flags["log-level"]).toBe("warn");
   });
 
-  it("never echoes the etcd password", () => {
-    const f = parseFlags(["--etcd-password", "s3cret"]);
+  it("never echoes the etcd password, nor credentials written into an endpoint URL", () => {
+    const f = parseFlags(["--etcd-password", "s3cret", "--etcd-endpoints", "https://weft:s3cret@198.18.0.5:2379", "--kube-api-url", "https://admin:s3cret@198.18.0.6:6443"]);
     expect(JSON.stringify(redactedFlags(f))).not.toContain("s3cret");
+    expect(redactedFlags(f)["etcd-endpoints"]).toEqual(["https://198.18.0.5:2379"]);
+    expect(redactedFlags(f)["kube-api-url"]).toBe("https://198.18.0.6:6443");
     expect(helpText()).not.toContain("s3cret");
     expect(helpText()).toContain("--etcd-endpoints");
   });

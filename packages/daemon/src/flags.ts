@@ -5,6 +5,7 @@
  * Go-style single-dash `-name` works too, as flanneld's users type it.
  */
 import { WeftError } from "@weft/core";
+import { redactEndpoint } from "@weft/subnet-etcd";
 
 type Kind = "string" | "bool" | "int" | "list" | "commaList";
 
@@ -180,9 +181,10 @@ export function helpText(): string {
   return lines.join("\n");
 }
 
-/** Flags safe to log: secrets replaced. */
+/** Flags safe to log: secrets replaced, and credentials in URLs (`https://user:pass@host`) removed. */
 export function redactedFlags(flags: Flags): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [name, v] of Object.entries(flags)) out[name] = (FLAG_DEFS as Record<string, FlagDef>)[name]?.secret && v ? "(hidden)" : v;
+  const clean = (v: unknown): unknown => (typeof v === "string" ? redactEndpoint(v) : Array.isArray(v) ? v.map(clean) : v);
+  for (const [name, v] of Object.entries(flags)) out[name] = (FLAG_DEFS as Record<string, FlagDef>)[name]?.secret && v ? "(hidden)" : clean(v);
   return out;
 }
