@@ -3,15 +3,16 @@
  * names the `weft` plugin, installed by `weft-cni install` into a temporary CNI bin dir that a temporary
  * containers.conf points at (linux-lab.md §11).
  *
- * podman runs plugins in ITS OWN (the root) network namespace, so this test's bridge lives there: it gets a
- * unique name and a 198.19.0.0/16 subnet, and is deleted afterwards; net.ipv4.ip_forward, which the plugin
- * turns on for its gateway, is restored.
+ * podman runs its CNI plugins in its own network namespace, so it is started with `nsenter --net=<a namespace
+ * this test created>` (`ip netns exec` would remount /sys and hide the cgroup mounts podman needs): the bridge,
+ * the veth and the ip_forward the plugin turns on all live in that namespace, which goes at the end. Nothing is
+ * created in the root namespace.
  */
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { labRunner, registerCleanup, uniqueName } from "@weft/netns-lab";
+import { createNetns, labRunner, registerCleanup, uniqueName } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { expect, it } from "vitest";
 
@@ -24,19 +25,15 @@ describeReal(
     it("podman runs a container on a weft network: eth0 gets an address from the node subnet, DEL releases it", async () => {
       if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run \`npm run build\` in packages/cni first`);
       const dir = mkdtempSync(join(tmpdir(), "weft-podman-"));
+      const node = await createNetns("wpn");
       const bridge = uniqueName("wpb");
       const net = uniqueName("wpnet");
       const third = 100 + Math.floor(Math.random() * 100);
-      const forward = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
       const teardown = async () => {
-        await labRunner.run("ip", ["link", "del", bridge], { reject: false });
-        writeFileSync("/proc/sys/net/ipv4/ip_forward", forward);
+        await node.destroy();
         rmSync(dir, { recursive: true, force: true });
       };
-      const unregister = registerCleanup(teardown, () => {
-        labRunner.runSync("ip", ["link", "del", bridge]);
-        writeFileSync("/proc/sys/net/ipv4/ip_forward", forward);
-      });
+      const unregister = registerCleanup(teardown, () => rmSync(dir, { recursive: true, force: true }));
       try {
         const rootfs = join(dir, "rootfs");
         mkdirSync(join(rootfs, "bin"), { recursive: true });
@@ -67,9 +64,10 @@ describeReal(
         );
 
         const r = await labRunner.run(
-          "podman",
+          "nsenter",
           [
-            "--runtime", "runc", "--network-backend", "cni", "--network-config-dir", join(dir, "net.d"),
+            `--net=${node.path}`,
+            "podman", "--runtime", "runc", "--network-backend", "cni", "--network-config-dir", join(dir, "net.d"),
             "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000",
             "--network", net, "--rootfs", rootfs, "/bin/ip", "addr",
           ],
@@ -83,7 +81,10 @@ describeReal(
         // The installed `weft` (extensionless, run through its shebang) kept its code caches where podman's
         // environment said (libcni passes the runtime's environment on to plugins), for ADD and for DEL.
         expect(readdirSync(join(dir, "code-cache")).map((f) => f.replace(/.*-/, "")).sort()).toEqual(["ADD.v8", "DEL.v8"]);
-        expect((await labRunner.run("ip", ["-br", "addr", "show", "dev", bridge])).stdout).toContain(`198.19.${third}.1/24`);
+        // The bridge (the pods' gateway) is in the test's namespace, with ip_forward on there; the root one has no such link.
+        expect((await node.ip(["-br", "addr", "show", "dev", bridge])).stdout).toContain(`198.19.${third}.1/24`);
+        expect((await node.run("cat", ["/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe("1");
+        expect((await labRunner.run("ip", ["link", "show", bridge], { reject: false })).exitCode).not.toBe(0);
       } finally {
         await teardown();
         unregister();
