@@ -100,6 +100,8 @@ interface AddrState {
   scope: string;
   /** IPv6 added without nodad: Duplicate Address Detection never ends here (no timers), so it stays tentative. */
   tentative: boolean;
+  /** Planted with preferred lifetime 0 (addExternalAddress). */
+  deprecated?: boolean;
 }
 
 interface RouteState {
@@ -252,8 +254,15 @@ export class FakeKernel implements KernelPort {
   }
 
   /** Plants an address that has been there a while: an IPv6 one has finished DAD (is not tentative). */
-  addExternalAddress(addr: { dev: string; address: string }): void {
-    this.plant({ op: "addr.add", addr: { ...addr, nodad: true } });
+  /** Plants an address (usable at once); `deprecated` as after `ip addr add ... preferred_lft 0`. */
+  addExternalAddress(addr: { dev: string; address: string; deprecated?: boolean }): void {
+    const { deprecated, ...spec } = addr;
+    this.plant({ op: "addr.add", addr: { ...spec, nodad: true } });
+    if (deprecated) {
+      const ip = IPAddress.parse(spec.address.split("/")[0]!);
+      const a = this.addrs.find((x) => x.dev === spec.dev && x.ip.equals(ip));
+      if (a) a.deprecated = true;
+    }
   }
 
   /** Plants a route (protocol defaults to boot, as `ip route add` gives). Throws when the kernel would refuse it. */
@@ -336,7 +345,7 @@ export class FakeKernel implements KernelPort {
     // The kernel's source choice: the route's prefsrc, else an address of the device on the next hop's subnet,
     // else its first (never a tentative IPv6 one).
     const hop = (route.gateway && IPAddress.tryParse(route.gateway)) || ip;
-    const usable = this.addrs.filter((a) => a.dev === route.dev && a.ip.family === ip.family && !a.tentative);
+    const usable = this.addrs.filter((a) => a.dev === route.dev && a.ip.family === ip.family && !a.tentative && !a.deprecated);
     const src = route.src ?? (usable.find((a) => IPNet.of(a.ip, a.prefix).contains(hop)) ?? usable[0])?.ip.toString();
     return { type: "unicast", dev: route.dev, ...(route.gateway ? { gateway: route.gateway } : {}), ...(src ? { src } : {}) };
   }
@@ -910,7 +919,7 @@ function linkOut(l: LinkState): Link {
 }
 
 function addrOut(a: AddrState): Address {
-  return { dev: a.dev, address: `${a.ip.toString()}/${a.prefix}`, family: a.ip.family, scope: a.scope };
+  return { dev: a.dev, address: `${a.ip.toString()}/${a.prefix}`, family: a.ip.family, scope: a.scope, ...(a.deprecated ? { deprecated: true as const } : {}) };
 }
 
 function routeOut(r: RouteState): RouteSpec {

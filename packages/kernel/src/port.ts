@@ -73,6 +73,8 @@ export type OpResult = { readonly ok: true } | { readonly ok: false; readonly er
 export interface Address extends AddressSpec {
   readonly family: Family;
   readonly scope?: string;
+  /** Set when the kernel marks it deprecated (preferred lifetime over): usable, but not to be chosen for new use. */
+  readonly deprecated?: true;
 }
 
 /** Which routes KernelPort.listRoutes returns. */

@@ -28,13 +28,6 @@ export function isGlobalUnicast(ip: IPAddress): boolean {
   return ip.value !== 0n && ip.value !== 1n && !V6_MULTICAST.contains(ip) && !V6_LINK_LOCAL.contains(ip);
 }
 
-/**
- * An address as read back, plus the flags `ip -j addr` reports in `addr_info` when the adapter passes them
- * through. The KernelPort's Address has no flags yet; when it gains them, deprecated addresses drop out here
- * without further change.
- */
-export type AddressWithFlags = Address & { readonly deprecated?: boolean };
-
 /** One usable address of an interface. */
 export interface UsableAddress {
   readonly ip: IPAddress;
@@ -49,7 +42,7 @@ export interface UsableAddress {
 export function usableAddresses(addrs: readonly Address[], dev: string, family: Family): UsableAddress[] {
   const global: UsableAddress[] = [];
   const linkLocal: UsableAddress[] = [];
-  for (const a of addrs as readonly AddressWithFlags[]) {
+  for (const a of addrs) {
     if (a.dev !== dev || a.family !== family || a.deprecated === true) continue;
     const slash = a.address.indexOf("/");
     const ip = IPAddress.tryParse(slash >= 0 ? a.address.slice(0, slash) : a.address);

@@ -64,6 +64,16 @@ describeReal("chooseExternalInterface on the real kernel", () => {
     expect(e.ifaceV6Addr?.toString()).toMatch(/^fe80:/);
   });
 
+  it("never picks a deprecated address (preferred lifetime over): wb0's deprecated global IPv6 is passed over for its link-local", async () => {
+    await ns.ip(["addr", "add", "2001:2:b::9/64", "dev", "wb0", "preferred_lft", "0", "nodad"]);
+    try {
+      const e = await chooseExternalInterface(kernel, opts({ iface: ["wb0"], families: { v4: true, v6: true } }));
+      expect(e.ifaceV6Addr?.toString()).toMatch(/^fe80:/);
+    } finally {
+      await ns.ip(["addr", "del", "2001:2:b::9/64", "dev", "wb0"]);
+    }
+  });
+
   it("can-reach a host behind the default route gives its interface", async () => {
     const e = await chooseExternalInterface(kernel, opts({ ifaceCanReach: "198.19.5.5" }));
     expect(e.name).toBe("wa0");

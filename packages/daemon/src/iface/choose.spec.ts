@@ -151,6 +151,15 @@ describe("chooseExternalInterface: --iface", () => {
     expect(addrs(await chooseExternalInterface(node(), opts({ iface: ["2001:2:0:1::1"], families: DUAL })))).toMatchObject({ name: "eth1", ifaceAddr: "198.18.1.1", ifaceV6Addr: "2001:2:0:1::1" });
   });
 
+  it("passes over a deprecated address the kernel reports (the next usable one is advertised)", async () => {
+    const k = new FakeKernel();
+    k.addExternalLink({ name: "eth1", kind: "dummy", up: true, mtu: 1500 });
+    k.addExternalAddress({ dev: "eth1", address: "198.18.1.1/24" });
+    k.addExternalAddress({ dev: "eth1", address: "2001:2:0:1::1/64", deprecated: true });
+    k.addExternalAddress({ dev: "eth1", address: "2001:2:0:1::2/64" });
+    expect(addrs(await chooseExternalInterface(k, opts({ iface: ["eth1"], families: DUAL })))).toMatchObject({ ifaceV6Addr: "2001:2:0:1::2" });
+  });
+
   it("tries the values in order", async () => {
     expect((await chooseExternalInterface(node(), opts({ iface: ["ens3", "eth2"] }))).name).toBe("eth2");
   });

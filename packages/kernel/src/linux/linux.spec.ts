@@ -7,7 +7,7 @@ import type { KernelOp } from "../port.js";
 import { BatchExecutor, type BatchRunner, batchInput, parseBatchStderr, SENTINEL } from "./batch.js";
 import { classifyKernelMessage } from "./classify.js";
 import { compileOp } from "./commands.js";
-import { parseFdb, parseLinks, parseNeighbours, parseRoutes } from "./parse.js";
+import { parseAddresses, parseFdb, parseLinks, parseNeighbours, parseRoutes } from "./parse.js";
 import { InvalidValue } from "./validate.js";
 
 describe("parseRoutes", () => {
@@ -55,6 +55,26 @@ describe("parseRoutes", () => {
       family: "v6",
     });
     expect(r!.dst).toBe("2001:2:0:9::/64");
+  });
+});
+
+describe("parseAddresses", () => {
+  it("marks deprecated addresses (the flag, or a preferred lifetime of 0) and keeps the scope", () => {
+    const j = [
+      {
+        ifname: "eth0",
+        addr_info: [
+          { family: "inet", local: "198.18.0.1", prefixlen: 24, scope: "global", deprecated: true, preferred_life_time: 4294967295 },
+          { family: "inet6", local: "2001:2::5", prefixlen: 64, scope: "global", preferred_life_time: 0 },
+          { family: "inet6", local: "2001:2::6", prefixlen: 64, scope: "global", preferred_life_time: 4294967295 },
+        ],
+      },
+    ];
+    expect(parseAddresses(j)).toEqual([
+      { dev: "eth0", address: "198.18.0.1/24", family: "v4", scope: "global", deprecated: true },
+      { dev: "eth0", address: "2001:2::5/64", family: "v6", scope: "global", deprecated: true },
+      { dev: "eth0", address: "2001:2::6/64", family: "v6", scope: "global" },
+    ]);
   });
 });
 

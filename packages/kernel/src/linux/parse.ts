@@ -132,7 +132,13 @@ export function parseAddresses(items: readonly Json[]): Address[] {
       const len = num(a.prefixlen);
       if ((fam !== "inet" && fam !== "inet6") || !local || len === undefined) continue;
       const scope = str(a.scope);
-      out.push({ dev, address: `${canonicalIp(local)}/${len}`, family: fam === "inet" ? "v4" : "v6", ...(scope ? { scope } : {}) });
+      out.push({
+        dev,
+        address: `${canonicalIp(local)}/${len}`,
+        family: fam === "inet" ? "v4" : "v6",
+        ...(scope ? { scope } : {}),
+        ...(a.deprecated === true || a.preferred_life_time === 0 ? { deprecated: true as const } : {}),
+      });
     }
   }
   return out;
