@@ -38,7 +38,13 @@ for (const sc of scenarios) {
       });
 
       it("advertises the backend's MTU and reaches every pod from every pod", async () => {
-        for (const n of c.nodes) expect(c.subnetEnv(n).mtu).toBe(sc.mtu);
+        for (const n of c.nodes) {
+          const env = c.subnetEnv(n);
+          expect(env.mtu).toBe(sc.mtu);
+          // Each family the scenario is about really is there (the ping matrix below is strict about it too).
+          expect(env.ipv6Subnet !== undefined, "FLANNEL_IPV6_SUBNET").toBe(sc.ipv6 === true);
+          expect(env.subnet !== undefined, "FLANNEL_SUBNET").toBe(!sc.v6only);
+        }
         const families = sc.v6only ? (["v6"] as const) : sc.ipv6 ? (["v4", "v6"] as const) : (["v4"] as const);
         for (const family of families) {
           expect(await c.pingMatrix({ family }), family).toEqual([]);

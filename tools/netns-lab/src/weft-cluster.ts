@@ -214,7 +214,13 @@ export class WeftCluster {
         pods
           .filter((b) => b !== a)
           .map(async (b) => {
-            const to = opts.family === "v6" ? b.ipv6 ?? b.ip : b.ip;
+            // Strictly the family asked for: a pod without an address of it is a failure, never a quiet IPv4 ping.
+            const want = opts.family ?? "v4";
+            const to = [b.ipv6, b.ip].find((x) => x !== undefined && x.includes(":") === (want === "v6"));
+            if (!to) {
+              failures.push(`${a.netns.name} -> ${b.netns.name}: that pod has no ${want === "v6" ? "IPv6" : "IPv4"} address (did weftd write its subnet to subnet.env?)`);
+              return;
+            }
             const ok = await this.lab.ping(a.netns, to.split("/")[0]!, { count: 2, timeoutS: 2, ...(opts.size ? { size: opts.size } : {}), ...(opts.dontFragment ? { dontFragment: true } : {}) });
             if (!ok) failures.push(`${a.netns.name} -> ${to}`);
           }),
