@@ -39,5 +39,6 @@ describe("BackendRegistry", () => {
     expect(() => r.add({ type: "x" }, "./my-backend.js")).toThrow(/\.\/my-backend\.js is not a Weft backend module/);
     r.add(mod("vxlan"));
     expect(() => r.add(mod("VxLan"), "evil-pkg")).toThrow(WeftError);
+    expect(() => r.add(mod("VxLan"), "evil-pkg")).toThrow(expect.objectContaining({ code: "BACKEND_TYPE_TAKEN" }));
   });
 });

@@ -11,6 +11,7 @@ import { WeftError } from "./errors.js";
  */
 export class BackendRegistry {
   private readonly modules = new Map<string, BackendModule>();
+  private readonly origins = new Map<string, string>();
 
   /** Adds a module; `origin` (package name or path) makes errors actionable. */
   add(module: unknown, origin = "built-in"): BackendModule {
@@ -21,10 +22,16 @@ export class BackendRegistry {
       );
     }
     const key = module.type.toLowerCase();
-    if (this.modules.has(key)) {
-      throw new WeftError("BACKEND_TYPE_TAKEN", `backend module ${origin} declares type "${module.type}", which another module already registered`);
+    const holder = this.modules.get(key);
+    if (holder) {
+      throw new WeftError(
+        "BACKEND_TYPE_TAKEN",
+        `backend module ${origin} declares type "${module.type}", which ${this.origins.get(key)} (type "${holder.type}") already registered: ` +
+          `give the new module another type, or load only one of them`,
+      );
     }
     this.modules.set(key, module);
+    this.origins.set(key, origin);
     return module;
   }
 

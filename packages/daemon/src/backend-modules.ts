@@ -4,8 +4,7 @@
  * import code). Each module's default export is validated by the registry; Backend.Type then selects one.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { createRequire } from "node:module";
-import { isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type BackendModule, BackendRegistry, WeftError, errorMessage } from "@weft/core";
 
@@ -39,11 +38,23 @@ export function resolveBackendModule(spec: string, cwd: string): string {
     }
     return pathToFileURL(statSync(abs).isDirectory() ? packageEntry(abs) : abs).href;
   }
-  try {
-    return pathToFileURL(createRequire(join(cwd, "noop.js")).resolve(spec)).href;
-  } catch {
-    throw new WeftError("BACKEND_MODULE_INVALID", `--backend-module ${spec}: package not found from ${cwd}: install it (npm install ${spec}) or pass a path`);
+  // A package name: found in node_modules of cwd or a parent, as Node does, and entered the ESM way (exports'
+  // "import" condition first), so an ESM-only package (exports without "require") is found too.
+  if (!/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/i.test(spec)) {
+    throw new WeftError("BACKEND_MODULE_INVALID", `--backend-module ${spec}: not a package name or a path: give an npm package name, or a path starting with ./, ../ or /`);
   }
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    const candidate = join(dir, "node_modules", spec);
+    if (existsSync(join(candidate, "package.json"))) {
+      const entry = packageEntry(candidate);
+      if (!existsSync(entry)) {
+        throw new WeftError("BACKEND_MODULE_INVALID", `--backend-module ${spec}: ${candidate} names ${entry} as its entry, which does not exist: build or reinstall the package`);
+      }
+      return pathToFileURL(entry).href;
+    }
+    if (dirname(dir) === dir) break;
+  }
+  throw new WeftError("BACKEND_MODULE_INVALID", `--backend-module ${spec}: package not found in node_modules from ${cwd} up: install it (npm install ${spec}) or pass a path`);
 }
 
 export async function loadBackendModules(options: {
