@@ -3,7 +3,7 @@
  * in the environment, the network config on stdin. Its V8 code cache goes to the node's temporary directory. The "node" is a fresh namespace (the plugin runs under
  * `ip netns exec <node>`, which also remounts /sys for it), each "pod" another namespace.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -151,6 +151,31 @@ describeReal(
       const after = await cni(node, "CHECK", pod, "c-v4", { ...node.conf, prevResult: res });
       expect(after.exitCode).toBe(1);
       expect(JSON.parse(after.stdout).msg).toMatch(/CHECK of c-v4\/eth0 failed/);
+    });
+
+    it("CHECK fails, naming what, when a route, an address or the reservation is gone behind the plugin's back", async () => {
+      const node = await makeNode(V4);
+      const pod = await makePod();
+      const res = ok(await cni(node, "ADD", pod, "c-chk"));
+      const check = async () => {
+        const r = await cni(node, "CHECK", pod, "c-chk", { ...node.conf, prevResult: res });
+        return r.exitCode === 0 ? "ok" : (JSON.parse(r.stdout).msg as string);
+      };
+      expect(await check()).toBe("ok");
+      await pod.ip(["route", "del", "198.19.0.0/16"]);
+      expect(await check()).toMatch(/CHECK of c-chk\/eth0 failed: route to 198\.19\.0\.0\/16 is missing/);
+      await pod.ip(["route", "add", "198.19.0.0/16", "via", "198.19.11.1", "dev", "eth0"]);
+      expect(await check()).toBe("ok");
+      const reservation = join(node.dir, "ipam", "cbr0", "198.19.11.2");
+      const held = readFileSync(reservation, "utf8");
+      rmSync(reservation);
+      expect(await check()).toMatch(/failed: address 198\.19\.11\.2 is not reserved for this container/);
+      writeFileSync(reservation, held);
+      expect(await check()).toBe("ok");
+      // Last: taking the address away also takes the routes through it; the address is what CHECK names first.
+      await pod.ip(["addr", "del", "198.19.11.2/24", "dev", "eth0"]);
+      expect(await check()).toMatch(/failed: address 198\.19\.11\.2\/24 is missing on eth0/);
+      ok(await cni(node, "DEL", pod, "c-chk"));
     });
 
     it("keeps a V8 code cache per command: written after the first successful ADD and DEL, used from then on", async () => {
