@@ -41,6 +41,12 @@ export interface FakeApiServerOptions {
   expiredWatch?: "event" | "status";
   /** Send BOOKMARK events to watchers that allow them every this many ms. Default 0: only on sendBookmarks(). */
   bookmarkIntervalMs?: number;
+  /**
+   * Also serve the API on this unix socket path. A socket is reachable from every network namespace on the
+   * machine (it lives in the filesystem), so agents in lab namespaces can reach the server through a local
+   * forwarder without any address in the root namespace.
+   */
+  unixSocket?: string;
 }
 
 /** One HTTP request as the server saw it. */
@@ -192,6 +198,7 @@ export class FakeApiServer {
   private bookmarkTimer?: NodeJS.Timeout;
   private readonly options: Required<FakeApiServerOptions>;
   private closed = false;
+  private unixServer?: Server;
 
   private constructor(
     private readonly server: Server,
@@ -205,6 +212,7 @@ export class FakeApiServer {
       fieldValidation: options.fieldValidation ?? "Strict",
       expiredWatch: options.expiredWatch ?? "event",
       bookmarkIntervalMs: options.bookmarkIntervalMs ?? 0,
+      unixSocket: options.unixSocket ?? "",
     };
     if (this.options.bookmarkIntervalMs > 0) {
       this.bookmarkTimer = setInterval(() => this.sendBookmarks(), this.options.bookmarkIntervalMs);
@@ -221,6 +229,18 @@ export class FakeApiServer {
       server.once("error", reject);
       server.listen(0, "127.0.0.1", () => resolve());
     });
+    let unixServer: Server | undefined;
+    if (options.unixSocket) {
+      rmSync(options.unixSocket, { force: true });
+      const onUnix = createServer((req, res) => {
+        void self!.handle(req, res);
+      });
+      await new Promise<void>((resolve, reject) => {
+        onUnix.once("error", reject);
+        onUnix.listen(options.unixSocket, () => resolve());
+      });
+      unixServer = onUnix;
+    }
     const port = (server.address() as AddressInfo).port;
     const url = `http://127.0.0.1:${port}`;
     const tmp = mkdtempSync(join(tmpdir(), "weft-kube-"));
@@ -249,6 +269,7 @@ export class FakeApiServer {
       ].join("\n"),
     );
     self = new FakeApiServer(server, url, kubeconfigPath, tmp, options);
+    self.unixServer = unixServer;
     return self;
   }
 
@@ -340,10 +361,14 @@ export class FakeApiServer {
     this.closed = true;
     if (this.bookmarkTimer) clearInterval(this.bookmarkTimer);
     this.closeWatches();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    for (const s of [this.server, this.unixServer]) {
+      if (!s) continue;
+      await new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeAllConnections();
+      });
+    }
+    if (this.options.unixSocket) rmSync(this.options.unixSocket, { force: true });
     rmSync(this.tmp, { recursive: true, force: true });
   }
 

@@ -1,14 +1,21 @@
 /**
- * WeftCluster: a real Weft cluster on this machine — a Lab of node namespaces, a real etcd reached over a unix
- * socket (so it works from every namespace without a root-ns address), one `weftd` process per node running
- * inside its namespace, and optionally one pod per node on a `cni0` bridge addressed from the node's lease.
- * Used by the agent's cluster tests, backend cluster tests, the demo and the datapath benchmark.
+ * WeftCluster: a real Weft cluster on this machine — a Lab of node namespaces, a store, one `weftd` process per
+ * node running inside its namespace, and optionally one pod per node on a `cni0` bridge addressed from the
+ * node's lease. Used by the agent's cluster tests, backend cluster tests, the demo and the datapath benchmark.
+ *
+ * The store is a real etcd reached over a unix socket (so it works from every namespace without a root-ns
+ * address), or with `store: "kube"` the in-repo Kubernetes API server (ADR 0003): it serves on a unix socket
+ * too, and a small forwarder in each node namespace makes it http://127.0.0.1:6443 there, so weftd runs with
+ * --kube-subnet-mgr, a kubeconfig and NODE_NAME exactly as in a DaemonSet. Nodes are named n1, n2, ... with
+ * podCIDRs carved from the network in node order.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { IPPrefix, parseSubnetEnv, type SubnetEnv } from "@weft/core";
+import { fileURLToPath } from "node:url";
+import { IPNet, IPPrefix, parseSubnetEnv, type SubnetEnv } from "@weft/core";
 import type { ChildHandle } from "@weft/kernel";
+import { type FakeApiServer, startFakeApiServer } from "@weft/kube-testing";
 import { registerCleanup } from "./cleanup.js";
 import { type EtcdServer, etcdHttp, etcdPut, startEtcd } from "./etcd.js";
 import { uniqueName } from "./guards.js";
@@ -37,6 +44,8 @@ export interface WeftClusterOptions {
   readonly name?: string;
   /** Extra environment for every weftd (e.g. WEFT_WIREGUARD_PRIVATE_SOCKET_DIR=1 for several wireguard nodes on one machine). */
   readonly env?: Readonly<Record<string, string>>;
+  /** The cluster store: a real etcd (default) or the in-repo Kubernetes API server (`--kube-subnet-mgr`). */
+  readonly store?: "etcd" | "kube";
 }
 
 export interface WeftNode {
@@ -45,11 +54,19 @@ export interface WeftNode {
   readonly subnetFile: string;
   readonly stateDir: string;
   readonly logFile: string;
+  /** The Kubernetes node name (kube store). */
+  readonly nodeName: string;
   proc?: ChildHandle;
   pod?: LabPod;
+  /** The forwarder to the API server (kube store), for the node's whole life. */
+  forwarder?: ChildHandle;
 }
 
 export const HEALTH_PORT = 9099;
+/** Where weftd finds the API server inside a node namespace (kube store). */
+export const KUBE_API_PORT = 6443;
+// From src/ (tests run the sources) and from dist/ alike: the compiled script, run by node in a node namespace.
+const FORWARDER = fileURLToPath(new URL("../dist/tcp-unix-forward.js", import.meta.url));
 
 export class WeftCluster {
   readonly nodes: WeftNode[] = [];
@@ -58,38 +75,90 @@ export class WeftCluster {
 
   private constructor(
     readonly lab: Lab,
-    readonly etcd: EtcdServer,
+    private readonly etcdServer: EtcdServer | undefined,
+    private readonly apiServer: FakeApiServer | undefined,
     readonly prefix: string,
     readonly dir: string,
     readonly options: WeftClusterOptions,
   ) {}
 
-  /** Builds the lab, starts etcd, writes the config, starts every agent, waits until all are ready, adds pods. */
+  /** Builds the lab, starts the store, writes the config, starts every agent, waits until all are ready, adds pods. */
   static async start(options: WeftClusterOptions): Promise<WeftCluster> {
     if (!existsSync(options.weftd)) throw new Error(`weftd not found at ${options.weftd}: run npm run build first`);
     const dir = join(tmpdir(), uniqueName("weftc", 8));
     mkdirSync(dir, { recursive: true });
     const lab = await Lab.create({ nodes: options.nodes, ipv6: options.ipv6Network !== undefined, ...(options.mtu ? { mtu: options.mtu } : {}), name: options.name ?? "wc" });
-    let etcd: EtcdServer | undefined;
+    let cluster: WeftCluster | undefined;
     try {
-      etcd = await startEtcd({ listen: "unix" });
-      const cluster = new WeftCluster(lab, etcd, `/weft-test/${uniqueName("c", 8)}/network`, dir, options);
-      cluster.unregister = registerCleanup(() => cluster.destroy());
-      await etcdPut(etcd.endpoint, `${cluster.prefix}/config`, JSON.stringify(cluster.netConf()));
+      const kube = options.store === "kube";
+      const etcd = kube ? undefined : await startEtcd({ listen: "unix" });
+      const api = kube ? await startFakeApiServer({ unixSocket: join(dir, "api.sock") }) : undefined;
+      cluster = new WeftCluster(lab, etcd, api, `/weft-test/${uniqueName("c", 8)}/network`, dir, options);
+      const c = cluster;
+      c.unregister = registerCleanup(() => c.destroy());
+      if (etcd) await etcdPut(etcd.endpoint, `${c.prefix}/config`, JSON.stringify(c.netConf()));
+      else writeFileSync(join(dir, "net-conf.json"), JSON.stringify(c.netConf()));
       for (const n of lab.nodes) {
         const nd = join(dir, `n${n.index}`);
         mkdirSync(nd, { recursive: true });
-        cluster.nodes.push({ lab: n, dir: nd, subnetFile: join(nd, "subnet.env"), stateDir: join(nd, "state"), logFile: join(nd, "weftd.log") });
+        c.nodes.push({ lab: n, dir: nd, subnetFile: join(nd, "subnet.env"), stateDir: join(nd, "state"), logFile: join(nd, "weftd.log"), nodeName: `n${n.index}` });
       }
-      await Promise.all(cluster.nodes.map((n) => cluster.startAgent(n)));
-      await Promise.all(cluster.nodes.map((n) => cluster.waitReady(n)));
-      if (options.pods !== false) for (const n of cluster.nodes) await cluster.addPod(n);
-      return cluster;
+      if (api) {
+        writeFileSync(join(dir, "kubeconfig"), kubeconfigFor(`http://127.0.0.1:${KUBE_API_PORT}`));
+        for (const n of c.nodes) api.addNode({ metadata: { name: n.nodeName }, spec: { podCIDRs: c.podCIDRs(n.lab.index) } });
+        await Promise.all(c.nodes.map((n) => c.startForwarder(n)));
+      }
+      await Promise.all(c.nodes.map((n) => c.startAgent(n)));
+      await Promise.all(c.nodes.map((n) => c.waitReady(n)));
+      if (options.pods !== false) for (const n of c.nodes) await c.addPod(n);
+      return c;
     } catch (err) {
-      await lab.destroy().catch(() => undefined);
-      await etcd?.stop().catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
+      if (cluster) await cluster.destroy().catch(() => undefined);
+      else {
+        await lab.destroy().catch(() => undefined);
+        rmSync(dir, { recursive: true, force: true });
+      }
       throw err;
+    }
+  }
+
+  /** The etcd store (throws for a cluster on the kube store). */
+  get etcd(): EtcdServer {
+    if (!this.etcdServer) throw new Error("this WeftCluster runs on the kube store: there is no etcd");
+    return this.etcdServer;
+  }
+
+  /** The Kubernetes API server (throws for a cluster on the etcd store). */
+  get api(): FakeApiServer {
+    if (!this.apiServer) throw new Error("this WeftCluster runs on etcd: there is no Kubernetes API server");
+    return this.apiServer;
+  }
+
+  /** The podCIDRs of node `index` (1-based) on the kube store: the index-th subnet of each enabled network. */
+  podCIDRs(index: number): string[] {
+    const o = this.options;
+    const nth = (network: string, len: number) => {
+      const net = IPNet.parse(network);
+      return IPNet.of(net.ip.add(BigInt(index) << BigInt(net.ip.bits - len)), len).toString();
+    };
+    return [
+      ...(o.enableIPv4 === false ? [] : [nth(o.network ?? "198.19.0.0/16", o.subnetLen ?? 24)]),
+      ...(o.ipv6Network ? [nth(o.ipv6Network, o.ipv6SubnetLen ?? 64)] : []),
+    ];
+  }
+
+  /** Starts the node's forwarder to the API server and waits until it listens (kube store). */
+  private async startForwarder(n: WeftNode): Promise<void> {
+    const log = join(n.dir, "forwarder.log");
+    const p = labRunner.spawn("ip", ["netns", "exec", n.lab.netns.name, process.execPath, FORWARDER, "127.0.0.1", String(KUBE_API_PORT), join(this.dir, "api.sock")], {
+      stdoutFile: log,
+      stderrFile: log,
+    });
+    n.forwarder = p;
+    const deadline = Date.now() + 10_000;
+    while (!(existsSync(log) && readFileSync(log, "utf8").includes("ready"))) {
+      if (Date.now() > deadline) throw new Error(`node ${n.lab.index}: the API forwarder did not start: ${existsSync(log) ? readFileSync(log, "utf8") : ""}`);
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
 
@@ -106,16 +175,17 @@ export class WeftCluster {
   }
 
   agentArgs(n: WeftNode, extra: readonly string[] = []): string[] {
+    const store = this.apiServer
+      ? ["--kube-subnet-mgr", "--kubeconfig-file", join(this.dir, "kubeconfig"), "--net-config-path", join(this.dir, "net-conf.json")]
+      : ["--etcd-endpoints", this.etcd.endpoint, "--etcd-prefix", this.prefix, "--etcd-lease-ttl", "600"];
     return [
-      "--etcd-endpoints", this.etcd.endpoint,
-      "--etcd-prefix", this.prefix,
+      ...store,
       "--iface", "eth0",
       "--subnet-file", n.subnetFile,
       "--state-dir", n.stateDir,
       "--healthz-ip", "127.0.0.1",
       "--healthz-port", String(HEALTH_PORT),
       "--resync-interval", String(this.options.resyncInterval ?? 2),
-      "--etcd-lease-ttl", "600",
       ...(this.options.flags ?? []),
       ...extra,
     ];
@@ -127,7 +197,7 @@ export class WeftCluster {
     const proc = labRunner.spawn("ip", ["netns", "exec", n.lab.netns.name, process.execPath, this.options.weftd, ...this.agentArgs(n, extra)], {
       stdoutFile: n.logFile,
       stderrFile: n.logFile,
-      ...(this.options.env ? { env: this.options.env } : {}),
+      env: { ...(this.apiServer ? { NODE_NAME: n.nodeName } : {}), ...this.options.env },
     });
     n.proc = proc;
     void proc.exited.then(() => {
@@ -195,8 +265,20 @@ export class WeftCluster {
     return pod;
   }
 
-  /** The subnet keys under <prefix>/subnets/ with their values, read straight from etcd. */
+  /**
+   * The subnet keys under <prefix>/subnets/ with their values, read straight from etcd; on the kube store, each
+   * node's podCIDRs with its weft.io annotations.
+   */
   async leases(): Promise<Record<string, string>> {
+    if (this.apiServer) {
+      const out: Record<string, string> = {};
+      for (const n of this.nodes) {
+        const node = this.apiServer.getNode(n.nodeName) as { metadata?: { annotations?: Record<string, string> } } | undefined;
+        const weft = Object.entries(node?.metadata?.annotations ?? {}).filter(([k]) => k.startsWith("weft.io/"));
+        out[this.podCIDRs(n.lab.index).join(",")] = JSON.stringify(Object.fromEntries(weft));
+      }
+      return out;
+    }
     const key = Buffer.from(`${this.prefix}/subnets/`).toString("base64");
     const end = Buffer.from(`${this.prefix}/subnets0`).toString("base64");
     const r = await etcdHttp(this.etcd.endpoint, "/v3/kv/range", { key, range_end: end });
@@ -246,11 +328,38 @@ export class WeftCluster {
             .catch(() => undefined),
         ),
       );
+      for (const n of this.nodes) {
+        n.forwarder?.kill("SIGTERM");
+        await n.forwarder?.exited;
+      }
       await this.lab.destroy().catch(() => undefined);
-      await this.etcd.stop().catch(() => undefined);
+      await this.etcdServer?.stop().catch(() => undefined);
+      await this.apiServer?.close().catch(() => undefined);
       if (!process.env.WEFT_KEEP_LOGS) rmSync(this.dir, { recursive: true, force: true });
     })();
     return this.destroyed;
   }
 }
 
+/** A kubeconfig for plain HTTP to `server` (the client needs insecure-skip-tls-verify to accept an http URL). */
+function kubeconfigFor(server: string): string {
+  return [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    "- name: weft-lab",
+    "  cluster:",
+    `    server: ${server}`,
+    "    insecure-skip-tls-verify: true",
+    "contexts:",
+    "- name: weft-lab",
+    "  context:",
+    "    cluster: weft-lab",
+    "    user: weft-lab",
+    "current-context: weft-lab",
+    "users:",
+    "- name: weft-lab",
+    "  user: {}",
+    "",
+  ].join("\n");
+}
