@@ -185,6 +185,32 @@ function labelSelector(sel: string | undefined): (o: JsonObject) => boolean {
 
 // --- the server ------------------------------------------------------------------------------------------
 
+/**
+ * A kubeconfig for plain HTTP to `server`, no credentials. (@kubernetes/client-node 1.x refuses an http: URL
+ * unless insecure-skip-tls-verify is set.)
+ */
+export function kubeconfigFor(server: string): string {
+  return [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    `- name: ${KUBECONFIG_NAME}`,
+    "  cluster:",
+    `    server: ${server}`,
+    "    insecure-skip-tls-verify: true",
+    "contexts:",
+    `- name: ${KUBECONFIG_NAME}`,
+    "  context:",
+    `    cluster: ${KUBECONFIG_NAME}`,
+    `    user: ${KUBECONFIG_NAME}`,
+    `current-context: ${KUBECONFIG_NAME}`,
+    "users:",
+    `- name: ${KUBECONFIG_NAME}`,
+    "  user: {}",
+    "",
+  ].join("\n");
+}
+
 export class FakeApiServer {
   readonly requests: FakeRequestRecord[] = [];
   private readonly nodes = new Map<string, JsonObject>();
@@ -245,29 +271,7 @@ export class FakeApiServer {
     const url = `http://127.0.0.1:${port}`;
     const tmp = mkdtempSync(join(tmpdir(), "weft-kube-"));
     const kubeconfigPath = join(tmp, "kubeconfig");
-    // Plain HTTP needs insecure-skip-tls-verify in @kubernetes/client-node 1.x, or it refuses the http: URL.
-    writeFileSync(
-      kubeconfigPath,
-      [
-        "apiVersion: v1",
-        "kind: Config",
-        "clusters:",
-        `- name: ${KUBECONFIG_NAME}`,
-        "  cluster:",
-        `    server: ${url}`,
-        "    insecure-skip-tls-verify: true",
-        "contexts:",
-        `- name: ${KUBECONFIG_NAME}`,
-        "  context:",
-        `    cluster: ${KUBECONFIG_NAME}`,
-        `    user: ${KUBECONFIG_NAME}`,
-        `current-context: ${KUBECONFIG_NAME}`,
-        "users:",
-        `- name: ${KUBECONFIG_NAME}`,
-        "  user: {}",
-        "",
-      ].join("\n"),
-    );
+    writeFileSync(kubeconfigPath, kubeconfigFor(url));
     self = new FakeApiServer(server, url, kubeconfigPath, tmp, options);
     self.unixServer = unixServer;
     return self;

@@ -6,6 +6,7 @@ export {
   type FaultSpec,
   type FieldValidation,
   type PatchType,
+  kubeconfigFor,
   startFakeApiServer,
 } from "./fake-api-server.js";
 export { PatchError, deepEqual, jsonMergePatch, jsonPatch, strategicMergePatch } from "./patch.js";

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { IPNet, IPPrefix, parseSubnetEnv, type SubnetEnv } from "@weft/core";
 import type { ChildHandle } from "@weft/kernel";
-import { type FakeApiServer, startFakeApiServer } from "@weft/kube-testing";
+import { type FakeApiServer, kubeconfigFor, startFakeApiServer } from "@weft/kube-testing";
 import { registerCleanup } from "./cleanup.js";
 import { type EtcdServer, etcdHttp, etcdPut, startEtcd } from "./etcd.js";
 import { uniqueName } from "./guards.js";
@@ -339,27 +339,4 @@ export class WeftCluster {
     })();
     return this.destroyed;
   }
-}
-
-/** A kubeconfig for plain HTTP to `server` (the client needs insecure-skip-tls-verify to accept an http URL). */
-function kubeconfigFor(server: string): string {
-  return [
-    "apiVersion: v1",
-    "kind: Config",
-    "clusters:",
-    "- name: weft-lab",
-    "  cluster:",
-    `    server: ${server}`,
-    "    insecure-skip-tls-verify: true",
-    "contexts:",
-    "- name: weft-lab",
-    "  context:",
-    "    cluster: weft-lab",
-    "    user: weft-lab",
-    "current-context: weft-lab",
-    "users:",
-    "- name: weft-lab",
-    "  user: {}",
-    "",
-  ].join("\n");
 }
