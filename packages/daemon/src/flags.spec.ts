@@ -28,6 +28,13 @@ describe("weftd flags", () => {
     expect(f["iptables-forward-rules"]).toBe(false);
     expect(f["etcd-endpoints"]).toEqual(["http://a:2379", "http://b:2379"]);
   });
+  it("never takes --backend-module from the environment (it loads code; an environment can come from a ConfigMap)", () => {
+    const { flags, notes } = parseFlagsWithNotes([], { WEFTD_BACKEND_MODULE: "/tmp/evil.js" });
+    expect(flags["backend-module"]).toEqual([]);
+    expect(notes).toEqual(["WEFTD_BACKEND_MODULE is ignored: --backend-module is taken only from the command line (it loads code)"]);
+    expect(parseFlags(["--backend-module", "./mine.js"], { WEFTD_BACKEND_MODULE: "/tmp/evil.js" })["backend-module"]).toEqual(["./mine.js"]);
+  });
+
   it("reads WEFTD_* from the environment; the command line wins", () => {
     const f = parseFlags(["--etcd-prefix", "/cli"], { WEFTD_ETCD_PREFIX: "/env", WEFTD_IP_MASQ: "true", WEFTD_IFACE: "eth1,eth2", WEFTD_HEALTHZ_PORT: "8081" });
     expect(f["etcd-prefix"]).toBe("/cli");

@@ -19,6 +19,8 @@ interface FlagDef {
   readonly max?: number;
   /** Accepted for compatibility with flanneld; the text says what Weft does instead (logged once at start). */
   readonly compat?: string;
+  /** Only from the command line, never from WEFTD_<NAME>: loading code must not be reachable from a ConfigMap. */
+  readonly cliOnly?: boolean;
 }
 
 export const FLAG_DEFS = {
@@ -50,7 +52,7 @@ export const FLAG_DEFS = {
   "set-node-network-unavailable": { kind: "bool", default: true, help: "kube: set NetworkUnavailable=False once up" },
   "state-dir": { kind: "string", default: "/var/lib/weft", help: "state kept across restarts (keys, VTEP MACs)" },
   "resync-interval": { kind: "int", default: 10, min: 1, max: 3600, help: "seconds between full reconciles of kernel state and rules" },
-  "backend-module": { kind: "list", default: [], help: "third-party backend module (package name or path); repeatable" },
+  "backend-module": { kind: "list", default: [], cliOnly: true, help: "third-party backend module (package name or path); repeatable; command line only (not WEFTD_BACKEND_MODULE)" },
   "log-level": { kind: "string", default: "info", help: "debug, info, warn or error" },
   "ip-blackhole-route": { kind: "bool", default: false, help: "add a blackhole route for this node's pod subnet(s), so traffic to unassigned pod addresses is dropped here" },
   // flanneld flags that Weft covers differently: accepted so a Flannel DaemonSet's arguments carry over.
@@ -150,8 +152,11 @@ export function parseFlagsWithNotes(argv: readonly string[], env: Readonly<Recor
   for (const name of Object.keys(FLAG_DEFS) as FlagName[]) {
     if (fromCli.has(name)) continue;
     const e = env[envName(name)];
-    if (e !== undefined && e !== "") {
-      const def: FlagDef = FLAG_DEFS[name];
+    const def: FlagDef = FLAG_DEFS[name];
+    if (e !== undefined && e !== "" && def.cliOnly) {
+      // An environment can come from a ConfigMap (envFrom): code is loaded only from what is on the command line.
+      notes.push(`${envName(name)} is ignored: --${name} is taken only from the command line (it loads code)`);
+    } else if (e !== undefined && e !== "") {
       // A repeatable flag from the environment takes a comma-separated list.
       out[name] = def.kind === "list" ? e.split(",").map((s) => s.trim()).filter(Boolean) : convert(name, e, envName(name));
       continue;

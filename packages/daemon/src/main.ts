@@ -56,7 +56,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   }
 
   logger.info("starting", { version: version(), flags: redactedFlags(flags) });
-  for (const n of notes) logger.info(n);
+  for (const n of notes) (n.includes("is ignored") ? logger.warn(n) : logger.info(n));
   const controller = new AbortController();
   const onSignal = (sig: string) => {
     if (controller.signal.aborted) return;
