@@ -198,6 +198,10 @@ describe("the conformance suite", () => {
   it("catches addPeer throwing on malformed data, and programming a foreign peer", async () => {
     expect((await failures({ throwsOnBadData: true })).get("malformed or foreign peer leases are skipped without affecting other peers")).toMatch(/addPeer threw for a peer with BackendData null/);
     expect((await failures({ ignoresType: true })).get("malformed or foreign peer leases are skipped without affecting other peers")).toMatch(/a peer of another backend type was reported programmed/);
+    // An author who lists no malformed data still gets the check, with data that is not even an object.
+    const { malformedPeerData: _listed, ...unlisted } = baseOptions;
+    const results = await runBackendConformance(toyModule({ throwsOnBadData: true }), unlisted);
+    expect(results.find((r) => r.name === "malformed or foreign peer leases are skipped without affecting other peers")?.error).toMatch(/addPeer threw for a peer with BackendData 42/);
   });
 
   it("catches a backend whose desired state drifts on every addPeer", async () => {

@@ -55,7 +55,11 @@ export interface ConformanceOptions {
   readonly encapsulates: boolean;
   /** Backend sections the schema must reject, each with the JSON path the error must name (e.g. "Backend.VNI"). */
   readonly invalidConfigs?: readonly { readonly config: unknown; readonly path: string }[];
-  /** BackendData values a peer might publish that the backend must refuse (a "skipped" status, never a throw). */
+  /**
+   * BackendData values a peer might publish that the backend must refuse (a "skipped" status, never a throw).
+   * Default, when the backend requires peer data: values that are not objects at all (`42`, `"x"`, `[]`); give
+   * your own to also cover wrong fields.
+   */
   readonly malformedPeerData?: readonly JsonValue[];
   /**
    * Configurations `preflight` must refuse, each on its own interface (see PreflightReject). The agent calls
@@ -99,6 +103,8 @@ export interface ConformanceResult {
   readonly error?: string;
 }
 
+/** Peer data a backend that needs structured peer data must refuse when the author lists none (malformedPeerData). */
+const DEFAULT_MALFORMED_PEER_DATA: readonly JsonValue[] = [42, "x", []];
 const FAMILIES_OF: Record<FamilyMode, Family[]> = { v4: ["v4"], v6: ["v6"], dual: ["v4", "v6"] };
 
 /** Agents started by one check, all closed when it ends. */
@@ -430,7 +436,7 @@ export function conformanceChecks(module: BackendModule, options: ConformanceOpt
       const bad: { what: string; lease: Lease }[] = [
         { what: "a peer of another backend type", lease: { ...template, attrs: { ...template.attrs, backendType: `not-${module.type}` } } },
         { what: "a peer without PublicIP", lease: { ...template, attrs: { backendType: template.attrs.backendType, ...dataOf(template) } } },
-        ...(options.malformedPeerData ?? []).map((d) => ({
+        ...(options.malformedPeerData ?? ((options.requiresPeerData ?? true) ? DEFAULT_MALFORMED_PEER_DATA : [])).map((d) => ({
           what: `a peer with BackendData ${JSON.stringify(d)}`,
           lease: { ...template, attrs: { ...template.attrs, backendData: d, backendV6Data: d } },
         })),
