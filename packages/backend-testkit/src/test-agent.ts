@@ -15,36 +15,29 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   BACKEND,
-  BACKEND_CONFIG,
   type Backend,
   type BackendData,
   type BackendModule,
   BackendRegistry,
-  DATAPATH,
   type Datapath,
-  EXTERNAL_INTERFACE,
   type ExternalInterface,
   IPAddress,
   IPPrefix,
   type KernelObjects,
   type Lease,
   type LeaseAttrs,
-  LOGGER,
   type Logger,
   MemoryLogger,
   configWarnings,
-  NETWORK_CONFIG,
   type NetworkConfig,
   type PeerStatus,
-  STATE_DIR,
-  SUBNET_MANAGER,
   WeftError,
   parseNetworkConfig,
   subnetKey,
 } from "@weft/core";
-import { KERNEL, type KernelOp, type KernelPort, PROCESS_RUNNER, type ProcessRunner, throwOnFailure } from "@weft/kernel";
+import { type KernelOp, type KernelPort, type ProcessRunner, throwOnFailure } from "@weft/kernel";
 import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
-import { DatapathEngine, type ReconcileReport, registerDatapath } from "@weft/reconcile";
+import { type DatapathEngine, type ReconcileReport, podMtu, wireBackend } from "@weft/reconcile";
 import { type DependencyContainer, container as rootContainer } from "tsyringe";
 import { FakeSubnetManager, type LocalLeaseChoice } from "./fake-subnet-manager.js";
 import { type KernelSnapshot, recreatedLinks, snapshotKernel } from "./kernel-snapshot.js";
@@ -280,22 +273,22 @@ export class TestAgent {
     // As weftd does: the module's configuration checks run first, so a configuration the backend cannot run
     // with stops the agent before it holds a lease or has changed anything on the node.
     this.module.preflight?.(this.backendConfig, this.config, this.iface);
-    const c = rootContainer.createChildContainer();
-    c.register(LOGGER, { useValue: this.logger });
-    c.register(NETWORK_CONFIG, { useValue: this.config });
-    c.register(BACKEND_CONFIG, { useValue: this.backendConfig });
-    c.register(EXTERNAL_INTERFACE, { useValue: this.iface });
-    c.register(SUBNET_MANAGER, { useValue: this.store });
-    c.register(KERNEL, { useValue: this.kernel });
-    c.register(PROCESS_RUNNER, { useValue: this.runner });
-    c.register(STATE_DIR, { useValue: this.stateDir });
-    // The module registers first: reconcilers it contributes for extra kinds must exist when the engine is built.
-    this.module.register(c);
-    registerDatapath(c);
-    const engine = c.resolve(DatapathEngine);
-    const datapath = new RecordingDatapath(engine, (r) => this.reports.push(r));
-    c.register(DATAPATH, { useValue: datapath });
-    const backend = c.resolve(BACKEND);
+    // The pod MTU rule weftd applies (a backend whose overhead leaves no usable MTU fails here as there).
+    podMtu(this.module, this.backendConfig, this.config, this.iface);
+    let datapath!: RecordingDatapath;
+    const wiring = wireBackend(rootContainer, {
+      module: this.module,
+      logger: this.logger,
+      network: this.config,
+      backendConfig: this.backendConfig,
+      iface: this.iface,
+      subnetManager: this.store,
+      kernel: this.kernel,
+      runner: this.runner,
+      stateDir: this.stateDir,
+      datapath: (engine) => (datapath = new RecordingDatapath(engine, (r) => this.reports.push(r))),
+    });
+    const { engine, backend, container: c } = wiring;
     this.wiring = { container: c, engine, datapath, backend };
 
     const attrs: LeaseAttrs = {

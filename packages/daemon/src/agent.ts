@@ -11,31 +11,21 @@
  */
 import "reflect-metadata";
 import {
-  BACKEND,
-  BACKEND_CONFIG,
   type BackendRegistry,
-  DATAPATH,
-  EXTERNAL_INTERFACE,
   type ExternalInterface,
-  type Family,
   type IPNet,
-  LOGGER,
   type Lease,
   type LeaseAttrs,
   type Logger,
-  NETWORK_CONFIG,
   type NetworkConfig,
-  STATE_DIR,
-  SUBNET_MANAGER,
   type SubnetManager,
-  WeftError,
   configWarnings,
   errorMessage,
   isWeftError,
   sleep,
 } from "@weft/core";
-import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
-import { DatapathEngine, type DriftPlan, type ReconcileReport, registerDatapath } from "@weft/reconcile";
+import { type KernelPort, type ProcessRunner } from "@weft/kernel";
+import { type DatapathEngine, type DriftPlan, type ReconcileReport, podMtu, wireBackend } from "@weft/reconcile";
 import { container as rootContainer } from "tsyringe";
 import type { Flags } from "./flags.js";
 import type { AgentMetrics } from "./metrics.js";
@@ -160,17 +150,7 @@ export class Agent {
       ...((stored.v6 ?? flags["public-ipv6"]) ? { publicIPv6: stored.v6 ?? flags["public-ipv6"] } : {}),
       families: { v4: config.enableIPv4, v6: config.enableIPv6 },
     });
-    // Pods have one MTU for both families, so it must fit the costlier underlay in use (dual-stack vxlan
-    // carries IPv6 pod traffic in IPv6 packets: 70 bytes of overhead, not Flannel's 50).
-    const underlays: Family[] = [
-      ...(config.enableIPv4 && iface.ifaceAddr ? (["v4"] as const) : []),
-      ...(config.enableIPv6 && iface.ifaceV6Addr ? (["v6"] as const) : []),
-    ];
-    const overhead = Math.max(0, ...underlays.map((f) => module.mtuOverhead(backendConfig, f)));
-    this.mtu = (module.underlayMtu?.(backendConfig) ?? iface.mtu) - overhead;
-    if (this.mtu < 576 && config.enableIPv4) {
-      throw new WeftError("CONFIG_INVALID", `pod MTU ${this.mtu} (underlay ${iface.mtu} − ${module.type} overhead ${overhead}) is too small: raise the underlay MTU`);
-    }
+    this.mtu = podMtu(module, backendConfig, config, iface).mtu;
     // Backend checks that need no lease (NAT'd public IP for host-gw, a family without an address, ...): they
     // must fail before the store or the node is touched.
     module.preflight?.(backendConfig, config, iface);
@@ -184,23 +164,18 @@ export class Agent {
     });
 
     // 2. The agent's container: core services, the datapath engine, the chosen backend.
-    const c = rootContainer.createChildContainer();
-    c.register(LOGGER, { useValue: logger });
-    c.register(NETWORK_CONFIG, { useValue: config });
-    c.register(BACKEND_CONFIG, { useValue: backendConfig });
-    c.register(EXTERNAL_INTERFACE, { useValue: iface });
-    c.register(SUBNET_MANAGER, { useValue: sm });
-    c.register(KERNEL, { useValue: kernel });
-    c.register(PROCESS_RUNNER, { useValue: this.deps.runner });
-    c.register(STATE_DIR, { useValue: flags["state-dir"] });
-    registerDatapath(c);
-    c.register(DATAPATH, { useFactory: (x) => x.resolve(DatapathEngine) });
-    // The module registers first: it may contribute reconcilers for its own kinds (RECONCILER_CONTRIBUTION),
-    // which the engine collects when it is first resolved.
-    module.register(c);
-    const engine = c.resolve(DatapathEngine);
+    const { engine, backend } = wireBackend(rootContainer, {
+      module,
+      logger,
+      network: config,
+      backendConfig,
+      iface,
+      subnetManager: sm,
+      kernel,
+      runner: this.deps.runner,
+      stateDir: flags["state-dir"],
+    });
     this.engine = engine;
-    const backend = c.resolve(BACKEND);
 
     // 3. Lease, devices, published data.
     this.phase = "lease";

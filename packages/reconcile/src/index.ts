@@ -1,3 +1,4 @@
 export * from "./reconciler.js";
 export * from "./kinds.js";
 export * from "./datapath.js";
+export * from "./wire.js";
