@@ -338,6 +338,26 @@ describeReal(
       expect(await podAddrs(pod)).toEqual([]);
     });
 
+    it("configuration errors the node can show are found before anything is reserved or written (code 7)", async () => {
+      const node = await makeNode(V4);
+      const pod = await makePod();
+      const forward = (await node.ns.run("cat", ["/proc/sys/net/ipv4/ip_forward"])).stdout.trim();
+      const links = await nodeLinks(node);
+      // A route of a family the pod gets no address in.
+      const r1 = await cni(node, "ADD", pod, "c-cfg", { ...node.conf, ipam: { ...(node.conf.ipam as object), routes: [{ dst: "2001:2:0:9::/64" }] } });
+      expect(r1.exitCode).toBe(1);
+      expect(JSON.parse(r1.stdout)).toMatchObject({ code: 7, msg: expect.stringMatching(/"ipam.routes\[0\].dst" 2001:2:0:9::\/64 is IPv6 but the pod gets no IPv6 address/) });
+      // "bridge" names a device that is not a bridge.
+      await node.ns.ip(["link", "add", "notbr0", "type", "veth", "peer", "name", "notbr1"]);
+      const r2 = await cni(node, "ADD", pod, "c-cfg", { ...node.conf, bridge: "notbr0" });
+      expect(r2.exitCode).toBe(1);
+      expect(JSON.parse(r2.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('"bridge" is "notbr0", but a device of that name exists and is not a bridge') });
+      // Nothing reserved (not even last_reserved_ip), no bridge, no veth, ip_forward as it was.
+      expect(existsSync(join(node.dir, "ipam", "cbr0")) ? readdirSync(join(node.dir, "ipam", "cbr0")).filter((f) => f !== "lock") : []).toEqual([]);
+      expect((await nodeLinks(node)).sort()).toEqual([...links, "notbr0", "notbr1"].sort());
+      expect((await node.ns.run("cat", ["/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe(forward);
+    });
+
     it("50 concurrent ADDs: 50 distinct addresses, 50 working interfaces; 50 concurrent DELs clean up", async () => {
       const node = await makeNode(V4);
       const pods = await Promise.all(Array.from({ length: 50 }, () => makePod()));

@@ -72,6 +72,9 @@ export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFi
   const node = planNode(conf, subnet);
   const names = namesFor(conf, env);
   const allocator = allocatorFor(conf, node.rangeSets);
+  // Configuration problems the node can show before anything is reserved or written.
+  const existing = sysLink(names.bridge);
+  if (existing.exists && !existing.isBridge) throw notABridge(names.bridge);
   const rollback = new Rollback();
   try {
     const allocations = await allocator.allocate(env.containerID, env.ifname);
@@ -137,6 +140,14 @@ export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFi
   }
 }
 
+function notABridge(bridge: string): CniError {
+  return new CniError(
+    CniErrorCode.INVALID_NETWORK_CONFIG,
+    `invalid network config: "bridge" is "${bridge}", but a device of that name exists and is not a bridge; ` +
+      `choose another "bridge" name or delete that device`,
+  );
+}
+
 function vethFailure(message: string, code: string, names: AttachmentNames): string {
   if (code === "KERNEL_EXISTS") {
     return sysLink(names.hostVeth).exists
@@ -165,13 +176,7 @@ async function ensureBridge(host: KernelPort, node: NodePlan, bridge: string): P
     }
     br = sysLink(bridge);
   }
-  if (br.exists && !br.isBridge) {
-    throw new CniError(
-      CniErrorCode.INVALID_NETWORK_CONFIG,
-      `invalid network config: "bridge" is "${bridge}", but a device of that name exists and is not a bridge; ` +
-        `choose another "bridge" name or delete that device`,
-    );
-  }
+  if (br.exists && !br.isBridge) throw notABridge(bridge);
   if (v6) ensureProcSys(`net/ipv6/conf/${bridge}/accept_dad`, "0");
 }
 

@@ -81,6 +81,12 @@ export function planNode(conf: WeftNetConf, subnet: SubnetFile): NodePlan {
       }
     });
   }
+  // Checked here, before anything is reserved or written: a route of a family the pod will not have.
+  const allocated = new Set(rangeSets.map((set) => set[0]?.subnet.family));
+  conf.ipam.routes.forEach((r, i) => {
+    const fam = IPNet.parse(r.dst).family;
+    if (!allocated.has(fam)) throw invalidConfig(`ipam.routes[${i}].dst`, `${r.dst} is IP${fam} but the pod gets no IP${fam} address`);
+  });
   return { mtu: conf.mtu ?? subnet.mtu, families, rangeSets };
 }
 
