@@ -106,7 +106,7 @@ export function planVxlanDevices(config: VxlanConfig, net: NetworkConfig, iface:
     if (name.length > IFNAME_MAX) {
       throw new WeftError(
         "BACKEND_CONFIG_INVALID",
-        `net-conf.json: Backend.VNI ${config.vni} makes the ${fam} device name ${name} longer than Linux's ${IFNAME_MAX} characters: use a VNI below 10000000`,
+        `${net.source}: Backend.VNI ${config.vni} makes the ${fam} device name ${name} longer than Linux's ${IFNAME_MAX} characters: use a VNI below 10000000`,
       );
     }
     const underlayMtu = config.mtu || iface.mtu;
