@@ -246,6 +246,9 @@ describe("vxlan preflight (before the agent takes a lease)", () => {
     expect((err as Error).message).toBe(
       "net-conf.json: Backend.VNI 10000000 makes the IPv6 device name weft-v6.10000000 longer than Linux's 15 characters: use a VNI below 10000000",
     );
+    // The config's real source is named (here the etcd key it came from).
+    const fromEtcd = { ...net("dual"), source: "etcd /weft.io/network/config" };
+    expect((refusal(() => vxlan.preflight!(cfg({ VNI: 10_000_000 }), fromEtcd, eth0({ ifaceAddr: v4, ifaceV6Addr: v6 }))) as Error).message).toMatch(/^etcd \/weft\.io\/network\/config: Backend\.VNI 10000000/);
     vxlan.preflight!(cfg({ VNI: 10_000_000 }), net("v4"), eth0({ ifaceAddr: v4 }));
   });
 
