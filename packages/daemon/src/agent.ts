@@ -88,6 +88,8 @@ export class Agent {
   private engine?: DatapathEngine;
   private lastFailures = 0;
   private firstReconcileDone = false;
+  /** The store's running counts as of the last metrics update. */
+  private readonly storeCounts = { malformed: 0, reconnects: 0 };
   lease?: Lease;
   mtu?: number;
   private flushing?: Promise<void>;
@@ -387,10 +389,16 @@ export class Agent {
     const counts = this.peers?.counts() ?? {};
     for (const [state, n] of Object.entries(counts)) m.peers.set({ state }, n);
     m.ready.set(this.ready().ready ? 1 : 0);
-    // The stores keep their own counters (etcd: watchReconnects, kube: watchRestarts); read whichever is there.
-    const stats = (this.deps.subnetManager as unknown as { stats?: { malformedPeers?: number; watchReconnects?: number; watchRestarts?: number } }).stats;
-    m.malformedPeers.set((stats?.malformedPeers ?? 0) + (counts.skipped ?? 0));
-    m.watchReconnects.set(stats?.watchReconnects ?? stats?.watchRestarts ?? 0);
+    // The stores keep their own running counts (etcd: watchReconnects, kube: watchFailures); the counters
+    // advance by what is new since the last look.
+    const stats = (this.deps.subnetManager as unknown as { stats?: { malformedPeers?: number; watchReconnects?: number; watchFailures?: number } }).stats;
+    const advance = (c: { inc(n: number): void }, key: "malformed" | "reconnects", now: number) => {
+      const before = this.storeCounts[key];
+      if (now > before) c.inc(now - before);
+      this.storeCounts[key] = now;
+    };
+    advance(m.malformedPeers, "malformed", stats?.malformedPeers ?? 0);
+    advance(m.watchReconnects, "reconnects", stats?.watchReconnects ?? stats?.watchFailures ?? 0);
     const expiry = this.deps.subnetManager.leaseExpiration?.();
     if (expiry !== undefined) m.leaseExpiry.set(expiry ? expiry.getTime() / 1000 : 0);
   }

@@ -44,6 +44,10 @@ describeReal(
         expect(cond()).toMatchObject({ status: "False", reason: "WeftIsUp" });
         const status = JSON.parse((await c.health(n, "/status")).body);
         expect(status.peers.map((p: { state: string }) => p.state)).toEqual(["programmed", "programmed"]);
+        // Running counts are counters, and a healthy watch has not failed.
+        const metrics = (await c.health(n, "/metrics")).body;
+        expect(metrics).toContain("# TYPE weft_store_watch_reconnects_total counter\nweft_store_watch_reconnects_total 0\n");
+        expect(metrics).toContain("# TYPE weft_malformed_peer_leases_total counter\nweft_malformed_peer_leases_total 0\n");
       }
       expect(await c.pingMatrix()).toEqual([]);
       expect(await c.pingMatrix({ size: 1450 - 28, dontFragment: true })).toEqual([]);

@@ -26,8 +26,16 @@ export class AgentMetrics {
     registers: [this.registry],
   });
   readonly leaseExpiry = new Gauge({ name: "weft_lease_expiry_timestamp_seconds", help: "When this node's subnet lease expires unless renewed (0 = never)", registers: [this.registry] });
-  readonly watchReconnects = new Gauge({ name: "weft_store_watch_reconnects", help: "Times the store watch reconnected", registers: [this.registry] });
-  readonly malformedPeers = new Gauge({ name: "weft_malformed_peers", help: "Peer leases skipped because they were malformed (store and backend)", registers: [this.registry] });
+  readonly watchReconnects = new Counter({
+    name: "weft_store_watch_reconnects_total",
+    help: "Times the store's peer watch failed and reconnected (etcd: lost streams; kube: failed lists/watches and 410 Gone, not normal timeouts)",
+    registers: [this.registry],
+  });
+  readonly malformedPeers = new Counter({
+    name: "weft_malformed_peer_leases_total",
+    help: "Peer leases the store could not read (bad JSON, bad addresses); peers a backend skips are weft_peers{state=\"skipped\"}",
+    registers: [this.registry],
+  });
   readonly trafficRuleRepairs = new Counter({ name: "weft_traffic_rule_repairs_total", help: "Times masquerade/forward rules were rewritten because they had drifted", registers: [this.registry] });
   readonly ready = new Gauge({ name: "weft_ready", help: "1 once the lease is held, subnet.env written and every known peer programmed", registers: [this.registry] });
 }

@@ -439,11 +439,14 @@ describe("watchLeases", () => {
     const stats = await bookmarkScenario(true);
     expect(stats.relists).toBe(1);
     expect(stats.watchRestarts).toBe(1);
+    // A watch the server ended cleanly is not a failure (the metric weft_store_watch_reconnects_total counts these).
+    expect(stats.watchFailures).toBe(0);
   });
 
   it("(control) without the bookmark the same reconnect needs a re-list", async () => {
     const stats = await bookmarkScenario(false);
     expect(stats.relists).toBe(2);
+    expect(stats.watchFailures).toBe(1); // the 410 Gone
   });
 
   it("keeps watching through API server errors", async () => {

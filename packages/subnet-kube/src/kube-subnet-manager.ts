@@ -106,7 +106,7 @@ function annotationsOf(node: V1Node): Record<string, string> {
 export class KubeSubnetManager implements SubnetManager {
   readonly annotations: KubeAnnotations;
   /** Counters of the peer watch (watchLeases) and of annotation publishing. */
-  readonly stats: KubeSubnetManagerStats = { relists: 0, watchRestarts: 0, bookmarks: 0, resourceVersion: "", malformedPeers: 0, annotationPatches: 0 };
+  readonly stats: KubeSubnetManagerStats = { relists: 0, watchRestarts: 0, watchFailures: 0, bookmarks: 0, resourceVersion: "", malformedPeers: 0, annotationPatches: 0 };
   private readonly env: Readonly<Record<string, string | undefined>>;
   private readonly netConfPath: string;
   private readonly retryIntervalMs: number;
@@ -390,7 +390,7 @@ export class KubeSubnetManager implements SubnetManager {
   async completeLease(lease: Lease, signal: AbortSignal): Promise<void> {
     const name = await this.resolveNodeName(signal);
     // Hold the lease: watch this node alone; its deletion means the lease is gone.
-    const stats: ReflectorStats = { relists: 0, watchRestarts: 0, bookmarks: 0, resourceVersion: "" };
+    const stats: ReflectorStats = { relists: 0, watchRestarts: 0, watchFailures: 0, bookmarks: 0, resourceVersion: "" };
     const stream = reflectNodes(
       {
         client: this.client,

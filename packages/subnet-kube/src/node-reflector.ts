@@ -25,8 +25,10 @@ export type NodeDelta =
 export interface ReflectorStats {
   /** LIST calls that succeeded (the first one included). */
   relists: number;
-  /** Watches opened after the first one. */
+  /** Watches opened after the first one (normal server-side timeouts included). */
   watchRestarts: number;
+  /** Failed LISTs and watches (errors and 410 Gone), the ones an operator should see: not normal timeouts. */
+  watchFailures: number;
   bookmarks: number;
   /** The resourceVersion a reconnecting watch would resume from. */
   resourceVersion: string;
@@ -79,6 +81,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
   let backoff = o.retryDelayMs;
   let watches = 0;
   const fail = async (what: string, err: unknown) => {
+    o.stats.watchFailures++;
     o.logger.warn(`${what} failed; retrying in ${backoff} ms`, { error: errorMessage(err) });
     await sleep(backoff, signal);
     backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
@@ -127,6 +130,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
             if (Date.now() - started < 1000) await sleep(backoff, signal);
           } else if (isKubeApiError(item.done, 410)) {
             o.logger.info("node watch expired (410 Gone); listing again", { resourceVersion: rv });
+            o.stats.watchFailures++;
             rv = undefined;
           } else {
             await fail("watching nodes", item.done);
@@ -137,6 +141,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
         if (type === "ERROR") {
           if (object.code === 410) {
             o.logger.info("node watch expired (410 Gone); listing again", { resourceVersion: rv, message: object.message });
+            o.stats.watchFailures++;
             rv = undefined;
           } else {
             await fail("watching nodes", new Error(`watch ERROR event: ${object.code ?? "?"} ${object.message ?? JSON.stringify(object)}`));
