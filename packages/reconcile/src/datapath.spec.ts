@@ -219,6 +219,18 @@ describe("DatapathEngine", () => {
     expect(kernel.snapshot().links.find((l) => l.name === "cni0")).toMatchObject({ kind: "veth", index });
   });
 
+  it("repairs a changed addrgenmode on its device (vxlan asks for none: no IPv6 link-local on the overlay)", async () => {
+    const { kernel, engine } = setup();
+    const l = local.links![0]!;
+    engine.declare("local", { ...local, links: [{ ...l, addrGenMode: "none" }] });
+    await engine.reconcile({ prune: true });
+    await kernel.apply([{ op: "link.set", name: "weft.1", addrGenMode: "eui64" }]);
+    const r = await engine.reconcile({ prune: true });
+    expect(r.kinds[0]!.drifts).toEqual([{ key: "weft.1", reason: expect.stringContaining("addrgenmode") }]);
+    expect((await kernel.listLinks()).find((x) => x.name === "weft.1")?.addrGenMode).toBe("none");
+    expect((await engine.reconcile({ prune: true })).writes).toBe(0);
+  });
+
   it("adopts a compatible device and only fixes what drifted", async () => {
     const { kernel, engine } = setup();
     kernel.addExternalLink({ name: "weft.1", kind: "vxlan", vxlan: { vni: 1, local: "198.18.0.1", dev: "eth0", port: 8472 }, up: false, mtu: 1400, address: "0e:57:00:00:00:01" });

@@ -85,6 +85,7 @@ export class LinkReconciler implements ObjectReconciler<LinkSpec> {
       differs("up", d.up, a.up),
       differs("master", d.master, a.master),
       differs("address", d.address, a.address),
+      differs("addrgenmode", d.addrGenMode, a.addrGenMode),
     ].filter(Boolean);
     return reasons.length ? reasons.join(", ") : undefined;
   }
@@ -106,6 +107,7 @@ export class LinkReconciler implements ObjectReconciler<LinkSpec> {
     if (d.mtu !== undefined && d.mtu !== a.mtu) set.mtu = d.mtu;
     if (d.address !== undefined && d.address !== a.address) set.address = d.address;
     if (d.master !== undefined && d.master !== a.master) set.master = d.master;
+    if (d.addrGenMode !== undefined && d.addrGenMode !== a.addrGenMode) set.addrGenMode = d.addrGenMode;
     if (d.up !== undefined && d.up !== a.up) set.up = d.up;
     return [{ op: "link.set", name: d.name, ...set }];
   }
