@@ -9,11 +9,19 @@
 //   4. No deep imports into another package (`@weft/x/src/...`, `../../packages/...`): use its public index.
 //   5. Every @weft/* import is declared in the importing package's dependencies (keeps the Nx graph honest).
 //   6. Nothing but tools and tests may depend on a type:app package.
+//   7. Outside packages/kernel, nothing may reach a module by a way this check cannot read: `require`/`import()`
+//      with a computed name, or node:module's createRequire. The exceptions are the two loaders
+//      (LOADER_FILES): weftd's --backend-module loader and weft-cni's code-cache loader.
+// Imports are read with the TypeScript parser, not a regular expression: comments, strings and template
+// literals cannot hide or fake one.
 import { readFileSync, readdirSync, statSync, existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join, relative, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+// `--root <dir>` checks another tree (the lint's own tests run it on fixtures).
+const rootArg = process.argv.indexOf("--root");
+const root = rootArg > 0 ? process.argv[rootArg + 1] : join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const groups = ["packages", "backends", "tools"];
 
 const pkgs = [];
@@ -40,7 +48,35 @@ function* files(dir) {
   }
 }
 
-const IMPORT_RE = /(?:^|[^\w.])(?:import|export)\s[^'"]*?from\s*["']([^"']+)["']|(?:^|[^\w.])import\s*["']([^"']+)["']|(?:^|[^\w.])import\(\s*["']([^"']+)["']\s*\)|(?:^|[^\w.])require\(\s*["']([^"']+)["']\s*\)/gm;
+// TypeScript from the workspace (the lint runs before the build, after npm ci), whatever tree it checks.
+const ts = createRequire(import.meta.url)("typescript");
+// The two loaders: weftd's --backend-module loader imports what the operator named; weft-cni's code-cache loader
+// hands its own bundled plugin a `require` (createRequire) for Node's built-ins.
+const LOADER_FILES = new Set(["packages/daemon/src/backend-modules.ts", "packages/cni/src/loader.ts"]);
+
+/** Every module a file reaches: { spec } for literal names, { dynamic } for a computed one or createRequire. */
+function importsOf(file, text) {
+  const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, false, file.endsWith(".ts") ? ts.ScriptKind.TS : ts.ScriptKind.JS);
+  const out = [];
+  const literal = (n) => (n && (ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n)) ? n.text : undefined);
+  const visit = (n) => {
+    if ((ts.isImportDeclaration(n) || ts.isExportDeclaration(n)) && n.moduleSpecifier) out.push({ spec: literal(n.moduleSpecifier) });
+    else if (ts.isImportEqualsDeclaration(n) && ts.isExternalModuleReference(n.moduleReference)) out.push({ spec: literal(n.moduleReference.expression) });
+    else if (ts.isCallExpression(n)) {
+      const callee = n.expression;
+      const isImport = callee.kind === ts.SyntaxKind.ImportKeyword;
+      const isRequire = ts.isIdentifier(callee) && callee.text === "require";
+      if (isImport || isRequire) {
+        const spec = literal(n.arguments[0]);
+        out.push(spec !== undefined ? { spec } : { dynamic: `${isImport ? "import" : "require"}() with a computed module name` });
+      }
+      if (ts.isIdentifier(callee) && callee.text === "createRequire") out.push({ dynamic: "createRequire()" });
+    }
+    ts.forEachChild(n, visit);
+  };
+  visit(sf);
+  return out;
+}
 const PROCESS_MODULES = new Set(["execa", "node:child_process", "child_process"]);
 const IO_MODULES = new Set(["node:fs", "fs", "node:fs/promises", "fs/promises", "node:net", "net", "node:http", "http", "node:https", "https", "node:dgram", "dgram", "node:dns", "dns", ...PROCESS_MODULES]);
 const BACKEND_ALLOWED_SCOPES = new Set(["scope:core", "scope:kernel", "scope:reconcile", "scope:testing", "scope:backend-api"]);
@@ -51,9 +87,17 @@ for (const p of pkgs) {
   for (const f of files(join(p.dir, "src"))) {
     const rel = relative(root, f);
     const isTest = /\.spec\.ts$/.test(f);
-    const text = readFileSync(f, "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
-    for (const m of text.matchAll(IMPORT_RE)) {
-      const spec = m[1] ?? m[2] ?? m[3] ?? m[4];
+    for (const imp of importsOf(f, readFileSync(f, "utf8"))) {
+      if (imp.dynamic) {
+        if (!has("scope:kernel") && !isTest && !LOADER_FILES.has(rel)) {
+          violations.push(`${rel}: ${imp.dynamic}: a module reached this way escapes the boundary check; import it by name (only the --backend-module loader may import computed paths)`);
+        }
+        continue;
+      }
+      const spec = imp.spec;
+      if ((spec === "node:module" || spec === "module") && !has("scope:kernel") && !isTest && !LOADER_FILES.has(rel)) {
+        violations.push(`${rel}: imports "${spec}": createRequire and friends load modules this check cannot see; import by name`);
+      }
       const bad = (rule) => violations.push(`${rel}: imports "${spec}": ${rule}`);
       if (PROCESS_MODULES.has(spec) && !has("scope:kernel")) bad("only packages/kernel may start processes; use the ProcessRunner port (PROCESS_RUNNER)");
       if (has("scope:core") && !isTest && (IO_MODULES.has(spec) || (spec.startsWith("@weft/") && spec !== p.name))) bad("packages/core does no I/O and depends on no other Weft package");
