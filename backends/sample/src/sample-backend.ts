@@ -39,8 +39,6 @@ import {
   type JsonValue,
   type Lease,
   type LocalLease,
-  LOGGER,
-  type Logger,
   type NetworkConfig,
   type PeerStatus,
   type RouteSpec,
@@ -95,13 +93,11 @@ export class SampleBackend implements Backend {
   private segments = new ConnectedSubnets("", []);
   /** This node's subnet per family it routes. */
   private readonly own = new Map<Family, IPNet>();
-  /** Owners declared, so teardown can retract them. */
   /** The peers declared on the datapath (declare-or-retract bookkeeping shared by every backend). */
   private readonly peerObjects: PeerDeclarations;
 
   constructor(
     @inject(DATAPATH) private readonly datapath: Datapath,
-    @inject(LOGGER) private readonly logger: Logger,
     @inject(BACKEND_CONFIG) private readonly config: SampleConfig,
     @inject(KERNEL) private readonly kernel: KernelPort,
   ) {
