@@ -7,3 +7,4 @@ export { classifyKernelMessage } from "./linux/classify.js";
 export { validateKernelOp } from "./linux/commands.js";
 export { NetnsPathKernel, netnsPathRunner, netnsNameOf } from "./linux/netns-path.js";
 export * from "./connected-subnets.js";
+export * from "./daemon/port.js";

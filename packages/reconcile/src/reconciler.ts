@@ -59,6 +59,23 @@ export interface ObjectReconciler<T, Op = KernelOp> {
    */
   refuse?(desired: T, actual: T): string | undefined;
   /**
+   * Kinds whose writes must come before this kind's in a pass (e.g. `links` for addresses). The engine orders
+   * kinds from these declarations and `before` (a topological order; a cycle is a registration error). When an
+   * earlier kind wrote in a pass, every kind after it reads the kernel again, so a device a process just created
+   * is seen by the kinds that hang off it.
+   */
+  readonly after?: readonly string[];
+  /**
+   * Kinds whose writes must come after this kind's (e.g. a daemon that creates a device: `["links", "addresses",
+   * "routes"]`). Same ordering as `after`, declared from the other side.
+   */
+  readonly before?: readonly string[];
+  /**
+   * The state of this kind that a backend's lifetime may change, as plain comparable data: what the conformance
+   * kit records before a backend runs and compares after teardown. Default: listOwned(kernel, []).
+   */
+  snapshot?(kernel: KernelPort): Promise<unknown[]>;
+  /**
    * Other kinds this kind's writes change as a side effect: a process that creates its own TUN (wireguard-go)
    * adds a link the links kind did not write. After such a write the engine trusts none of its cached picture
    * and the next pass reads the kernel again. Leave it out when a write changes only this kind.
