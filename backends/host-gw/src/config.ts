@@ -7,7 +7,7 @@ import { ConfigError, type Schema, showValue, splitSchemaPath } from "@weft/core
 export const HOST_GW_TYPE = "host-gw";
 
 export interface HostGwConfig {
-  /** Non-fatal findings (unknown keys); the backend logs them once at start. */
+  /** Non-fatal findings (unknown keys); the agent logs them once at start (configWarnings). */
   readonly warnings: readonly string[];
 }
 

@@ -29,6 +29,8 @@ import {
   LOGGER,
   type Logger,
   type NetworkConfig,
+  type Peer,
+  type PeerDescription,
   type PeerStatus,
   type RouteSpec,
   WeftError,
@@ -36,9 +38,9 @@ import {
   subnetKey,
   PeerDeclarations,
 } from "@weft/core";
-import { ConnectedSubnets, KERNEL, type KernelPort } from "@weft/kernel";
+import { ConnectedSubnets, KERNEL_VIEW, type KernelView } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
-import { HOST_GW_TYPE, type HostGwConfig } from "./config.js";
+import { type HostGwConfig } from "./config.js";
 
 const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
 
@@ -81,7 +83,7 @@ export class HostGwBackend implements Backend {
     @inject(DATAPATH) private readonly datapath: Datapath,
     @inject(LOGGER) private readonly logger: Logger,
     @inject(BACKEND_CONFIG) private readonly config: HostGwConfig,
-    @inject(KERNEL) private readonly kernel: KernelPort,
+    @inject(KERNEL_VIEW) private readonly kernel: KernelView,
   ) {
     this.peerObjects = new PeerDeclarations(this.datapath);
   }
@@ -105,10 +107,9 @@ export class HostGwBackend implements Backend {
     return data;
   }
 
-  async addPeer(peer: Lease): Promise<PeerStatus> {
+  async addPeer(peer: Peer): Promise<PeerStatus> {
     // Not logged here: the agent logs a peer's state once per change, with its reason.
-    const result = this.describePeer(peer, subnetKey(peer));
-    return this.peerObjects.apply(peer, "routes" in result ? { objects: { routes: result.routes } } : result);
+    return this.peerObjects.apply(peer, this.describePeer(peer));
   }
 
   async removePeer(peer: Lease): Promise<void> {
@@ -121,37 +122,28 @@ export class HostGwBackend implements Backend {
     await this.datapath.flush();
   }
 
-  private describePeer(peer: Lease, owner: string): { routes: RouteSpec[] } | { status: Extract<PeerStatus, { reason: string }> } {
-    const name = peer.nodeName ?? owner;
-    const label = `peer ${peer.nodeName ? `${peer.nodeName} (${owner})` : owner}`;
-    const skip = (reason: string) => ({ status: { state: "skipped" as const, reason: `${label} ${reason}` } });
-    if (!this.iface || !this.connected) return skip("arrived before registerSubnet");
-    const type = peer.attrs.backendType;
-    if (type.toLowerCase() !== HOST_GW_TYPE) return skip(`uses backend ${JSON.stringify(type)}, this node host-gw: every node must run the same Backend.Type`);
-
+  /** The route per family, or why not. The agent screened the peer (type, overlap, a family in common). */
+  private describePeer(peer: Peer): PeerDescription {
+    const iface = this.iface!;
     const routes: RouteSpec[] = [];
-    for (const [family, own] of this.local) {
-      const subnet = leaseSubnet(peer, family);
-      if (!subnet) continue;
-      if (subnet.overlaps(own)) return skip(`claims ${subnet}, which overlaps this node's own subnet ${own}`);
-      const publicIP = family === "v4" ? peer.attrs.publicIP : peer.attrs.publicIPv6;
-      if (!publicIP) return skip(`has the ${FAMILY_NAME[family]} subnet ${subnet} but no ${family === "v4" ? "PublicIP" : "PublicIPv6"}`);
-      if (!this.connected.contains(publicIP)) {
+    for (const [family, subnet] of peer.subnets) {
+      // host-gw publishes no data (JSON null): only the PublicIP matters.
+      const endpoint = peer.endpoint(family);
+      if ("status" in endpoint) return endpoint;
+      const { publicIP } = endpoint;
+      if (!this.connected!.contains(publicIP)) {
         return {
           status: {
             state: "unreachable",
             reason:
-              `peer ${name} (${publicIP}) is not on this node's L2 segment (${this.connected.describe(family)}): ` +
+              `peer ${peer.nodeName ?? peer.key} (${publicIP}) is not on this node's L2 segment (${this.connected!.describe(family)}): ` +
               `host-gw cannot reach it; use vxlan with DirectRouting: true`,
           },
         };
       }
       // No onlink: the gateway is inside a connected subnet, and the kernel checking that is a useful guard.
-      routes.push({ family, dst: subnet.toString(), gateway: publicIP.toString(), dev: this.iface.name });
+      routes.push({ family, dst: subnet.toString(), gateway: publicIP.toString(), dev: iface.name });
     }
-    if (routes.length === 0) {
-      return skip(`has no subnet in an address family this node routes (${[...this.local.keys()].map((f) => FAMILY_NAME[f]).join(" and ")})`);
-    }
-    return { routes };
+    return { objects: { routes } };
   }
 }

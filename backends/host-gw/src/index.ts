@@ -13,6 +13,8 @@ export { HostGwBackend, hostGwPreflight } from "./host-gw-backend.js";
 const hostGwModule: BackendModule<HostGwConfig> = {
   type: HOST_GW_TYPE,
   configSchema: hostGwConfigSchema,
+  /** Carries IPv6 pod traffic too: the agent lets the store (kube mode) run IPv6 with it. */
+  dualStack: true,
   /** Plain routing: nothing is added to a packet. */
   mtuOverhead(): number {
     return 0;

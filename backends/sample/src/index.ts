@@ -15,8 +15,8 @@
  * peerDependencies in package.json: the backend must use the agent's copies (a second tsyringe does not know
  * the agent's tokens and fails with "TypeInfo not known"). See "Publishing" in docs/writing-a-backend.md.
  */
-import { BACKEND, type BackendModule, type ExternalInterface, type Family, type NetworkConfig } from "@weft/core";
-import { KERNEL } from "@weft/kernel";
+import { BACKEND, type BackendModule, type ExternalInterface, type Family, type NetworkConfig, STATE_DIR } from "@weft/core";
+import { KERNEL, ownedSysctls } from "@weft/kernel";
 import { RECONCILER_CONTRIBUTION } from "@weft/reconcile";
 import { type DependencyContainer, Lifecycle, instanceCachingFactory } from "tsyringe";
 import { SAMPLE_TYPE, type SampleConfig, sampleConfigSchema } from "./config.js";
@@ -25,11 +25,13 @@ import { SysctlReconciler } from "./sysctl.js";
 
 export { SAMPLE_TYPE, type SampleConfig, type SampleLeaseData, encodeSampleLeaseData, parseSampleLeaseData, sampleConfigSchema } from "./config.js";
 export { SampleBackend, samplePreflight } from "./sample-backend.js";
-export { SYSCTL_KIND, SysctlReconciler, type SysctlSpec } from "./sysctl.js";
+export { SYSCTL_KIND, type SysctlOp, SysctlReconciler, type SysctlSpec } from "./sysctl.js";
 
 const sampleModule: BackendModule<SampleConfig> = {
   type: SAMPLE_TYPE,
   configSchema: sampleConfigSchema,
+  /** Carries IPv6 pod traffic too: the agent lets the store (kube mode) run IPv6 with it. */
+  dualStack: true,
 
   /**
    * Bytes your encapsulation adds per packet over an underlay of `family` (outer headers). The agent
@@ -52,8 +54,11 @@ const sampleModule: BackendModule<SampleConfig> = {
     // One backend instance per agent container.
     container.register(BACKEND, { useClass: SampleBackend }, { lifecycle: Lifecycle.ContainerScoped });
     // An extra kernel object kind brings its reconciler along. A factory, so it is built from the agent's
-    // container (here: its KernelPort) when the datapath engine is created.
-    container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new SysctlReconciler(c.resolve(KERNEL))) });
+    // container (here: its KernelPort, and its state dir where the sysctls' original values are kept) when the
+    // datapath engine is created.
+    container.register(RECONCILER_CONTRIBUTION, {
+      useFactory: instanceCachingFactory((c) => new SysctlReconciler(ownedSysctls(c.resolve(KERNEL), c.resolve(STATE_DIR)))),
+    });
   },
 };
 

@@ -19,11 +19,17 @@
  *     (`declare(owner, objects)` replaces that owner's set; `retract(owner)` drops it) and the shared
  *     reconcilers make the kernel match: adopting what already exists, repairing drift on a timer,
  *     pruning owned objects nobody declares any more. So addPeer/removePeer are cheap and idempotent.
- *   - It may READ the kernel (KERNEL) for decisions, as below for the underlay's connected subnets.
+ *   - It may READ the kernel (KERNEL_VIEW, a read-only view) for decisions, as below for the underlay's
+ *     connected subnets. The writable kernel belongs to the engine; a backend's container does not have it,
+ *     nor the cluster store.
+ *   - It never sees a peer the agent could refuse itself: the agent screens every lease first (registered,
+ *     same Backend.Type, no overlap with this node's subnet, a family in common) and hands addPeer a Peer;
+ *     `peer.endpoint(family, schema)` gives the PublicIP and parsed data per family or the status to return.
  *   - Weft owns only what it marks: routes get Weft's protocol number automatically; devices you create
  *     must be named with the `weft` prefix (WEFT_LINK_PREFIX) or they are never pruned.
- *   - Programs (wg, ethtool, ...) run only through the ProcessRunner port (PROCESS_RUNNER), never
- *     node:child_process: the boundary lint fails the build otherwise.
+ *   - Programs (wg, ethtool, ...) are run only by packages/kernel, behind its ports (a tool's port, a
+ *     managed daemon): a backend never starts a process, holds the process runner, opens a socket or
+ *     reads /proc. The boundary lint fails the build otherwise.
  */
 import "reflect-metadata";
 import {
@@ -40,20 +46,25 @@ import {
   type Lease,
   type LocalLease,
   type NetworkConfig,
+  type Peer,
+  type PeerDescription,
   type PeerStatus,
   type RouteSpec,
+  type Schema,
   WeftError,
-  errorMessage,
   leaseSubnet,
   subnetKey,
   PeerDeclarations,
 } from "@weft/core";
-import { ConnectedSubnets, KERNEL, type KernelPort } from "@weft/kernel";
+import { ConnectedSubnets, KERNEL_VIEW, type KernelView } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
-import { SAMPLE_TYPE, type SampleConfig, encodeSampleLeaseData, parseSampleLeaseData } from "./config.js";
+import { SAMPLE_TYPE, type SampleConfig, type SampleLeaseData, encodeSampleLeaseData, parseSampleLeaseData } from "./config.js";
 import { SYSCTL_KIND, type SysctlSpec } from "./sysctl.js";
 
 const FAMILY_NAME: Record<Family, string> = { v4: "IPv4", v6: "IPv6" };
+
+/** The peer data schema of one family (a Gateway of that family), for Peer.endpoint. */
+const sampleLeaseData = (family: Family): Schema<SampleLeaseData> => ({ parse: (input, path) => parseSampleLeaseData(input, family, path) });
 
 /**
  * EXTENSION POINT: preflight. Every check that needs only your config, the network config and the underlay
@@ -83,8 +94,8 @@ export function samplePreflight(_config: SampleConfig, net: NetworkConfig, iface
  * EXTENSION POINT: the Backend class. tsyringe builds it in the agent's child container. Every constructor
  * parameter carries an explicit @inject(TOKEN): Weft's builds emit no decorator metadata, so a parameter
  * without one would fail at resolve time. Tokens a backend may use: DATAPATH, LOGGER, BACKEND_CONFIG (your
- * parsed config), NETWORK_CONFIG, EXTERNAL_INTERFACE, STATE_DIR (from @weft/core); KERNEL (reads) and
- * PROCESS_RUNNER (from @weft/kernel).
+ * parsed config), NETWORK_CONFIG, EXTERNAL_INTERFACE, STATE_DIR (from @weft/core); KERNEL_VIEW (reads) and the
+ * kernel ports the backend declares (from @weft/kernel). Never PROCESS_RUNNER.
  */
 @injectable()
 export class SampleBackend implements Backend {
@@ -99,7 +110,7 @@ export class SampleBackend implements Backend {
   constructor(
     @inject(DATAPATH) private readonly datapath: Datapath,
     @inject(BACKEND_CONFIG) private readonly config: SampleConfig,
-    @inject(KERNEL) private readonly kernel: KernelPort,
+    @inject(KERNEL_VIEW) private readonly kernel: KernelView,
   ) {
     this.peerObjects = new PeerDeclarations(this.datapath);
   }
@@ -135,18 +146,22 @@ export class SampleBackend implements Backend {
   }
 
   /**
-   * Describe one peer. Idempotent: the same lease again declares the same objects (no kernel writes). A
-   * changed lease replaces what the peer had. A lease you cannot use returns skipped/unreachable with a
-   * reason — and retracts what the peer had before, so nothing stale stays in the kernel. Never throw, and
-   * do not log the reason: the agent logs each peer's state once per change (a second line from the backend
-   * would double every one). The agent flushes after each batch of lease events; do not flush here (5,000
-   * peers, one batch).
+   * Describe one peer. The agent has screened it before you see it: this node is registered, the peer runs
+   * the same Backend.Type, none of its subnets overlaps this node's, and `peer.subnets` holds the families both
+   * nodes route (never empty). `peer.endpoint(family, schema)` (from @weft/core) gives its PublicIP and its
+   * data parsed by your schema, or the status to return as it is: skipped without a PublicIP or with data
+   * your schema rejects, pending while the peer has not published its data yet (a joining node).
+   *
+   * Idempotent: the same lease again declares the same objects (no kernel writes). A changed lease replaces
+   * what the peer had. A lease you cannot use returns skipped/unreachable with a reason — and retracts what
+   * the peer had before, so nothing stale stays in the kernel. Never throw, and do not log the reason: the
+   * agent logs each peer's state once per change (a second line from the backend would double every one).
+   * The agent flushes after each batch of lease events; do not flush here (5,000 peers, one batch).
    */
-  async addPeer(peer: Lease): Promise<PeerStatus> {
+  async addPeer(peer: Peer): Promise<PeerStatus> {
     // PeerDeclarations (from @weft/core) declares the objects under the peer's owner key, or retracts what
     // the peer had and returns the reason.
-    const result = this.describe(peer, subnetKey(peer));
-    return this.peerObjects.apply(peer, "routes" in result ? { objects: { routes: result.routes } } : { status: result });
+    return this.peerObjects.apply(peer, this.describe(peer));
   }
 
   /** Forget a peer. An unknown peer is not an error (retract of an unknown owner is a no-op). */
@@ -162,38 +177,17 @@ export class SampleBackend implements Backend {
     await this.datapath.flush();
   }
 
-  private describe(peer: Lease, owner: string): { routes: RouteSpec[] } | { state: "pending" | "skipped" | "unreachable"; reason: string } {
-    const label = `peer ${peer.nodeName ? `${peer.nodeName} (${owner})` : owner}`;
-    if (!this.iface) return { state: "skipped", reason: `${label} arrived before registerSubnet` };
-    if (peer.attrs.backendType.toLowerCase() !== SAMPLE_TYPE) {
-      return { state: "skipped", reason: `${label} uses backend ${JSON.stringify(peer.attrs.backendType)}, this node ${SAMPLE_TYPE}: every node must run the same Backend.Type` };
-    }
+  private describe(peer: Peer): PeerDescription {
     const routes: RouteSpec[] = [];
-    for (const [family, own] of this.own) {
-      const subnet = leaseSubnet(peer, family);
-      if (!subnet) continue;
-      if (subnet.overlaps(own)) return { state: "skipped", reason: `${label} claims ${subnet}, which overlaps this node's subnet ${own}` };
-      // Every real lease carries a PublicIP per family it has a subnet in; one without is broken or half-written.
-      if (!(family === "v4" ? peer.attrs.publicIP : peer.attrs.publicIPv6)) {
-        return { state: "skipped", reason: `${label} has the ${FAMILY_NAME[family]} subnet ${subnet} but no ${family === "v4" ? "PublicIP" : "PublicIPv6"}` };
-      }
-      const field = family === "v4" ? "BackendData" : "BackendV6Data";
-      const raw = family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data;
-      // A joining node's lease is stored before its data (it registers first, then publishes): not malformed,
-      // just early. Skip it quietly; the agent calls addPeer again when the data arrives.
-      if (raw === undefined) return { state: "pending", reason: `${label} has not published its backend data yet (no ${field})` };
-      let gateway: IPAddress;
-      try {
-        gateway = parseSampleLeaseData(raw, family, `${label} ${field}`).gateway;
-      } catch (err) {
-        return { state: "skipped", reason: errorMessage(err) };
-      }
+    for (const [family, subnet] of peer.subnets) {
+      const endpoint = peer.endpoint(family, sampleLeaseData(family));
+      if ("status" in endpoint) return endpoint;
+      const gateway = endpoint.data.gateway;
       if (!this.segments.contains(gateway)) {
-        return { state: "unreachable", reason: `${label} gateway ${gateway} is not on this node's segments (${this.segments.describe(family)})` };
+        return { status: { state: "unreachable", reason: `${peer.label} gateway ${gateway} is not on this node's segments (${this.segments.describe(family)})` } };
       }
-      routes.push({ family, dst: subnet.toString(), gateway: gateway.toString(), dev: this.iface.name, ...(this.config.metric ? { metric: this.config.metric } : {}) });
+      routes.push({ family, dst: subnet.toString(), gateway: gateway.toString(), dev: this.iface!.name, ...(this.config.metric ? { metric: this.config.metric } : {}) });
     }
-    if (routes.length === 0) return { state: "skipped", reason: `${label} has no subnet in an address family this node routes` };
-    return { routes };
+    return { objects: { routes } };
   }
 }

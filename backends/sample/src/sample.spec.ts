@@ -47,7 +47,7 @@ describe("sample backend", () => {
     const a = await node(1);
     const b = await node(2);
     const { backendData: _notYet, ...early } = b.lease.attrs;
-    expect(await a.addPeer({ ...b.lease, attrs: early })).toEqual({ state: "pending", reason: "peer node-2 (198.19.2.0-24) has not published its backend data yet (no BackendData)" });
+    expect(await a.addPeer({ ...b.lease, attrs: early })).toEqual({ state: "pending", reason: "peer node-2 (198.19.2.0-24) has not published its backend data yet (no BackendData); it is programmed when it does" });
     expect(await a.kernel.listRoutes({ family: "v4", protocol: 87 })).toEqual([]);
     expect(await a.addPeer(b.lease)).toEqual({ state: "programmed" });
     const logger = a.logger as MemoryLogger;

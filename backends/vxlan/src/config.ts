@@ -3,7 +3,7 @@
  *
  * Keys match case-insensitively, as Go's encoding/json does for Flannel (reference/flannel.md §3.1.1), so a
  * Flannel net-conf.json works unchanged. Flannel's Windows-only keys (MacPrefix, Name) are accepted and
- * ignored; any other unknown key becomes a warning the backend logs (a typo like "DirectRoute" would
+ * ignored; any other unknown key becomes a warning the agent logs (a typo like "DirectRoute" would
  * otherwise silently do nothing).
  */
 import { type Family, type JsonValue, ConfigError, type Schema, WeftError, getKeyInsensitive, normalizeMac, showValue, splitSchemaPath } from "@weft/core";
@@ -34,7 +34,7 @@ export interface VxlanConfig {
   readonly directRouting: boolean;
   /** Weft's opt-in workaround for the "63-second delay" kernel bug (flannel.md §7.5). */
   readonly disableTxChecksumOffload: boolean;
-  /** Non-fatal findings (unknown keys); the backend logs them once at start. */
+  /** Non-fatal findings (unknown keys); the agent logs them once at start (configWarnings). */
   readonly warnings: readonly string[];
 }
 

@@ -4,7 +4,7 @@
  * package registers nothing anywhere.
  */
 import { BACKEND, type BackendModule, type Family, LOGGER } from "@weft/core";
-import { PROCESS_RUNNER } from "@weft/kernel";
+import { ETHTOOL } from "@weft/kernel";
 import { RECONCILER_CONTRIBUTION } from "@weft/reconcile";
 import { type DependencyContainer, Lifecycle, instanceCachingFactory } from "tsyringe";
 import { VXLAN_OVERHEAD, VXLAN_TYPE, type VxlanConfig, vxlanConfigSchema } from "./config.js";
@@ -22,7 +22,7 @@ export {
   vxlanConfigSchema,
   vxlanLeaseDataSchema,
 } from "./config.js";
-export { OFFLOAD_KIND, type OffloadOp, OffloadReconciler, type OffloadSpec, TX_CHECKSUM_FEATURE, parseEthtoolFeatures } from "./offload.js";
+export { OFFLOAD_KIND, type OffloadOp, OffloadReconciler, type OffloadSpec, TX_CHECKSUM_FEATURE } from "./offload.js";
 export { VxlanBackend, type VxlanDevicePlan, planVxlanDevices, vxlanDeviceName } from "./vxlan-backend.js";
 export { randomLocalMac, vtepMacFile } from "./vtep-mac.js";
 
@@ -30,6 +30,8 @@ export { randomLocalMac, vtepMacFile } from "./vtep-mac.js";
 const vxlanModule: BackendModule<VxlanConfig> & { underlayMtu(config: VxlanConfig): number | undefined } = {
   type: VXLAN_TYPE,
   configSchema: vxlanConfigSchema,
+  /** Carries IPv6 pod traffic too: the agent lets the store (kube mode) run IPv6 with it. */
+  dualStack: true,
   mtuOverhead(_config: VxlanConfig, family: Family): number {
     return VXLAN_OVERHEAD[family];
   },
@@ -43,8 +45,9 @@ const vxlanModule: BackendModule<VxlanConfig> & { underlayMtu(config: VxlanConfi
   register(container: DependencyContainer): void {
     container.register(BACKEND, { useClass: VxlanBackend }, { lifecycle: Lifecycle.ContainerScoped });
     // The "offload" kind (DisableTxChecksumOffload) has its own reconciler; it starts no process unless asked to.
+    // ethtool goes through the agent's EthtoolPort (ETHTOOL), which the agent binds with the other kernel ports.
     container.register(RECONCILER_CONTRIBUTION, {
-      useFactory: instanceCachingFactory((c) => new OffloadReconciler(c.resolve(PROCESS_RUNNER), c.resolve(LOGGER))),
+      useFactory: instanceCachingFactory((c) => new OffloadReconciler(c.resolve(ETHTOOL), c.resolve(LOGGER))),
     });
   },
 };

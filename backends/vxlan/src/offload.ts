@@ -8,12 +8,12 @@
  * read back on every pass (after the link step, so a recreated device is seen fresh) and re-applied on drift.
  *
  * ethtool features are not netlink link attributes iproute2 can set, so this kind reads and writes through the
- * ProcessRunner (`ethtool --show-features` / `ethtool --features`) and applies its own ops. Nothing is pruned:
- * a device Weft deletes takes its settings with it, and turning the option off leaves the device as it is
- * until it is next recreated.
+ * EthtoolPort (@weft/kernel), which runs the tool and classifies its errors; this file only describes the
+ * wanted value and diffs it against what the port reads back. Nothing is pruned: a device Weft deletes takes
+ * its settings with it, and turning the option off leaves the device as it is until it is next recreated.
  */
-import { type Logger, WeftError, errorMessage } from "@weft/core";
-import { KernelError, type KernelPort, type OpResult, type ProcessRunner } from "@weft/kernel";
+import type { Logger } from "@weft/core";
+import { type EthtoolPort, type KernelPort, type OpResult, asKernelError } from "@weft/kernel";
 import type { Drift, ObjectReconciler } from "@weft/reconcile";
 
 export const OFFLOAD_KIND = "offload";
@@ -32,24 +32,14 @@ export interface OffloadOp {
   readonly spec: OffloadSpec;
 }
 
-/** One feature line of `ethtool --show-features`: `\ttx-checksum-ip-generic: on [fixed]`. */
-export function parseEthtoolFeatures(text: string): Map<string, { enabled: boolean; fixed: boolean }> {
-  const out = new Map<string, { enabled: boolean; fixed: boolean }>();
-  for (const line of text.split("\n")) {
-    const m = /^\s*([a-z0-9-]+):\s+(on|off)\b(.*)$/.exec(line);
-    if (m) out.set(m[1]!, { enabled: m[2] === "on", fixed: /\[fixed\]/.test(m[3]!) });
-  }
-  return out;
-}
-
-const firstLine = (s: string) => s.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
-
 export class OffloadReconciler implements ObjectReconciler<OffloadSpec, OffloadOp> {
   readonly kind = OFFLOAD_KIND;
+  /** A device's features are read after the links step: a device recreated in this pass is seen fresh. */
+  readonly after = ["links"];
   private readonly warnedFixed = new Set<string>();
 
   constructor(
-    private readonly runner: ProcessRunner,
+    private readonly ethtool: EthtoolPort,
     private readonly logger: Logger,
   ) {}
 
@@ -63,9 +53,7 @@ export class OffloadReconciler implements ObjectReconciler<OffloadSpec, OffloadO
     const out: OffloadSpec[] = [];
     for (const dev of new Set(desired.map((d) => d.dev))) {
       if (!present.has(dev)) continue; // reported "missing"; applying will fail and be retried
-      const r = await this.runner.run("ethtool", ["--show-features", dev], { reject: false });
-      if (r.exitCode !== 0) throw new WeftError("PROCESS_FAILED", `ethtool --show-features ${dev} exited ${r.exitCode}: ${firstLine(r.stderr)}`);
-      const features = parseEthtoolFeatures(r.stdout);
+      const features = await this.ethtool.features(dev);
       for (const d of desired) {
         if (d.dev !== dev) continue;
         const f = features.get(d.feature);
@@ -105,19 +93,13 @@ export class OffloadReconciler implements ObjectReconciler<OffloadSpec, OffloadO
   async apply(ops: readonly OffloadOp[]): Promise<OpResult[]> {
     const results: OpResult[] = [];
     for (const { spec } of ops) {
-      const args = ["--features", spec.dev, spec.feature, spec.enabled ? "on" : "off"];
       try {
-        const r = await this.runner.run("ethtool", args, { reject: false });
-        // ethtool exits non-zero with "Could not change any device features" when the driver refused.
-        if (r.exitCode !== 0) {
-          const code = /No such device|Cannot get device/i.test(r.stderr) ? "KERNEL_NOT_FOUND" : "KERNEL_FAILED";
-          results.push({ ok: false, error: new KernelError(code, `ethtool ${args.join(" ")} exited ${r.exitCode}: ${firstLine(r.stderr)}`) });
-        } else {
-          results.push({ ok: true });
-        }
+        await this.ethtool.setFeature(spec.dev, spec.feature, spec.enabled);
+        results.push({ ok: true });
       } catch (err) {
-        // PROCESS_MISSING (ethtool not installed) and the like: one clear failure per op, never a broken pass.
-        results.push({ ok: false, error: new KernelError("KERNEL_FAILED", `ethtool ${args.join(" ")}: ${errorMessage(err)}`, undefined, { cause: err }) });
+        // A refused change, a missing device, PROCESS_MISSING (ethtool not installed): one clear failure per
+        // op, never a broken pass.
+        results.push({ ok: false, error: asKernelError(err, `${spec.dev}: set ethtool feature ${spec.feature} ${spec.enabled ? "on" : "off"}`) });
       }
     }
     return results;

@@ -48,6 +48,8 @@ import {
   type Logger,
   type NeighbourSpec,
   type NetworkConfig,
+  type Peer,
+  type PeerDescription,
   type PeerStatus,
   type RouteSpec,
   STATE_DIR,
@@ -58,10 +60,10 @@ import {
   subnetKey,
   PeerDeclarations,
 } from "@weft/core";
-import { ConnectedSubnets, KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
+import { ConnectedSubnets, ETHTOOL, type EthtoolPort, KERNEL_VIEW, type KernelView } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
-import { VXLAN_OVERHEAD, VXLAN_TYPE, type VxlanConfig, encodeVxlanLeaseData, vxlanLeaseDataSchema } from "./config.js";
-import { OFFLOAD_KIND, type OffloadSpec, TX_CHECKSUM_FEATURE, parseEthtoolFeatures } from "./offload.js";
+import { VXLAN_OVERHEAD, type VxlanConfig, encodeVxlanLeaseData, vxlanLeaseDataSchema } from "./config.js";
+import { OFFLOAD_KIND, type OffloadSpec, TX_CHECKSUM_FEATURE } from "./offload.js";
 import { loadOrCreateVtepMac } from "./vtep-mac.js";
 
 /** Linux interface names are at most 15 bytes (IFNAMSIZ 16 with the NUL). */
@@ -144,8 +146,8 @@ export class VxlanBackend implements Backend {
     @inject(LOGGER) private readonly logger: Logger,
     @inject(BACKEND_CONFIG) private readonly config: VxlanConfig,
     @inject(STATE_DIR) private readonly stateDir: string,
-    @inject(KERNEL) private readonly kernel: KernelPort,
-    @inject(PROCESS_RUNNER) private readonly runner: ProcessRunner,
+    @inject(KERNEL_VIEW) private readonly kernel: KernelView,
+    @inject(ETHTOOL) private readonly ethtool: EthtoolPort,
   ) {
     this.peerObjects = new PeerDeclarations(this.datapath);
   }
@@ -215,10 +217,10 @@ export class VxlanBackend implements Backend {
     return data;
   }
 
-  async addPeer(peer: Lease): Promise<PeerStatus> {
+  async addPeer(peer: Peer): Promise<PeerStatus> {
     // A peer that was fine and now is not (its lease changed) must not keep its old entries; not logged here:
     // the agent logs a peer's state once per change, with this reason.
-    return this.peerObjects.apply(peer, this.describePeer(peer, subnetKey(peer)));
+    return this.peerObjects.apply(peer, this.describePeer(peer));
   }
 
   async removePeer(peer: Lease): Promise<void> {
@@ -232,58 +234,32 @@ export class VxlanBackend implements Backend {
     await this.datapath.flush();
   }
 
-  /** The objects for one peer, or why it cannot be programmed. Never throws. */
-  private describePeer(
-    peer: Lease,
-    owner: string,
-  ): { objects: { neighbours: NeighbourSpec[]; fdb: FdbSpec[]; routes: RouteSpec[] } } | { status: Extract<PeerStatus, { reason: string }> } {
-    const label = `peer ${peer.nodeName ? `${peer.nodeName} (${owner})` : owner}`;
-    const skip = (reason: string) => ({ status: { state: "skipped" as const, reason: `${label} ${reason}` } });
-    if (!this.iface || !this.connected) return skip("arrived before registerSubnet; it is retried when the agent re-adds peers");
-    const type = peer.attrs.backendType;
-    if (type.toLowerCase() !== VXLAN_TYPE) {
-      return skip(`uses backend ${JSON.stringify(type)}, this node vxlan: every node must run the same Backend.Type`);
-    }
-
+  /**
+   * The objects for one peer, or why it cannot be programmed. The agent screened it (same type, no overlap, a
+   * family in common); here only vxlan's own data and choices. Never throws.
+   */
+  private describePeer(peer: Peer): PeerDescription {
+    const iface = this.iface!;
     const neighbours: NeighbourSpec[] = [];
     const fdb: FdbSpec[] = [];
     const routes: RouteSpec[] = [];
-    let shared = 0;
-    for (const dev of this.devices.values()) {
-      const { family } = dev;
-      const subnet = leaseSubnet(peer, family);
-      if (!subnet) continue;
-      shared++;
-      const fam = FAMILY_NAME[family];
-      if (subnet.overlaps(dev.subnet)) return skip(`claims ${subnet}, which overlaps this node's own subnet ${dev.subnet}`);
-      const publicIP = family === "v4" ? peer.attrs.publicIP : peer.attrs.publicIPv6;
-      if (!publicIP) return skip(`has the ${fam} subnet ${subnet} but no ${family === "v4" ? "PublicIP" : "PublicIPv6"}`);
-      const field = family === "v4" ? "BackendData" : "BackendV6Data";
-      const raw = family === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data;
-      // A joining node takes its lease before it has created its device, so its lease is first seen without
-      // data: not malformed, just early. It comes back with the data in a moment.
-      if (raw === undefined) return { status: { state: "pending" as const, reason: `${label} has not published its backend data yet (no ${field}); it is programmed when it does` } };
-      let vtep;
-      try {
-        vtep = vxlanLeaseDataSchema.parse(raw, `${label} ${field}`);
-      } catch (err) {
-        return { status: { state: "skipped", reason: errorMessage(err) } };
-      }
+    for (const [family, subnet] of peer.subnets) {
+      const dev = this.devices.get(family);
+      if (!dev) continue;
+      const endpoint = peer.endpoint(family, vxlanLeaseDataSchema);
+      if ("status" in endpoint) return endpoint;
+      const { publicIP, data: vtep } = endpoint;
       if (vtep.vni !== this.config.vni) {
-        return skip(`uses VNI ${vtep.vni}, this node ${this.config.vni}: set the same Backend.VNI on every node`);
+        return peer.skipped(`uses VNI ${vtep.vni}, this node ${this.config.vni}: set the same Backend.VNI on every node`);
       }
-      if (this.config.directRouting && this.connected.contains(publicIP)) {
-        routes.push({ family, dst: subnet.toString(), gateway: publicIP.toString(), dev: this.iface.name });
+      if (this.config.directRouting && this.connected!.contains(publicIP)) {
+        routes.push({ family, dst: subnet.toString(), gateway: publicIP.toString(), dev: iface.name });
         continue;
       }
       const gateway = subnet.ip.toString();
       neighbours.push({ dev: dev.name, ip: gateway, lladdr: vtep.vtepMAC, state: "permanent" });
       fdb.push({ dev: dev.name, mac: vtep.vtepMAC, dst: publicIP.toString(), self: true, permanent: true });
       routes.push({ family, dst: subnet.toString(), gateway, dev: dev.name, onlink: true });
-    }
-    if (shared === 0) {
-      const ours = [...this.devices.keys()].map((f) => FAMILY_NAME[f]).join(" and ");
-      return skip(`has no subnet in an address family this node routes (${ours})`);
     }
     return { objects: { neighbours, fdb, routes } };
   }
@@ -296,9 +272,8 @@ export class VxlanBackend implements Backend {
     for (const d of this.devices.values()) {
       let state: string;
       try {
-        const r = await this.runner.run("ethtool", ["--show-features", d.name], { reject: false });
-        const f = parseEthtoolFeatures(r.stdout).get(TX_CHECKSUM_FEATURE);
-        state = r.exitCode !== 0 ? `unreadable (ethtool exited ${r.exitCode})` : !f ? "not reported by ethtool" : f.enabled ? "still on" : "off";
+        const f = (await this.ethtool.features(d.name)).get(TX_CHECKSUM_FEATURE);
+        state = !f ? "not reported by ethtool" : f.enabled ? "still on" : "off";
       } catch (err) {
         state = `unreadable (${errorMessage(err)})`;
       }

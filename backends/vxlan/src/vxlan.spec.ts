@@ -33,12 +33,12 @@ import {
   isWeftError,
   parseNetworkConfig,
 } from "@weft/core";
-import { KERNEL, PROCESS_RUNNER } from "@weft/kernel";
+import { ETHTOOL, KERNEL, KERNEL_VIEW, LinuxEthtool, PROCESS_RUNNER, kernelView } from "@weft/kernel";
 import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
 import { DatapathEngine, registerDatapath } from "@weft/reconcile";
 import { container } from "tsyringe";
 import { afterEach, describe, expect, it } from "vitest";
-import vxlan, { VXLAN_OVERHEAD, parseEthtoolFeatures, vtepMacFile, vxlanConfigSchema } from "./index.js";
+import vxlan, { VXLAN_OVERHEAD, vtepMacFile, vxlanConfigSchema } from "./index.js";
 
 const T = TEST_TOPOLOGY;
 const agents: TestAgent[] = [];
@@ -439,16 +439,6 @@ function fakeEthtool(kernel: FakeKernel) {
 }
 
 describe("vxlan DisableTxChecksumOffload (kind offload)", () => {
-  it("parses ethtool's feature listing", () => {
-    expect(parseEthtoolFeatures("Features for weft.1:\ntx-checksumming: on\n\ttx-checksum-ipv4: off [fixed]\n\ttx-checksum-ip-generic: on\n")).toEqual(
-      new Map([
-        ["tx-checksumming", { enabled: true, fixed: false }],
-        ["tx-checksum-ipv4", { enabled: false, fixed: true }],
-        ["tx-checksum-ip-generic", { enabled: true, fixed: false }],
-      ]),
-    );
-  });
-
   it("turns tx-checksum-ip-generic off on the device and again after the device is recreated", async () => {
     const kernel = new FakeKernel();
     const eth = fakeEthtool(kernel);
@@ -500,7 +490,9 @@ describe("vxlan DisableTxChecksumOffload (kind offload)", () => {
     c.register(BACKEND_CONFIG, { useValue: vxlan.configSchema.parse(config.backend, "Backend") });
     c.register(STATE_DIR, { useValue: tempDir() });
     c.register(KERNEL, { useValue: kernel });
+    c.register(KERNEL_VIEW, { useValue: kernelView(kernel) });
     c.register(PROCESS_RUNNER, { useValue: eth.runner });
+    c.register(ETHTOOL, { useValue: new LinuxEthtool(eth.runner) });
     registerDatapath(c);
     c.register(DATAPATH, { useValue: c.resolve(DatapathEngine) }); // engine first: contributions come too late
     vxlan.register(c);

@@ -1,27 +1,26 @@
 /**
- * Kind "wg-peer": one peer on one of Weft's WireGuard devices, reconciled with `wg` through the ProcessRunner.
- *
- * Read: `wg show <dev> dump` once per device per pass. Write: ONE `wg set <dev> peer A ... peer B ... peer C remove`
- * per device per pass, never a process per peer (a node joining a 500-node cluster costs one `wg` run).
- * `allowed-ips` in `wg set` replaces the peer's list (wg sets replace_allowed_ips), and an allowed IP given to one
- * peer is taken from any other peer that had it, so a subnet moving to a re-installed node (new key) needs no
- * ordering. Keys go to `wg` as files (the PSK file is 0600), never as argv.
+ * Kind "wg-peer": one peer on one of Weft's WireGuard devices. This file describes and diffs; reading and
+ * writing are the WireGuardPort's (@weft/kernel): one read per device per pass, and ONE write per device per
+ * pass for all its peer changes, never a process per peer (a node joining a 500-node cluster costs one `wg`
+ * run). A peer's allowed IPs are replaced as a whole, and an allowed IP given to one peer is taken from any
+ * other peer that had it, so a subnet moving to a re-installed node (new key) needs no ordering. Keys go to the
+ * port as files (the PSK file is 0600), never as values.
  *
  * Ownership: every peer on a device Weft owns (weft-wg, weft-wg-v6) is Weft's; stale ones are removed.
+ * Order: after wg-device (the device must exist) and after routes (a packet routed into the device before its
+ * peer exists is dropped by WireGuard: the same as "not yet programmed").
  */
-import { errorMessage } from "@weft/core";
-import { KernelError, type KernelPort, type OpResult, type ProcessRunner } from "@weft/kernel";
+import { type KernelPort, type OpResult, type WireGuardPeerChange, type WireGuardPort, asKernelError } from "@weft/kernel";
 import type { Drift, ObjectReconciler } from "@weft/reconcile";
-import { WG_DEVICE_NAMES, type WgDeviceReconciler } from "./device.js";
+import { WG_DEVICE_KIND, WG_DEVICE_NAMES, type WgDeviceReconciler } from "./device.js";
 import { keyDigest } from "./keys.js";
-import { isNoDevice, parseWgDump } from "./wg-dump.js";
 
 export const WG_PEER_KIND = "wg-peer";
 
 export interface WgPeerSpec {
   readonly dev: string;
   readonly publicKey: string;
-  /** `198.18.0.2:51820` or `[2001:2::2]:51821`, as `wg show dump` prints it. */
+  /** `198.18.0.2:51820` or `[2001:2::2]:51821`, as the device reports it. */
   readonly endpoint?: string;
   /** Canonical CIDRs, sorted. */
   readonly allowedIPs: readonly string[];
@@ -29,35 +28,35 @@ export interface WgPeerSpec {
   readonly persistentKeepalive: number;
   /** keyDigest of the pre-shared key, undefined for none (the key itself never sits in a spec). */
   readonly presharedKeyDigest?: string;
-  /** Desired only: the 0600 file `wg` reads the PSK from. */
+  /** Desired only: the 0600 file the PSK is read from. */
   readonly presharedKeyFile?: string;
 }
 
 export type WgPeerOp = { readonly op: "wg-peer.set"; readonly spec: WgPeerSpec } | { readonly op: "wg-peer.remove"; readonly dev: string; readonly publicKey: string };
 
-const firstLine = (s: string) => s.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
-
-/** The argv words that configure one peer. */
-export function peerArgs(p: WgPeerSpec): string[] {
-  return [
-    "peer",
-    p.publicKey,
-    ...(p.endpoint ? ["endpoint", p.endpoint] : []),
-    "persistent-keepalive",
-    p.persistentKeepalive > 0 ? String(p.persistentKeepalive) : "off",
-    "allowed-ips",
-    p.allowedIPs.join(","),
-    // /dev/null (an empty key file) clears a PSK the peer had.
-    "preshared-key",
-    p.presharedKeyFile ?? "/dev/null",
-  ];
+/** The port's change for one op. */
+function change(op: WgPeerOp): WireGuardPeerChange {
+  if (op.op === "wg-peer.remove") return { op: "remove", publicKey: op.publicKey };
+  const p = op.spec;
+  return {
+    op: "set",
+    peer: {
+      publicKey: p.publicKey,
+      ...(p.endpoint ? { endpoint: p.endpoint } : {}),
+      allowedIPs: p.allowedIPs,
+      persistentKeepalive: p.persistentKeepalive,
+      // None clears a PSK the peer had.
+      ...(p.presharedKeyFile ? { presharedKeyFile: p.presharedKeyFile } : {}),
+    },
+  };
 }
 
 export class WgPeerReconciler implements ObjectReconciler<WgPeerSpec, WgPeerOp> {
   readonly kind = WG_PEER_KIND;
+  readonly after = [WG_DEVICE_KIND, "routes"] as const;
 
   constructor(
-    private readonly runner: ProcessRunner,
+    private readonly wireguard: WireGuardPort,
     /** Tells whose wireguard-go answers on a socket: peers of a device Weft did not start are never touched. */
     private readonly devices: Pick<WgDeviceReconciler, "owns">,
   ) {}
@@ -73,12 +72,9 @@ export class WgPeerReconciler implements ObjectReconciler<WgPeerSpec, WgPeerOp> 
     const out: WgPeerSpec[] = [];
     for (const dev of devs) {
       if (!(await this.devices.owns(dev))) continue;
-      const r = await this.runner.run("wg", ["show", dev, "dump"], { reject: false });
-      if (r.exitCode !== 0) {
-        if (isNoDevice(r.stderr)) continue; // no live wireguard-go: the device kind restarts it, peers come next pass
-        throw new KernelError("KERNEL_FAILED", `wg show ${dev} dump exited ${r.exitCode}: ${firstLine(r.stderr)}`);
-      }
-      for (const p of parseWgDump(r.stdout).peers) {
+      // Undefined: no live wireguard-go; the device kind restarts it, peers come after it.
+      const dump = await this.wireguard.show(dev);
+      for (const p of dump?.peers ?? []) {
         out.push({
           dev,
           publicKey: p.publicKey,
@@ -114,7 +110,10 @@ export class WgPeerReconciler implements ObjectReconciler<WgPeerSpec, WgPeerOp> 
     return [{ op: "wg-peer.remove", dev: p.dev, publicKey: p.publicKey }];
   }
 
-  /** One `wg set` per device for the whole pass; its outcome is every op's outcome. */
+  /**
+   * One port write per device for the whole pass; its outcome is every op's outcome. A device that is gone
+   * took its peers with it: KERNEL_NOT_FOUND, which the engine counts as done for removals.
+   */
   async apply(ops: readonly WgPeerOp[]): Promise<OpResult[]> {
     const byDev = new Map<string, number[]>();
     ops.forEach((op, i) => {
@@ -123,24 +122,12 @@ export class WgPeerReconciler implements ObjectReconciler<WgPeerSpec, WgPeerOp> 
     });
     const results: OpResult[] = new Array<OpResult>(ops.length);
     for (const [dev, indexes] of byDev) {
-      const args = ["set", dev];
-      for (const i of indexes) {
-        const op = ops[i]!;
-        args.push(...(op.op === "wg-peer.set" ? peerArgs(op.spec) : ["peer", op.publicKey, "remove"]));
-      }
       let result: OpResult;
       try {
-        const r = await this.runner.run("wg", args, { reject: false });
-        result =
-          r.exitCode === 0
-            ? { ok: true }
-            : {
-                ok: false,
-                // A device that is gone took its peers with it: removals count as done (KERNEL_NOT_FOUND).
-                error: new KernelError(isNoDevice(r.stderr) ? "KERNEL_NOT_FOUND" : "KERNEL_FAILED", `wg set ${dev} (${indexes.length} peer change(s)) exited ${r.exitCode}: ${firstLine(r.stderr)}`),
-              };
+        await this.wireguard.setPeers(dev, indexes.map((i) => change(ops[i]!)));
+        result = { ok: true };
       } catch (err) {
-        result = { ok: false, error: new KernelError("KERNEL_FAILED", `wg set ${dev}: ${errorMessage(err)}`, undefined, { cause: err }) };
+        result = { ok: false, error: asKernelError(err, `wg set ${dev}`) };
       }
       for (const i of indexes) results[i] = result;
     }

@@ -10,8 +10,9 @@
  * Local objects (owner "local"), per device — `weft-wg` (IPv4, or both families in Mode auto/ipv4/ipv6) and
  * `weft-wg-v6` (IPv6 in Mode separate, the default):
  *   wg-device  the wireguard-go process and its UAPI configuration (private key, listen port); its own
- *              reconciler (device.ts). Declared and flushed FIRST, alone: the engine applies extra kinds after
- *              links/addresses, and nothing can be put on the TUN before wireguard-go has created it;
+ *              reconciler (device.ts), which the engine runs BEFORE links, addresses and routes (its `before`):
+ *              nothing can be put on the TUN before wireguard-go has created it, and the kinds after it read
+ *              the kernel again once it wrote;
  *   link       the TUN wireguard-go made, declared as kind "tun" so the links reconciler sets its MTU (underlay
  *              − 80) and brings it up, and so the prune never deletes it as "owned but undeclared";
  *   address    the lease subnet's network address as /32 (/128): the source for host → pod traffic, host-sized so
@@ -20,11 +21,13 @@
  * Per peer (owner = the peer's subnet key):
  *   wg-peer    one WireGuard peer per device it shares a family with: public key, endpoint PublicIP:Port (the
  *              peer's advertised port), allowed-ips = its pod subnet(s), keepalive, PSK; all peer changes of a
- *              pass go to `wg` in ONE `wg set` per device (peers.ts);
+ *              pass go to the WireGuardPort in ONE write per device (peers.ts);
  *   route      the peer's subnet via the device (per peer rather than Flannel's one route for the whole
  *              Network: a subnet without a peer is unreachable instead of silently dropped by WireGuard).
- * Order in a pass: routes (core kinds) before wg-peer (extra kinds). A packet routed into the device before its
- * peer exists is dropped by WireGuard (no allowed-ips match) — the same as "not yet programmed".
+ * Order in a pass: wg-device, then links/addresses/routes, then wg-peer (after wg-device and routes). A packet
+ * routed into the device before its peer exists is dropped by WireGuard (no allowed-ips match) — the same as
+ * "not yet programmed". No process handling or tool output here: wg and wireguard-go are behind the
+ * WireGuardPort and the ManagedDaemonPort (@weft/kernel).
  *
  * close("restart") leaves everything, wireguard-go included (started detached), for the next agent to adopt
  * through the UAPI socket; close("teardown") retracts it all: peers, routes and address go, the device's
@@ -51,19 +54,20 @@ import {
   LOGGER,
   type Logger,
   type NetworkConfig,
+  type Peer,
   PeerDeclarations,
+  type PeerDescription,
   type PeerStatus,
   type RouteSpec,
   STATE_DIR,
   WeftError,
-  errorMessage,
   leaseSubnet,
   sleep,
   subnetKey,
 } from "@weft/core";
-import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
+import { KERNEL_VIEW, type KernelView, WIREGUARD, WIREGUARD_SOCKET_DIR, type WireGuardPort } from "@weft/kernel";
 import { inject, injectable } from "tsyringe";
-import { WIREGUARD_OVERHEAD, WIREGUARD_TYPE, type WireguardConfig, encodeWireguardLeaseData, wireguardLeaseDataSchema } from "./config.js";
+import { WIREGUARD_OVERHEAD, type WireguardConfig, encodeWireguardLeaseData, wireguardLeaseDataSchema } from "./config.js";
 import { WG_DEVICE_KIND, type WgDeviceSpec, logFile } from "./device.js";
 import { PSK_FILE, keyDigest, loadOrCreateKeyPair, writePskFile } from "./keys.js";
 import { WG_PEER_KIND, type WgPeerSpec } from "./peers.js";
@@ -158,8 +162,8 @@ export class WireguardBackend implements Backend {
     @inject(LOGGER) private readonly logger: Logger,
     @inject(BACKEND_CONFIG) private readonly config: WireguardConfig,
     @inject(STATE_DIR) private readonly stateDir: string,
-    @inject(KERNEL) private readonly kernel: KernelPort,
-    @inject(PROCESS_RUNNER) private readonly runner: ProcessRunner,
+    @inject(KERNEL_VIEW) private readonly kernel: KernelView,
+    @inject(WIREGUARD) private readonly wireguard: WireGuardPort,
   ) {
     this.peerObjects = new PeerDeclarations(this.datapath);
   }
@@ -189,19 +193,24 @@ export class WireguardBackend implements Backend {
     const links: LinkSpec[] = this.devices.map((d) => ({ name: d.name, kind: "tun", mtu: d.mtu, up: true }));
     const addresses: AddressSpec[] = this.devices.flatMap((d) => [...d.subnets.values()].map((s) => ({ dev: d.name, address: `${s.ip}/${s.ip.bits}` })));
 
-    // wireguard-go creates the TUN; only then can the links and addresses kinds act on it (extra kinds come last
-    // in a pass), so the device goes first, alone.
-    this.datapath.declare(LOCAL_OWNER, { extra: { [WG_DEVICE_KIND]: wgDevices } });
+    // One declaration: the engine runs the wg-device kind (wireguard-go makes the TUN) before the links and
+    // addresses kinds that act on the TUN.
+    this.datapath.declare(LOCAL_OWNER, { links, addresses, extra: { [WG_DEVICE_KIND]: wgDevices } });
     // A start that fails is retried a few times before the agent gives up (each failure is logged with what
     // wireguard-go said): a missing binary fails every time, a transient failure should not crash-loop the pod.
-    for (let attempt = 1; ; attempt++) {
-      await this.datapath.flush();
-      // Only on a device that is really this node's: the links kind would otherwise make a bare TUN of the name.
-      if (await this.verifyDevices(keys.publicKey, attempt === START_ATTEMPTS)) break;
-      await sleep(START_RETRY_MS * attempt);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        await this.datapath.flush();
+        if (await this.verifyDevices(keys.publicKey, attempt === START_ATTEMPTS)) break;
+        await sleep(START_RETRY_MS * attempt);
+      }
+    } catch (err) {
+      // Unwound: whatever the pass made without a working device (the links kind's bare TUN of the name, its
+      // address) goes; a foreign device is never touched (its kind refuses it).
+      this.datapath.retract(LOCAL_OWNER);
+      await this.datapath.flush().catch(() => undefined);
+      throw err;
     }
-    this.datapath.declare(LOCAL_OWNER, { links, addresses, extra: { [WG_DEVICE_KIND]: wgDevices } });
-    await this.datapath.flush();
 
     const data: { v4?: JsonValue; v6?: JsonValue } = {};
     for (const d of this.devices) {
@@ -215,7 +224,7 @@ export class WireguardBackend implements Backend {
     return data;
   }
 
-  async addPeer(peer: Lease): Promise<PeerStatus> {
+  async addPeer(peer: Peer): Promise<PeerStatus> {
     return this.peerObjects.apply(peer, this.describePeer(peer));
   }
 
@@ -237,15 +246,15 @@ export class WireguardBackend implements Backend {
   private async verifyDevices(publicKey: string, last: boolean): Promise<boolean> {
     const present = new Set((await this.kernel.listLinks()).map((l) => l.name));
     for (const d of this.devices) {
-      const r = await this.runner.run("wg", ["show", d.name, "public-key"], { reject: false });
-      const answered = r.exitCode === 0 ? r.stdout.trim() : undefined;
+      const dump = await this.wireguard.show(d.name).catch(() => undefined);
+      const answered = dump ? (dump.publicKey ?? "(none)") : undefined;
       if (answered === publicKey && present.has(d.name)) continue;
       if (answered !== undefined && answered !== publicKey) {
         throw new WeftError(
           "KERNEL_FAILED",
-          `wireguard: /var/run/wireguard/${d.name}.sock answers with another public key than this node's: another agent on this machine runs ${d.name} ` +
+          `wireguard: ${WIREGUARD_SOCKET_DIR}/${d.name}.sock answers with another public key than this node's: another agent on this machine runs ${d.name} ` +
             `in another network namespace (the socket directory is per mount namespace). Give each agent its own mount namespace with a private ` +
-            `/var/run/wireguard (docs/adr/0008-wireguard-go.md), or end that wireguard-go if it is a leftover`,
+            `${WIREGUARD_SOCKET_DIR} (docs/adr/0008-wireguard-go.md), or end that wireguard-go if it is a leftover`,
         );
       }
       if (!last) return false;
@@ -258,46 +267,25 @@ export class WireguardBackend implements Backend {
     return true;
   }
 
-  /** The objects for one peer, or why it cannot be programmed. Never throws. */
-  private describePeer(peer: Lease): { objects: { routes: RouteSpec[]; extra: Record<string, WgPeerSpec[]> } } | { status: Extract<PeerStatus, { reason: string }> } {
-    const owner = subnetKey(peer);
-    const label = `peer ${peer.nodeName ? `${peer.nodeName} (${owner})` : owner}`;
-    const skip = (reason: string) => ({ status: { state: "skipped" as const, reason: `${label} ${reason}` } });
-    if (!this.iface) return skip("arrived before registerSubnet; it is retried when the agent re-adds peers");
-    const type = peer.attrs.backendType;
-    if (type.toLowerCase() !== WIREGUARD_TYPE) {
-      return skip(`uses backend ${JSON.stringify(type)}, this node wireguard: every node must run the same Backend.Type`);
-    }
+  /**
+   * The objects for one peer, or why it cannot be programmed. The agent screened it (same type, no overlap, a
+   * family in common); here the endpoint family, wireguard's own data and the objects. Never throws.
+   */
+  private describePeer(peer: Peer): PeerDescription {
     const routes: RouteSpec[] = [];
     const peers: WgPeerSpec[] = [];
-    let shared = 0;
     for (const dev of this.devices) {
-      const allowed: IPNet[] = [];
-      for (const [family, own] of dev.subnets) {
-        const subnet = leaseSubnet(peer, family);
-        if (!subnet) continue;
-        if (subnet.overlaps(own)) return skip(`claims ${subnet}, which overlaps this node's own subnet ${own}`);
-        allowed.push(subnet);
-      }
+      const allowed = dev.families.flatMap((f) => peer.subnets.get(f) ?? []);
       if (allowed.length === 0) continue;
-      shared++;
       // The family whose PublicIP and BackendData the tunnel uses.
       const endpointFamily = this.endpointFamily(dev, peer);
       if (!endpointFamily) {
         const fams = dev.families.length === 1 ? dev.families[0]! : this.config.mode === "ipv6" ? "v6" : "v4";
-        return skip(`has no ${fams === "v4" ? "PublicIP" : "PublicIPv6"} to send WireGuard to`);
+        return peer.skipped(`has no ${fams === "v4" ? "PublicIP" : "PublicIPv6"} to send WireGuard to`);
       }
-      const publicIP = (endpointFamily === "v4" ? peer.attrs.publicIP : peer.attrs.publicIPv6)!;
-      const field = endpointFamily === "v4" ? "BackendData" : "BackendV6Data";
-      const raw = endpointFamily === "v4" ? peer.attrs.backendData : peer.attrs.backendV6Data;
-      // A joining node takes its lease before it has its device: not malformed, just early.
-      if (raw === undefined) return { status: { state: "pending" as const, reason: `${label} has not published its backend data yet (no ${field}); it is programmed when it does` } };
-      let data;
-      try {
-        data = wireguardLeaseDataSchema.parse(raw, `${label} ${field}`);
-      } catch (err) {
-        return { status: { state: "skipped", reason: errorMessage(err) } };
-      }
+      const endpoint = peer.endpoint(endpointFamily, wireguardLeaseDataSchema);
+      if ("status" in endpoint) return endpoint;
+      const { publicIP, data } = endpoint;
       peers.push({
         dev: dev.name,
         publicKey: data.publicKey,
@@ -308,10 +296,6 @@ export class WireguardBackend implements Backend {
         ...(this.config.psk && this.pskFile ? { presharedKeyDigest: keyDigest(this.config.psk), presharedKeyFile: this.pskFile } : {}),
       });
       for (const s of allowed) routes.push({ family: s.ip.family, dst: s.toString(), dev: dev.name });
-    }
-    if (shared === 0) {
-      const ours = [...new Set(this.devices.flatMap((d) => d.families))].map((f) => FAMILY_NAME[f]).join(" and ");
-      return skip(`has no subnet in an address family this node routes (${ours})`);
     }
     return { objects: { routes, extra: { [WG_PEER_KIND]: peers } } };
   }

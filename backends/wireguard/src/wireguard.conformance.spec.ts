@@ -1,17 +1,22 @@
 import { describeBackendConformance } from "@weft/backend-testkit";
-import { FakeKernel } from "@weft/kernel-testing";
-import { FakeWireguardHost } from "./fake-wireguard.spec-helper.js";
+import { MANAGED_DAEMONS, WIREGUARD } from "@weft/kernel";
+import { type FakeKernel, FakeWireGuardHost } from "@weft/kernel-testing";
 import wireguard from "./index.js";
-
-// Each node: its own FakeKernel (network namespace) and its own fake wireguard-go/wg host (mount namespace).
-let lastKernel: FakeKernel | undefined;
 
 describeBackendConformance(wireguard, {
   encapsulates: true,
   families: ["v4", "v6", "dual"],
   config: { Type: "wireguard" },
-  kernel: () => (lastKernel = new FakeKernel()),
-  processRunner: () => new FakeWireguardHost().runner(lastKernel ?? new FakeKernel()),
+  // Each node: its own FakeKernel (network namespace, the kit's default) and its own fake wireguard-go/wg host
+  // (mount namespace); a restarted agent gets new ports over the same host.
+  ports: () => {
+    const host = new FakeWireGuardHost();
+    return (c, kernel) => {
+      const { daemons, wireguard: wg } = host.agent(kernel as FakeKernel);
+      c.register(MANAGED_DAEMONS, { useValue: daemons });
+      c.register(WIREGUARD, { useValue: wg });
+    };
+  },
   invalidConfigs: [
     { config: { Type: "wireguard", ListenPort: 0 }, path: "Backend.ListenPort" },
     { config: { Type: "wireguard", ListenPortV6: "51821" }, path: "Backend.ListenPortV6" },

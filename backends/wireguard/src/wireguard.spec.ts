@@ -10,11 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type FamilyMode, TEST_TOPOLOGY, type TestAgent, type TestInterface, peerLease, snapshotKernel, startTestAgent, testNetConf } from "@weft/backend-testkit";
 import { ConfigError, MemoryLogger } from "@weft/core";
-import { FakeKernel } from "@weft/kernel-testing";
+import { MANAGED_DAEMONS, WIREGUARD } from "@weft/kernel";
+import { FakeKernel, FakeWireGuardHost } from "@weft/kernel-testing";
+import type { DependencyContainer } from "tsyringe";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeWireguardHost } from "./fake-wireguard.spec-helper.js";
 import { START_ATTEMPTS } from "./wireguard-backend.js";
-import wireguard, { PRIVATE_KEY_FILE, generatePrivateKey, parseWgDump, pidFile, publicKeyOf, wireguardConfigSchema } from "./index.js";
+import wireguard, { PRIVATE_KEY_FILE, generatePrivateKey, pidFile, publicKeyOf, wireguardConfigSchema } from "./index.js";
 
 const T = TEST_TOPOLOGY;
 const agents: TestAgent[] = [];
@@ -32,22 +33,32 @@ function tempDir(): string {
   return d;
 }
 
+/**
+ * The fake wireguard-go/wg of machine `host` as the agent's ports: every (re)started agent gets new port
+ * instances over the host's process and device tables, as a restarted weftd would.
+ */
+const portsOf = (host: FakeWireGuardHost) => (c: DependencyContainer, kernel: unknown) => {
+  const { daemons, wireguard: wg } = host.agent(kernel as FakeKernel);
+  c.register(MANAGED_DAEMONS, { useValue: daemons });
+  c.register(WIREGUARD, { useValue: wg });
+};
+
 interface Node {
   agent: TestAgent;
   kernel: FakeKernel;
-  host: FakeWireguardHost;
+  host: FakeWireGuardHost;
   stateDir: string;
 }
 
 async function node(
   i: number,
-  o: { backend?: Record<string, unknown>; mode?: FamilyMode; host?: FakeWireguardHost; kernel?: FakeKernel; stateDir?: string; iface?: Partial<TestInterface>; subnetOf?: number; logger?: MemoryLogger } = {},
+  o: { backend?: Record<string, unknown>; mode?: FamilyMode; host?: FakeWireGuardHost; kernel?: FakeKernel; stateDir?: string; iface?: Partial<TestInterface>; subnetOf?: number; logger?: MemoryLogger } = {},
 ): Promise<Node> {
   const mode = o.mode ?? "v4";
   const me = T.node(i);
   const sub = T.node(o.subnetOf ?? i);
   const kernel = o.kernel ?? new FakeKernel();
-  const host = o.host ?? new FakeWireguardHost();
+  const host = o.host ?? new FakeWireGuardHost();
   const stateDir = o.stateDir ?? tempDir();
   const agent = await startTestAgent({
     backends: [wireguard],
@@ -56,7 +67,7 @@ async function node(
     leases: { subnet: sub.subnet, ipv6Subnet: sub.ipv6Subnet, nodeName: me.nodeName },
     kernel,
     stateDir,
-    processRunner: host.runner(kernel),
+    ports: portsOf(host),
     logger: o.logger ?? new MemoryLogger(),
   });
   agents.push(agent);
@@ -230,7 +241,7 @@ describe("wireguard backend", () => {
   });
 
   it("retries a wireguard-go that fails to start, and the warning carries what wireguard-go said", async () => {
-    const host = new FakeWireguardHost();
+    const host = new FakeWireGuardHost();
     host.failStarts(1, "Failed to create TUN device: device or resource busy");
     const logger = new MemoryLogger();
     const n = await node(1, { host, logger });
@@ -243,7 +254,7 @@ describe("wireguard backend", () => {
   });
 
   it("gives up after a few failed starts with one error naming the likely causes", async () => {
-    const host = new FakeWireguardHost();
+    const host = new FakeWireGuardHost();
     host.failStarts(START_ATTEMPTS, "UAPI listen error: unix socket in use");
     const kernel = new FakeKernel();
     const logger = new MemoryLogger();
@@ -255,7 +266,7 @@ describe("wireguard backend", () => {
   });
 
   it("refuses a UAPI socket of the same name that belongs to another network namespace", async () => {
-    const host = new FakeWireguardHost();
+    const host = new FakeWireGuardHost();
     const first = await node(1, { host });
     const kernel = new FakeKernel();
     const logger = new MemoryLogger();
@@ -266,13 +277,26 @@ describe("wireguard backend", () => {
         iface: { address: T.node(2).address },
         leases: { subnet: T.node(2).subnet, nodeName: "node-2" },
         kernel,
-        processRunner: host.runner(kernel),
+        ports: portsOf(host),
         logger,
       }),
     ).rejects.toThrow(/another network namespace/);
     // Node 1's device is untouched: same key, and node 2 left no TUN behind.
     expect(host.devices.get("weft-wg")!.privateKey).toBe(readFileSync(join(first.stateDir, PRIVATE_KEY_FILE), "utf8").trim());
     expect(await lines(kernel, "link weft-wg")).toEqual([]);
+  });
+
+  it("with WEFT_WIREGUARD_PRIVATE_SOCKET_DIR=1 the agent binds its own socket directory under the state dir", async () => {
+    const before = process.env.WEFT_WIREGUARD_PRIVATE_SOCKET_DIR;
+    process.env.WEFT_WIREGUARD_PRIVATE_SOCKET_DIR = "1";
+    try {
+      const n = await node(1);
+      expect([...n.host.privateSocketDirs]).toEqual([join(n.stateDir, "wireguard-sockets")]);
+      expect(n.host.devices.get("weft-wg")?.listenPort).toBe(51820);
+    } finally {
+      if (before === undefined) delete process.env.WEFT_WIREGUARD_PRIVATE_SOCKET_DIR;
+      else process.env.WEFT_WIREGUARD_PRIVATE_SOCKET_DIR = before;
+    }
   });
 
   it("separate mode (dual): two devices, two ports, a peer on each", async () => {
@@ -306,12 +330,5 @@ describe("wireguard backend", () => {
     const bad = peerLease({ subnet: "198.19.2.0/24", publicIP: "198.18.0.2", backendType: "wireguard", backendData: { PublicKey: "x" } });
     const s = await a.agent.addPeer(bad);
     expect(s.state).toBe("skipped");
-  });
-});
-
-describe("wg show dump", () => {
-  it("parses interface and peers", () => {
-    const d = parseWgDump("priv\tpub\t51820\toff\nPK\t(none)\t[2001:2::2]:51821\t2001:2:0:102::/64,198.19.2.0/24\t0\t0\t0\toff\n");
-    expect(d).toEqual({ publicKey: "pub", listenPort: 51820, peers: [{ publicKey: "PK", endpoint: "[2001:2::2]:51821", allowedIPs: ["198.19.2.0/24", "2001:2:0:102::/64"], latestHandshake: 0, persistentKeepalive: 0 }] });
   });
 });

@@ -18,10 +18,13 @@ import {
   LOGGER,
   type Logger,
   type PeerStatus,
+  STATE_DIR,
   WeftError,
   subnetKey,
 } from "@weft/core";
-import { inject, injectable } from "tsyringe";
+import { KERNEL, KernelError, type KernelPort, type OpResult, type OwnedSysctls, ownedSysctls } from "@weft/kernel";
+import { type Drift, type ObjectReconciler, RECONCILER_CONTRIBUTION } from "@weft/reconcile";
+import { inject, injectable, instanceCachingFactory } from "tsyringe";
 import { describe, expect, it } from "vitest";
 import { type ConformanceOptions, runBackendConformance } from "./conformance.js";
 
@@ -52,6 +55,13 @@ interface Defects {
   noPreflight?: boolean;
   /** preflight exists but lets a NAT'd PublicIP through; registerSubnet finds it. */
   lenientPreflight?: boolean;
+  /**
+   * Sets rp_filter on the underlay through an extra `sysctl` kind: "restores" puts it back at teardown
+   * (OwnedSysctls), "leaves" is a copy of the sample's old reconciler, which never restored anything.
+   */
+  sysctl?: "restores" | "leaves";
+  /** Keeps an extra kind of its own ("marks", state outside the kernel) whose removal forgets to remove. */
+  marks?: "removes" | "leaves";
 }
 
 let counter = 0;
@@ -76,6 +86,10 @@ function toyModule(defects: Defects = {}): BackendModule<{ Type: string }> {
       this.datapath.declare("local", {
         links: [{ name: this.dev, kind: "bridge", mtu: 1500, address: this.mac, up: true }],
         addresses: [{ dev: this.dev, address: `${gw.ip.add(1)}/${gw.prefix}` }],
+        extra: {
+          ...(defects.sysctl ? { sysctl: [{ key: `net.ipv4.conf.${local.iface.name}.rp_filter`, value: "2" }] } : {}),
+          ...(defects.marks ? { marks: [{ id: "toy" }] } : {}),
+        },
       });
       await this.datapath.flush();
       return { v4: { Mac: this.mac } };
@@ -148,7 +162,113 @@ function toyModule(defects: Defects = {}): BackendModule<{ Type: string }> {
     mtuOverhead: () => defects.overhead ?? 0,
     register(container) {
       container.register(BACKEND, { useClass: ToyBackend });
+      if (defects.sysctl === "restores") {
+        container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new OwnedSysctlReconciler(ownedSysctls(c.resolve(KERNEL), c.resolve(STATE_DIR)))) });
+      } else if (defects.sysctl === "leaves") {
+        container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new OldSampleSysctlReconciler(c.resolve(KERNEL))) });
+      }
+      if (defects.marks) container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => marksReconciler(c.resolve(KERNEL), defects.marks === "removes")) });
     },
+  };
+}
+
+interface SysctlSpec {
+  readonly key: string;
+  readonly value: string;
+}
+
+/** A copy of backends/sample's sysctl reconciler before OwnedSysctls: it sets, and never restores. */
+class OldSampleSysctlReconciler implements ObjectReconciler<SysctlSpec, SysctlSpec> {
+  readonly kind = "sysctl";
+  constructor(private readonly kernel: KernelPort) {}
+  key(s: SysctlSpec): string {
+    return s.key;
+  }
+  async listOwned(kernel: KernelPort, desired: readonly SysctlSpec[]): Promise<SysctlSpec[]> {
+    const out: SysctlSpec[] = [];
+    for (const d of desired) {
+      try {
+        out.push({ key: d.key, value: (await kernel.getSysctl(d.key)).trim() });
+      } catch (err) {
+        if (!(err instanceof KernelError && err.code === "KERNEL_NOT_FOUND")) throw err;
+      }
+    }
+    return out;
+  }
+  drift(d: SysctlSpec, a: SysctlSpec): Drift {
+    return d.value !== a.value ? `value ${a.value} != ${d.value}` : undefined;
+  }
+  addOps(s: SysctlSpec): SysctlSpec[] {
+    return [s];
+  }
+  updateOps(d: SysctlSpec): SysctlSpec[] {
+    return [d];
+  }
+  removeOps(): SysctlSpec[] {
+    return [];
+  }
+  async apply(ops: readonly SysctlSpec[]): Promise<OpResult[]> {
+    const results: OpResult[] = [];
+    for (const s of ops) {
+      try {
+        await this.kernel.setSysctl(s.key, s.value);
+        results.push({ ok: true });
+      } catch (err) {
+        results.push({ ok: false, error: err instanceof KernelError ? err : new KernelError("KERNEL_FAILED", String(err)) });
+      }
+    }
+    return results;
+  }
+}
+
+/** The same kind over OwnedSysctls: removal restores the value from before. */
+class OwnedSysctlReconciler extends OldSampleSysctlReconciler {
+  constructor(private readonly owned: OwnedSysctls) {
+    super(undefined as never);
+  }
+  override async listOwned(kernel: KernelPort, desired: readonly SysctlSpec[]): Promise<SysctlSpec[]> {
+    const recorded = (await this.owned.owned()).map((o) => ({ key: o.key, value: "" }));
+    return super.listOwned(kernel, [...desired, ...recorded.filter((r) => !desired.some((d) => d.key === r.key))]);
+  }
+  async snapshot(): Promise<unknown[]> {
+    return this.owned.owned();
+  }
+  override removeOps(s: SysctlSpec): SysctlSpec[] {
+    return [{ key: s.key, value: "" }];
+  }
+  override async apply(ops: readonly SysctlSpec[]): Promise<OpResult[]> {
+    const results: OpResult[] = [];
+    for (const s of ops) {
+      try {
+        await (s.value === "" ? this.owned.restore(s.key) : this.owned.set(s.key, s.value));
+        results.push({ ok: true });
+      } catch (err) {
+        results.push({ ok: false, error: err instanceof KernelError ? err : new KernelError("KERNEL_FAILED", String(err)) });
+      }
+    }
+    return results;
+  }
+}
+
+/** Marks kept outside the kernel (one set per kernel): a kind only its own snapshot can show. */
+const MARKS = new WeakMap<KernelPort, Set<string>>();
+function marksReconciler(kernel: KernelPort, removes: boolean): ObjectReconciler<{ id: string }, string> {
+  const set = MARKS.get(kernel) ?? new Set<string>();
+  MARKS.set(kernel, set);
+  return {
+    kind: "marks",
+    key: (m) => m.id,
+    listOwned: async () => [...set].map((id) => ({ id })),
+    drift: () => undefined,
+    addOps: (m) => [`+${m.id}`],
+    updateOps: (m) => [`+${m.id}`],
+    removeOps: (m) => (removes ? [`-${m.id}`] : []),
+    apply: async (ops) =>
+      ops.map((op) => {
+        if (op.startsWith("+")) set.add(op.slice(1));
+        else set.delete(op.slice(1));
+        return { ok: true as const };
+      }),
   };
 }
 
@@ -197,7 +317,9 @@ describe("the conformance suite", () => {
 
   it("catches addPeer throwing on malformed data, and programming a foreign peer", async () => {
     expect((await failures({ throwsOnBadData: true })).get("malformed or foreign peer leases are skipped without affecting other peers")).toMatch(/addPeer threw for a peer with BackendData null/);
-    expect((await failures({ ignoresType: true })).get("malformed or foreign peer leases are skipped without affecting other peers")).toMatch(/a peer of another backend type was reported programmed/);
+    // A peer of another backend type never reaches the backend: the agent core screens it first (the peer
+    // preamble, done once for every backend), so even a backend that would program it passes this check.
+    expect((await failures({ ignoresType: true })).has("malformed or foreign peer leases are skipped without affecting other peers")).toBe(false);
     // An author who lists no malformed data still gets the check, with data that is not even an object.
     const { malformedPeerData: _listed, ...unlisted } = baseOptions;
     const results = await runBackendConformance(toyModule({ throwsOnBadData: true }), unlisted);
@@ -214,6 +336,19 @@ describe("the conformance suite", () => {
     expect(f.get("teardown removes everything the backend created")).toMatch(/kernel differs[\s\S]*\+ link weft-toy bridge/);
   });
 
+  it("catches a sysctl left changed at teardown (the sample's old reconciler), and passes one that restores it", async () => {
+    const f = await failures({ sysctl: "leaves" });
+    expect(f.get("teardown removes everything the backend created")).toMatch(/kernel differs[\s\S]*- sysctl net\/ipv4\/conf\/eth0\/rp_filter=0[\s\S]*\+ sysctl net\/ipv4\/conf\/eth0\/rp_filter=2/);
+    expect([...f.keys()]).toEqual(["teardown removes everything the backend created"]);
+    expect([...(await failures({ sysctl: "restores" })).entries()]).toEqual([]);
+  });
+
+  it("checks the backend's own kinds at teardown through their reconcilers' snapshots", async () => {
+    const f = await failures({ marks: "leaves" });
+    expect(f.get("teardown removes everything the backend created")).toMatch(/the backend's own kinds \(marks\) are not as before it ran[\s\S]*\+ kind marks \{"id":"toy"\}/);
+    expect([...(await failures({ marks: "removes" })).entries()]).toEqual([]);
+  });
+
   it("catches a configuration error found only in registerSubnet, after the lease and the node changes", async () => {
     const name = "preflight refuses what the backend cannot run with, before a lease is taken or the node changed";
     expect((await failures({ noPreflight: true })).get(name)).toMatch(/"PublicIP is not the interface address": the module has no preflight, so the agent would find this only in registerSubnet/);
@@ -227,7 +362,8 @@ describe("the conformance suite", () => {
 
   it("catches a backend that logs the peers it skips, and one that calls an unpublished peer malformed", async () => {
     expect((await failures({ logsSkippedPeers: true })).get("malformed or foreign peer leases are skipped without affecting other peers")).toMatch(
-      /the backend logged a peer of another backend type at warn; return the reason in the status instead/,
+      // The first bad lease that reaches the backend (a foreign one is refused by the agent before).
+      /the backend logged a peer without PublicIP at warn; return the reason in the status instead/,
     );
     expect((await failures({ unpublishedLooksMalformed: true })).get("a peer that has not published its backend data yet is pending quietly, and programmed once it has")).toMatch(
       /a peer without BackendData: skipped: peer 198\.19\.2\.0-24: BackendData has no Mac; it must be pending until it publishes its data/,

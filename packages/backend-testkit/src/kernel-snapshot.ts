@@ -21,9 +21,34 @@ const fmt = (o: Record<string, unknown>): string =>
     .map((k) => `${k}=${typeof o[k] === "object" ? JSON.stringify(o[k]) : String(o[k])}`)
     .join(" ");
 
+/** A kind's state as a reconciler snapshot gives it (DatapathEngine.snapshotKinds). */
+export interface KindState {
+  readonly kind: string;
+  readonly state: readonly unknown[];
+}
+
+/** Canonical JSON (object keys sorted), so equal states give equal lines. */
+function canonical(x: unknown): string {
+  if (Array.isArray(x)) return `[${x.map(canonical).join(",")}]`;
+  if (x && typeof x === "object") {
+    return `{${Object.keys(x)
+      .sort()
+      .filter((k) => (x as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonical((x as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(x) ?? "undefined";
+}
+
+/** The snapshot lines of extra kinds: `kind <name> <object as canonical JSON>`, one per object. */
+export function kindLines(kinds: readonly KindState[]): string[] {
+  return kinds.flatMap((k) => k.state.map((o) => `kind ${k.kind} ${canonical(o)}`)).sort();
+}
+
 /**
  * Reads links, addresses (IPv6 link-local left out), routes of every table, neighbours and FDB entries through
- * `kernel`.
+ * `kernel`; on a kernel that can list its sysctls (the FakeKernel's `sysctlTable`), every sysctl too, so a
+ * backend that changes one and leaves it changed is caught whatever its reconciler reports.
  */
 export async function snapshotKernel(kernel: KernelPort): Promise<KernelSnapshot> {
   const lines: string[] = [];
@@ -53,6 +78,8 @@ export async function snapshotKernel(kernel: KernelPort): Promise<KernelSnapshot
       lines.push(`fdb ${f.dev} ${f.mac} dst=${f.dst ?? "-"} self=${f.self} permanent=${f.permanent}`);
     }
   }
+  const table = (kernel as { sysctlTable?: () => Record<string, string> }).sysctlTable;
+  if (typeof table === "function") for (const [k, v] of Object.entries(table.call(kernel))) lines.push(`sysctl ${k}=${v}`);
   lines.sort();
   return { lines, linkIndexes };
 }

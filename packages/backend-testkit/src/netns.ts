@@ -6,7 +6,7 @@
  *
  * Needs root and iproute2 (netns tier, `*.netns.spec.ts`). Without them it skips loudly, and FAILS when CI=true.
  */
-import type { BackendModule } from "@weft/core";
+import type { BackendModule, LinkKindDefinition } from "@weft/core";
 import { ExecaRunner, type KernelPort, LinuxKernel } from "@weft/kernel";
 import { createNetns, type TestNetns } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
@@ -17,9 +17,9 @@ import { describeBackendConformance } from "./vitest.js";
 export { describeReal, type TestNetns };
 
 /** A LinuxKernel in a new namespace, and how to get rid of it. */
-export async function linuxKernelInNetns(prefix = "wbk"): Promise<{ kernel: KernelPort; netns: TestNetns }> {
+export async function linuxKernelInNetns(prefix = "wbk", linkKinds: readonly LinkKindDefinition[] = []): Promise<{ kernel: KernelPort; netns: TestNetns }> {
   const netns = await createNetns(prefix);
-  return { kernel: new LinuxKernel({ runner: new ExecaRunner(), netns: netns.name }), netns };
+  return { kernel: new LinuxKernel({ runner: new ExecaRunner(), netns: netns.name, linkKinds }), netns };
 }
 
 /**
@@ -43,7 +43,7 @@ export function describeBackendConformanceInNetns(module: BackendModule, options
       describeBackendConformance(module, {
         ...options,
         kernel: async () => {
-          const { kernel, netns } = await linuxKernelInNetns();
+          const { kernel, netns } = await linuxKernelInNetns("wbk", module.linkKinds ?? []);
           spaces.set(kernel, netns);
           return kernel;
         },

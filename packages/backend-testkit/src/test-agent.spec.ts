@@ -8,18 +8,22 @@ import "reflect-metadata";
 import {
   BACKEND,
   type Backend,
+  CLOCK,
   type BackendModule,
   DATAPATH,
   type Datapath,
   type Lease,
   type LocalLease,
+  MemoryLogger,
+  type Peer,
   type PeerStatus,
+  SUBNET_MANAGER,
   WeftError,
   isWeftError,
   parseNetworkConfig,
   subnetKey,
 } from "@weft/core";
-import type { KernelPort, OpResult } from "@weft/kernel";
+import { KERNEL, KERNEL_VIEW, type KernelPort, type OpResult } from "@weft/kernel";
 import { FakeKernel } from "@weft/kernel-testing";
 import { RECONCILER_CONTRIBUTION, type ObjectReconciler } from "@weft/reconcile";
 import { inject, injectable } from "tsyringe";
@@ -27,7 +31,7 @@ import { describe, expect, it } from "vitest";
 import { FakeSubnetManager } from "./fake-subnet-manager.js";
 import { TEST_TOPOLOGY, peerLease, testNetConf } from "./leases.js";
 import { snapshotKernel } from "./kernel-snapshot.js";
-import { startTestAgent } from "./test-agent.js";
+import { type TestAgent, startTestAgent } from "./test-agent.js";
 
 /** A backend that records which module instance was chosen by declaring a bridge named after its type. */
 function namedModule(type: string, extra?: (c: Parameters<BackendModule["register"]>[0]) => void): BackendModule<unknown> {
@@ -137,6 +141,104 @@ describe("startTestAgent", () => {
     const r = await a.restart();
     expect(r.recreated).toEqual([]);
     expect(await dsts()).toEqual(["198.19.2.0/24"]);
+    await a.close();
+  });
+});
+
+/** A backend that needs its peers' data (`{"Via": "<IPv4>"}`) and routes each peer's subnet via it. */
+function viaModule(type: string): BackendModule<unknown> {
+  const viaSchema = {
+    parse(input: unknown, path: string): { via: string } {
+      const via = (input as { Via?: unknown } | null)?.Via;
+      if (typeof via !== "string") throw new WeftError("PEER_DATA_INVALID", `${path}: Via ${JSON.stringify(via)} is not an address`);
+      return { via };
+    },
+  };
+  @injectable()
+  class Via implements Backend {
+    readonly seen: string[] = [];
+    constructor(@inject(DATAPATH) private readonly datapath: Datapath) {}
+    async registerSubnet(local: LocalLease) {
+      return { v4: { Via: local.iface.ifaceAddr!.toString() } };
+    }
+    async addPeer(peer: Peer): Promise<PeerStatus> {
+      const endpoint = peer.endpoint("v4", viaSchema);
+      if ("status" in endpoint) {
+        this.datapath.retract(peer.key);
+        return endpoint.status;
+      }
+      this.datapath.declare(peer.key, { routes: [{ family: "v4", dst: peer.subnets.get("v4")!.toString(), gateway: endpoint.data.via, dev: "eth0" }] });
+      return { state: "programmed" };
+    }
+    async removePeer(peer: Lease) {
+      this.datapath.retract(subnetKey(peer));
+    }
+    async close() {}
+  }
+  return {
+    type,
+    configSchema: { parse: (input) => input },
+    mtuOverhead: () => 0,
+    register(c) {
+      c.register(BACKEND, { useClass: Via });
+    },
+  };
+}
+
+describe("the test agent runs the agent core", () => {
+  const routes = async (a: TestAgent) => (await a.kernel.listRoutes({ family: "v4", protocol: 87 })).map((r) => `${r.dst} via ${r.gateway}`);
+
+  it("keeps a restarting peer's datapath while it re-acquires its lease without data, then takes the new data", async () => {
+    const a = await startTestAgent({ backends: [viaModule("via")], config: testNetConf({ Type: "via" }, "v4"), iface });
+    const peer = peerLease({ subnet: "198.19.2.0/24", publicIP: "198.18.0.2", backendType: "via", backendData: { Via: "198.18.0.2" }, nodeName: "node-2" });
+    expect(await a.addPeer(peer)).toEqual({ state: "programmed" });
+    // The peer restarts: its lease comes back first without backend data (absent, then the kube "null").
+    const { backendData: _gone, ...bare } = peer.attrs;
+    expect(await a.addPeer({ ...peer, attrs: bare })).toEqual({ state: "programmed" });
+    expect(await a.addPeer({ ...peer, attrs: { ...bare, backendData: null } })).toEqual({ state: "programmed" });
+    expect(await routes(a)).toEqual(["198.19.2.0/24 via 198.18.0.2"]);
+    // Its data comes back (another Via): the datapath follows.
+    expect(await a.addPeer({ ...peer, attrs: { ...bare, backendData: { Via: "198.18.0.22" } } })).toEqual({ state: "programmed" });
+    expect(await routes(a)).toEqual(["198.19.2.0/24 via 198.18.0.22"]);
+    // A peer that never published is pending, quietly for the backend, once at info in the agent's log.
+    const joining = peerLease({ subnet: "198.19.3.0/24", publicIP: "198.18.0.3", backendType: "via" });
+    expect((await a.addPeer(joining)).state).toBe("pending");
+    expect(await routes(a)).toEqual(["198.19.2.0/24 via 198.18.0.22"]);
+    expect((a.agentLogger as MemoryLogger).records.filter((r) => r.level !== "debug").map((r) => `${r.level} ${r.msg}`)).toEqual([
+      "info peer 198.19.3.0-24 waiting: peer 198.19.3.0-24 has not published its backend data yet (no BackendData); it is programmed when it does",
+    ]);
+    await a.close();
+  });
+
+  it("screens peers before the backend sees them (the peer preamble) and retracts what a peer had when its lease turns foreign", async () => {
+    const a = await startTestAgent({ backends: [viaModule("via")], config: testNetConf({ Type: "via" }, "v4"), iface });
+    const peer = peerLease({ subnet: "198.19.2.0/24", publicIP: "198.18.0.2", backendType: "via", backendData: { Via: "198.18.0.2" }, nodeName: "node-2" });
+    await a.addPeer(peer);
+    expect(await a.addPeer({ ...peer, attrs: { ...peer.attrs, backendType: "vxlan" } })).toEqual({
+      state: "skipped",
+      reason: 'peer node-2 (198.19.2.0-24) uses backend "vxlan", this node via: every node must run the same Backend.Type',
+    });
+    expect(await routes(a)).toEqual([]);
+    const own = peerLease({ subnet: "198.19.1.128/25", publicIP: "198.18.0.9", backendType: "via", backendData: { Via: "198.18.0.9" } });
+    expect(await a.addPeer(own)).toEqual({ state: "skipped", reason: "peer 198.19.1.128-25 claims 198.19.1.128/25, which overlaps this node's own subnet 198.19.1.0/24" });
+    const v6only = peerLease({ ipv6Subnet: "2001:2:0:5::/64", publicIPv6: "2001:2::5", backendType: "via" });
+    expect(await a.addPeer(v6only)).toEqual({ state: "skipped", reason: "peer 0.0.0.0-0&2001:2:0:5::-64 has no subnet in an address family this node routes (IPv4)" });
+    const noIP = peerLease({ subnet: "198.19.4.0/24", backendType: "via", backendData: { Via: "198.18.0.4" } });
+    expect(await a.addPeer(noIP)).toEqual({ state: "skipped", reason: "peer 198.19.4.0-24 has the IPv4 subnet 198.19.4.0/24 but no PublicIP" });
+    expect(await routes(a)).toEqual([]);
+    expect((a.logger as MemoryLogger).records.filter((r) => r.level === "warn")).toEqual([]);
+    expect((a.agentLogger as MemoryLogger).records.filter((r) => r.level === "warn")).toHaveLength(4);
+    await a.close();
+  });
+
+  it("gives the backend the author API only: no store, no writable kernel", async () => {
+    const a = await startTestAgent({ backends: [viaModule("via")], config: testNetConf({ Type: "via" }, "v4"), iface });
+    expect(a.container.isRegistered(SUBNET_MANAGER, true)).toBe(false);
+    expect(a.container.isRegistered(KERNEL, true)).toBe(false);
+    expect(a.container.isRegistered(CLOCK, true)).toBe(true);
+    const view = a.container.resolve(KERNEL_VIEW);
+    expect(Object.keys(view).sort()).toEqual(["getSysctl", "listAddresses", "listFdb", "listLinks", "listNeighbours", "listRoutes", "routeGet"]);
+    expect((await view.listLinks()).map((l) => l.name)).toContain("eth0");
     await a.close();
   });
 });

@@ -3,9 +3,11 @@
  * does with a backend, through the same public pieces:
  *   BackendRegistry (the given modules) → net-conf.json parsed by core → Backend.Type picks the module → its
  *   schema validates the Backend section → module.preflight (configuration checks, before anything is leased
- *   or changed) → a child tsyringe container with the core tokens → module.register → registerDatapath
- *   (@weft/reconcile, the real reconcilers) → resolve BACKEND → acquire a lease from a FakeSubnetManager →
- *   registerSubnet → publish the backend data → add every known peer → full reconcile.
+ *   or changed) → the agent core of @weft/reconcile, as weftd's: the backend's container (the author API) and
+ *   the engine's, module.register, the real reconcilers, BACKEND resolved → acquire a lease from a
+ *   FakeSubnetManager → registerSubnet → publish the backend data → the store's peers as a snapshot through
+ *   the core's PeerSet (screened: the peer preamble; the restarting-peer policy) → coalesced flush → full
+ *   reconcile.
  * The kernel is a FakeKernel (@weft/kernel-testing) unless the test passes another KernelPort, e.g. the real
  * LinuxKernel inside a test namespace. Nothing here reaches into the daemon.
  */
@@ -14,7 +16,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  BACKEND,
   type Backend,
   type BackendData,
   type BackendModule,
@@ -25,7 +26,6 @@ import {
   IPPrefix,
   type KernelObjects,
   type Lease,
-  type LeaseAttrs,
   type Logger,
   MemoryLogger,
   configWarnings,
@@ -37,7 +37,7 @@ import {
 } from "@weft/core";
 import { type KernelOp, type KernelPort, type ProcessRunner, throwOnFailure } from "@weft/kernel";
 import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
-import { type DatapathEngine, type ReconcileReport, podMtu, wireBackend } from "@weft/reconcile";
+import { AgentCore, type DatapathEngine, type PeerSet, type ReconcileReport, podMtu } from "@weft/reconcile";
 import { type DependencyContainer, container as rootContainer } from "tsyringe";
 import { FakeSubnetManager, type LocalLeaseChoice } from "./fake-subnet-manager.js";
 import { type KernelSnapshot, recreatedLinks, snapshotKernel } from "./kernel-snapshot.js";
@@ -73,8 +73,20 @@ export interface TestAgentOptions {
   readonly stateDir?: string;
   /** Default: a FakeProcessRunner with no scripts (every program is "missing"); pass one with scripts for tools. */
   readonly processRunner?: ProcessRunner;
-  /** Default: a MemoryLogger (see `agent.logger.records`). */
+  /**
+   * Binds fakes of the kernel ports the backend uses (MANAGED_DAEMONS, WIREGUARD, ...) in the agent's container
+   * before the module registers; `kernel` is this agent's. Called at every (re)start: give a restarted agent NEW
+   * port instances over the same fake state (e.g. `FakeWireGuardHost.agent(kernel)`), as a restarted weftd
+   * would have. Default: the Linux adapters over `processRunner`.
+   */
+  readonly ports?: (container: DependencyContainer, kernel: KernelPort) => void;
+  /** The backend's logger (LOGGER). Default: a MemoryLogger (see `agent.logger.records`). */
   readonly logger?: Logger;
+  /**
+   * Where the agent's own lines go (each peer's state, once per change, as weftd logs them). Default: a new
+   * MemoryLogger (`agent.agentLogger`), kept apart from `logger` so a test sees what the backend logged itself.
+   */
+  readonly agentLogger?: Logger;
 }
 
 /** What a restart did to the kernel. */
@@ -107,12 +119,6 @@ class RecordingDatapath implements Datapath {
   }
 }
 
-interface Wiring {
-  readonly container: DependencyContainer;
-  readonly engine: DatapathEngine;
-  readonly datapath: RecordingDatapath;
-  readonly backend: Backend;
-}
 
 /**
  * One node's agent around the backend under test, started by `startTestAgent`: the real module loading, DI
@@ -124,15 +130,16 @@ export class TestAgent {
   readonly reports: ReconcileReport[] = [];
   /** Last status addPeer returned per peer subnet key. */
   readonly statuses = new Map<string, PeerStatus>();
-  private wiring!: Wiring;
-  private _lease!: Lease;
-  private _data: BackendData = {};
+  private core!: AgentCore;
   private closed = false;
+  private ports: TestAgentOptions["ports"];
 
   private constructor(
     readonly kernel: KernelPort,
     readonly store: FakeSubnetManager,
     readonly logger: Logger,
+    /** The agent's own log (peer states, once per change); see TestAgentOptions.agentLogger. */
+    readonly agentLogger: Logger,
     readonly config: NetworkConfig,
     readonly module: BackendModule,
     readonly backendConfig: unknown,
@@ -152,7 +159,7 @@ export class TestAgent {
     const config = parseNetworkConfig(text, { source: "net-conf.json" });
     const module = registry.get(config.backendType);
     const backendConfig = module.configSchema.parse(config.backend, `${config.source}: Backend`);
-    const kernel = options.kernel ?? new FakeKernel();
+    const kernel = options.kernel ?? new FakeKernel({ linkKinds: module.linkKinds ?? [] });
     const iface = await ensureUnderlay(kernel, options.iface);
     const store =
       options.leases instanceof FakeSubnetManager ? options.leases : new FakeSubnetManager(config, options.leases ?? {}, options.leases?.peers ?? []);
@@ -165,6 +172,7 @@ export class TestAgent {
       kernel,
       store,
       logger,
+      options.agentLogger ?? new MemoryLogger(),
       config,
       module,
       backendConfig,
@@ -175,6 +183,7 @@ export class TestAgent {
       ownsStateDir,
     );
     try {
+      agent.ports = options.ports;
       await agent.boot();
     } catch (err) {
       if (ownsStateDir) rmSync(stateDir, { recursive: true, force: true });
@@ -185,40 +194,53 @@ export class TestAgent {
 
   /** This node's lease as peers see it: subnets, PublicIP(s), backend type and the data registerSubnet returned. */
   get lease(): Lease {
-    return this._lease;
+    return this.core.lease!;
   }
 
   /** What registerSubnet returned. */
   get backendData(): BackendData {
-    return this._data;
+    return this.core.backendData;
   }
 
   /** The Backend instance the module bound (a new one after each restart). */
   get backend(): Backend {
-    return this.wiring.backend;
+    return this.core.backend;
   }
 
   /** The datapath engine running the reconcilers (a new one after each restart). */
   get engine(): DatapathEngine {
-    return this.wiring.engine;
+    return this.core.engine;
   }
 
-  /** The agent's child DI container, with the core tokens and whatever the module registered. */
+  /**
+   * The backend's DI container: the author API (core tokens, KERNEL_VIEW, the ports) and whatever the module
+   * registered; the store and the writable KERNEL are not in it.
+   */
   get container(): DependencyContainer {
-    return this.wiring.container;
+    return this.core.container;
+  }
+
+  /** The agent core's PeerSet: every peer's state as weftd would report it. */
+  get peers(): PeerSet {
+    return this.core.peers!;
   }
 
   /** The objects the backend currently declares for a peer (undefined when none). */
   declaredFor(peer: Lease): KernelObjects | undefined {
-    return this.wiring.engine.declared(subnetKey(peer));
+    return this.core.engine.declared(subnetKey(peer));
   }
 
-  /** A peer lease appears in the store: the backend describes it, the datapath is flushed. */
+  /**
+   * A peer lease appears in the store: the agent core screens it and the backend describes it (even when the
+   * lease is unchanged: a backend's addPeer must be idempotent), then the coalesced flush runs. A peer that
+   * restarts (same lease without backend data yet) keeps its datapath, as in weftd. Throws what the backend
+   * threw.
+   */
   async addPeer(peer: Lease): Promise<PeerStatus> {
     this.store.putPeer(peer);
-    const status = await this.wiring.backend.addPeer(peer);
-    this.statuses.set(subnetKey(peer), status);
-    await this.wiring.datapath.flush();
+    await this.core.applyPeers({ type: "added", lease: peer }, { again: true });
+    const status = this.recordStatus(peer);
+    await this.flushCoalesced();
     return status;
   }
 
@@ -226,19 +248,19 @@ export class TestAgent {
   async removePeer(peer: Lease): Promise<void> {
     this.store.removePeer(peer);
     this.statuses.delete(subnetKey(peer));
-    await this.wiring.backend.removePeer(peer);
-    await this.wiring.datapath.flush();
+    await this.core.applyPeers({ type: "removed", lease: peer });
+    await this.flushCoalesced();
   }
 
   /** Applies pending changes (no pruning), as the agent does after each batch of lease events. */
   async flush(): Promise<ReconcileReport> {
-    await this.wiring.datapath.flush();
+    await this.core.flush();
     return this.reports[this.reports.length - 1]!;
   }
 
   /** The periodic full pass: repairs drift and, with `prune` (default), removes owned objects nobody declares. */
   async reconcile(options: { prune?: boolean } = {}): Promise<ReconcileReport> {
-    const r = await this.wiring.engine.reconcile({ prune: options.prune ?? true });
+    const r = await this.core.engine.reconcile({ prune: options.prune ?? true });
     this.reports.push(r);
     return r;
   }
@@ -250,7 +272,7 @@ export class TestAgent {
    */
   async restart(): Promise<RestartResult> {
     const before = await snapshotKernel(this.kernel);
-    await this.wiring.backend.close("restart");
+    await this.core.backend.close("restart");
     const first = this.reports.length;
     await this.boot();
     const after = await snapshotKernel(this.kernel);
@@ -263,7 +285,7 @@ export class TestAgent {
     if (this.closed) return;
     this.closed = true;
     try {
-      await this.wiring.backend.close(mode);
+      await this.core.backend.close(mode);
     } finally {
       if (this.ownsStateDir) rmSync(this.stateDir, { recursive: true, force: true });
     }
@@ -275,43 +297,49 @@ export class TestAgent {
     this.module.preflight?.(this.backendConfig, this.config, this.iface);
     // The pod MTU rule weftd applies (a backend whose overhead leaves no usable MTU fails here as there).
     podMtu(this.module, this.backendConfig, this.config, this.iface);
-    let datapath!: RecordingDatapath;
-    const wiring = wireBackend(rootContainer, {
+    const core = AgentCore.wire({
+      parent: rootContainer,
       module: this.module,
       logger: this.logger,
+      peerLogger: this.agentLogger,
       network: this.config,
       backendConfig: this.backendConfig,
       iface: this.iface,
-      subnetManager: this.store,
       kernel: this.kernel,
       runner: this.runner,
+      ...(this.ports ? { ports: (c: DependencyContainer) => this.ports!(c, this.kernel) } : {}),
       stateDir: this.stateDir,
-      datapath: (engine) => (datapath = new RecordingDatapath(engine, (r) => this.reports.push(r))),
+      store: this.store,
+      datapath: (engine) => new RecordingDatapath(engine, (r) => this.reports.push(r)),
     });
-    const { engine, backend, container: c } = wiring;
-    this.wiring = { container: c, engine, datapath, backend };
-
-    const attrs: LeaseAttrs = {
-      ...(this.iface.extAddr && this.config.enableIPv4 ? { publicIP: this.iface.extAddr } : {}),
-      ...(this.iface.extV6Addr && this.config.enableIPv6 ? { publicIPv6: this.iface.extV6Addr } : {}),
-      backendType: this.module.type,
-    };
-    const signal = new AbortController().signal;
-    const lease = await this.store.acquireLease(attrs);
-    this._data = await backend.registerSubnet({ lease, config: this.config, iface: this.iface });
-    assertJson(this._data, `${this.module.type}: registerSubnet's BackendData`);
-    this._lease = await this.store.updateLease(
-      lease,
-      {
-        ...attrs,
-        ...(this._data.v4 !== undefined ? { backendData: this._data.v4 } : {}),
-        ...(this._data.v6 !== undefined ? { backendV6Data: this._data.v6 } : {}),
-      },
-      signal,
-    );
-    for (const peer of this.store.peers()) this.statuses.set(subnetKey(peer), await backend.addPeer(peer));
-    await datapath.flush();
+    this.core = core;
+    await core.join(new AbortController().signal, {
+      registered: (_lease, data) => assertJson(data, `${this.module.type}: registerSubnet's BackendData`),
+    });
+    core.startPeers();
+    // The store's peers arrive as weftd gets them: one snapshot.
+    const peers = this.store.peers();
+    await core.applyPeers({ type: "snapshot", leases: peers });
+    this.statuses.clear();
+    for (const peer of peers) this.recordStatus(peer);
+    await core.flush();
     await this.reconcile({ prune: true });
+  }
+
+  /** Records the PeerSet's state of `peer`; a backend that threw has it thrown here. */
+  private recordStatus(peer: Lease): PeerStatus {
+    const key = subnetKey(peer);
+    const state = this.core.peers!.status(key);
+    if (!state) throw new Error(`the agent core has no state for peer ${key}`);
+    if (state.state === "failed") throw state.cause ?? new Error(state.reason);
+    this.statuses.set(key, state);
+    return state;
+  }
+
+  /** The agent core's coalesced flush, awaited. */
+  private async flushCoalesced(): Promise<void> {
+    this.core.requestFlush();
+    await this.core.settled();
   }
 }
 

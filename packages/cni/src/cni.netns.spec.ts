@@ -2,8 +2,17 @@
  * weft-cni against the real kernel, run the way kubelet runs it: the BUILT executable as its own process, CNI_*
  * in the environment, the network config on stdin. Its V8 code cache goes to the node's temporary directory. The "node" is a fresh namespace (the plugin runs under
  * `ip netns exec <node>`, which also remounts /sys for it), each "pod" another namespace.
+ *
+ * The whole suite runs three times:
+ * - "Node plugin": dist/weft-cni.cjs exec'd directly (the fallback on its own);
+ * - "shim + server": `weft-cni install` puts the C shim as `weft` and the fallback into a bin dir of the node;
+ *   the shim is exec'd, and weftd's CNI server (./server.ts, started by serve.spec-helper.ts inside the node
+ *   namespace) does the work; the config's `agentSocket` points at it. WEFT_CNI_FAULT travels in CNI_ARGS;
+ * - "shim, server down": the same installed shim with no server: it executes the fallback.
+ * Then the shim's own cases: the server killed in the middle of a burst of ADDs, an oversized config.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,8 +21,17 @@ import { createNetns, labRunner, type TestNetns } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { hostVethName } from "./direct/plan.js";
+import { install } from "./install.js";
+import { startLabCniServer, stopLabCniServer } from "./lab-server.spec-helper.js";
 
 const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.cjs", import.meta.url));
+const SHIM = fileURLToPath(new URL("../dist/weft-cni-shim", import.meta.url));
+
+type Mode = "node" | "shim" | "fallback";
+const LABEL: Record<Mode, string> = { node: "Node plugin", shim: "shim + server", fallback: "shim, server down" };
+let mode: Mode = "node";
+const startServer = (ns: TestNetns, socket: string) => startLabCniServer(ns.name, socket);
+const stopServer = stopLabCniServer;
 const REF_BIN = "/usr/lib/cni";
 
 const DUAL = [
@@ -34,8 +52,13 @@ interface Node {
 }
 
 const cleanups: Array<() => Promise<void>> = [];
+/** Node dirs of the running test in "shim + server" mode: their plugin must never have fallen back. */
+const servedNodes: string[] = [];
 afterEach(async () => {
+  const fellBack = servedNodes.splice(0).filter((d) => existsSync(join(d, "code-cache")));
   while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+  // The fallback (a Node process) writes its code cache after a successful ADD; served requests never do.
+  expect(fellBack, "the shim ran the fallback although the server was up").toEqual([]);
 });
 
 async function makeNode(subnetEnv: string, extra: Record<string, unknown> = {}): Promise<Node> {
@@ -55,8 +78,18 @@ async function makeNode(subnetEnv: string, extra: Record<string, unknown> = {}):
     isDefaultGateway: true,
     hairpinMode: true,
     ipam: { dataDir: join(dir, "ipam") },
+    ...(mode === "node" ? {} : { agentSocket: join(dir, "cni.sock") }),
     ...extra,
   };
+  if (mode !== "node") {
+    await install({ binDir: join(dir, "bin"), confDir: join(dir, "net.d"), confName: "10-weft.conflist", node: process.execPath }, BUNDLE, SHIM);
+  }
+  if (mode === "shim") {
+    const server = await startServer(ns, join(dir, "cni.sock"));
+    servedNodes.push(dir);
+    // Runs before the namespace goes (cleanups run newest first).
+    cleanups.push(() => stopServer(server));
+  }
   return { ns, dir, conf };
 }
 
@@ -68,7 +101,10 @@ async function makePod(): Promise<TestNetns> {
 
 function cni(node: Node, command: string, pod: { path: string } | string, id: string, conf: Record<string, unknown> = node.conf, extraEnv: Record<string, string> = {}): Promise<RunResult> {
   const netns = typeof pod === "string" ? pod : pod.path;
-  return node.ns.run(process.execPath, [BUNDLE], {
+  const [file, args] = mode === "node" ? [process.execPath, [BUNDLE]] : [join(node.dir, "bin", "weft"), []];
+  // The shim forwards CNI_* only: the server takes the test's fault point from CNI_ARGS.
+  const fault = mode === "shim" && extraEnv.WEFT_CNI_FAULT ? { CNI_ARGS: `WEFT_CNI_FAULT=${extraEnv.WEFT_CNI_FAULT}` } : {};
+  return node.ns.run(file, args, {
     env: {
       CNI_COMMAND: command,
       CNI_CONTAINERID: id,
@@ -77,6 +113,7 @@ function cni(node: Node, command: string, pod: { path: string } | string, id: st
       CNI_PATH: REF_BIN,
       WEFT_CNI_CODE_CACHE_DIR: join(node.dir, "code-cache"),
       ...extraEnv,
+      ...fault,
     },
     input: JSON.stringify(conf),
     reject: false,
@@ -111,11 +148,13 @@ function reservations(node: Node): string[] {
   return existsSync(d) ? readdirSync(d).filter((f) => /^[0-9a-f]+[.:]/.test(f) && !f.startsWith("last")).sort() : [];
 }
 
-describeReal(
-  "weft-cni bundle on the real kernel",
+const suite = (m: Mode) => describeReal(
+  `weft-cni on the real kernel: ${LABEL[m]}`,
   () => {
     beforeAll(() => {
+      mode = m;
       if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run \`npm run build\` in packages/cni first`);
+      if (m !== "node" && !existsSync(SHIM)) throw new Error(`${SHIM} is missing: run \`npm run build\` in packages/cni first (needs gcc and libc6-dev)`);
     });
 
     it("IPv4: ADD, CHECK, DEL, DEL again, CHECK fails after DEL", async () => {
@@ -178,7 +217,8 @@ describeReal(
       ok(await cni(node, "DEL", pod, "c-chk"));
     });
 
-    it("keeps a V8 code cache per command: written after the first successful ADD and DEL, used from then on", async () => {
+    // The code cache is the Node plugin's (the shim's fallback): no Node process per pod starts with a server up.
+    it.skipIf(m === "shim")("keeps a V8 code cache per command: written after the first successful ADD and DEL, used from then on", async () => {
       const node = await makeNode(V4);
       const cacheDir = join(node.dir, "code-cache");
       const status = (r: RunResult) => /weft-cni: code cache (\w+)/.exec(r.stderr)?.[1];
@@ -392,6 +432,128 @@ describeReal(
     });
   },
   { tools: ["ping", "nsenter", "sysctl", `${REF_BIN}/bridge`, `${REF_BIN}/host-local`] },
+);
+
+suite("node");
+suite("shim");
+suite("fallback");
+
+describeReal(
+  "the weft shim and weftd's CNI server",
+  () => {
+    beforeAll(() => {
+      mode = "shim";
+      if (!existsSync(SHIM)) throw new Error(`${SHIM} is missing: run \`npm run build\` in packages/cni first (needs gcc and libc6-dev)`);
+    });
+
+    it("serves on a 0600 root-owned socket in a directory only root can write; SIGTERM removes it", async () => {
+      const node = await makeNode(V4);
+      const socket = join(node.dir, "cni.sock");
+      const st = statSync(socket);
+      expect(st.isSocket()).toBe(true);
+      expect(st.mode & 0o777).toBe(0o600);
+      expect(st.uid).toBe(0);
+      const dir = statSync(node.dir);
+      expect(dir.uid).toBe(0);
+      expect(dir.mode & 0o022).toBe(0);
+      const pod = await makePod();
+      ok(await cni(node, "ADD", pod, "c-sock"));
+      ok(await cni(node, "DEL", pod, "c-sock"));
+      const other = await startServer(node.ns, join(node.dir, "cni3.sock"));
+      expect(statSync(other.socket).mode & 0o777).toBe(0o600);
+      await stopServer(other);
+      expect(existsSync(other.socket)).toBe(false);
+    });
+
+    it("the server killed in the middle of 20 ADDs: each ADD succeeds or returns a CNI error; after DELs nothing is left", async () => {
+      const node = await makeNode(V4);
+      // This test means the fallback to run once the server is dead.
+      servedNodes.splice(servedNodes.indexOf(node.dir), 1);
+      // A second server, on its own socket, to kill (makeNode's stays up, unused).
+      const socket = join(node.dir, "cni.sock");
+      const pods = await Promise.all(Array.from({ length: 20 }, () => makePod()));
+      const server = await startServer(node.ns, join(node.dir, "cni2.sock"));
+      const conf = { ...node.conf, agentSocket: server.socket };
+      expect(existsSync(socket)).toBe(true);
+      const adds = pods.map((p, i) => cni(node, "ADD", p, `kill-${i}`, conf));
+      // Kill it once the first ADD is answered: the others are queued, in flight, or not yet sent.
+      await Promise.race(adds);
+      server.child.kill("SIGKILL");
+      await server.child.exited;
+      const results = await Promise.all(adds);
+      const outcomes = results.map((r) => {
+        const body = JSON.parse(r.stdout) as Record<string, any>;
+        if (r.exitCode === 0) {
+          expect(body.ips[0].address).toMatch(/^198\.19\.11\.\d+\/24$/);
+          return "ok";
+        }
+        expect(r.exitCode).toBe(1);
+        expect(body).toMatchObject({ cniVersion: "1.1.0", code: expect.any(Number), msg: expect.any(String) });
+        return `code ${body.code}`;
+      });
+      expect(outcomes).toContain("ok");
+      console.info(`20 ADDs, server killed after the first answer: ${JSON.stringify(Object.fromEntries([...new Set(outcomes)].map((o) => [o, outcomes.filter((x) => x === o).length])))}`);
+      // The socket file stays (SIGKILL): the shim finds it refusing and runs the fallback.
+      expect(existsSync(server.socket)).toBe(true);
+      const dels = await Promise.all(pods.map((p, i) => cni(node, "DEL", p, `kill-${i}`, conf)));
+      expect(dels.map((d) => d.exitCode)).toEqual(new Array(20).fill(0));
+      expect(reservations(node)).toEqual([]);
+      expect((await nodeLinks(node)).filter((l) => l.startsWith("veth"))).toEqual([]);
+      for (const p of pods) expect(await podAddrs(p)).toEqual([]);
+      const podLinks = await Promise.all(pods.map(async (p) => JSON.parse((await p.ip(["-j", "link", "show"])).stdout).map((l: { ifname: string }) => l.ifname)));
+      expect(podLinks.flat().filter((n: string) => n !== "lo")).toEqual([]);
+      expect(existsSync(join(node.dir, "ipam", "cbr0", "weft.lock"))).toBe(false);
+      // A new server replaces the dead one's socket and serves again.
+      const again = await startServer(node.ns, server.socket);
+      cleanups.push(() => stopServer(again));
+      ok(await cni(node, "ADD", pods[0]!, "kill-again", conf));
+      ok(await cni(node, "DEL", pods[0]!, "kill-again", conf));
+      expect(reservations(node)).toEqual([]);
+    });
+
+    it("refuses a config larger than the limit with a CNI error, without falling back", async () => {
+      const node = await makeNode(V4);
+      const pod = await makePod();
+      const r = await cni(node, "ADD", pod, "c-big", { ...node.conf, padding: "x".repeat(1024 * 1024) });
+      expect(r.exitCode).toBe(1);
+      expect(JSON.parse(r.stdout)).toEqual({ cniVersion: "1.1.0", code: 7, msg: "invalid network config: the config on stdin is larger than the 1 MiB limit of weft" });
+      expect(reservations(node)).toEqual([]);
+      expect(existsSync(join(node.dir, "code-cache"))).toBe(false);
+    });
+
+    it("a server that accepts and never answers: the shim gives up after agentTimeoutSeconds with code 11", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "weft-cni-hang-"));
+      cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+      const socket = join(dir, "hang.sock");
+      const held: Socket[] = [];
+      const hang = createNetServer((c) => held.push(c));
+      await new Promise<void>((r) => hang.listen(socket, r));
+      cleanups.push(async () => {
+        for (const c of held) c.destroy();
+        await new Promise<void>((r) => hang.close(() => r()));
+      });
+      await install({ binDir: join(dir, "bin"), confDir: join(dir, "net.d"), confName: "10-weft.conflist", node: process.execPath }, BUNDLE, SHIM);
+      const started = Date.now();
+      const r = await labRunner.run(join(dir, "bin", "weft"), [], {
+        env: { CNI_COMMAND: "VERSION" },
+        input: JSON.stringify({ cniVersion: "1.0.0", name: "x", type: "weft", agentSocket: socket, agentTimeoutSeconds: 1 }),
+        reject: false,
+      });
+      const took = Date.now() - started;
+      expect(r.exitCode).toBe(1);
+      expect(JSON.parse(r.stdout)).toEqual({ cniVersion: "1.0.0", code: 11, msg: "weftd did not answer in time; try again later: no answer within 1 s" });
+      expect(took).toBeGreaterThanOrEqual(900);
+      expect(took).toBeLessThan(5000);
+      // A bad timeout value is a config error naming the key.
+      const bad = await labRunner.run(join(dir, "bin", "weft"), [], {
+        env: { CNI_COMMAND: "VERSION" },
+        input: JSON.stringify({ cniVersion: "1.0.0", agentSocket: socket, agentTimeoutSeconds: 0 }),
+        reject: false,
+      });
+      expect(JSON.parse(bad.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('"agentTimeoutSeconds" must be a whole number of seconds from 1 to 600') });
+    });
+  },
+  { tools: ["ping", "nsenter", "sysctl"] },
 );
 
 afterAll(async () => {

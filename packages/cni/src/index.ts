@@ -15,3 +15,4 @@ export { addDirect, delDirect, checkDirect, type DirectDeps } from "./direct/bri
 export * from "./delegate.js";
 export * from "./install.js";
 export * from "./plugin.js";
+export * from "./server.js";

@@ -1,19 +1,55 @@
 /**
  * `weft-cni install`: what Flannel's two init containers do (flannel.md §5.2), as a mode of the same binary:
- * copy the plugin into the CNI bin dir as `weft`, and a conflist into the CNI conf dir. Both writes are atomic
- * (a temporary file in the target directory, fsync, rename), so kubelet never execs or parses a half-written
- * file.
+ * put the plugin into the CNI bin dir and a conflist into the CNI conf dir.
  *
  *   weft-cni install --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d
  *                    [--conflist FILE] [--conf-name 10-weft.conflist] [--node /abs/path/to/node]
  *
- * The plugin is a Node.js bundle. Its first line is `#!/usr/bin/env node`, so the node running the kubelet
- * needs `node` (>= 20) on PATH; `--node` rewrites that line to an absolute interpreter path instead.
+ * The plugin is two files (docs/adr/0006-cni-latency.md):
+ * - `weft`: the C shim (dist/weft-cni-shim, next to this executable after symlinks), which forwards each request to weftd;
+ * - `weft-cni`: this Node.js bundle, the shim's fallback when weftd does not answer. Its absolute path is written
+ *   into the installed shim's FALLBACK slot here, at install time: the shim never looks it up.
+ * Every write is atomic (a temporary file in the target directory, fsync, rename) and the fallback goes first, so
+ * kubelet never execs or parses a half-written file, and an installed `weft` always finds its fallback.
+ *
+ * The fallback's first line is `#!/usr/bin/env node`, so the node running the kubelet needs `node` (>= 20) on
+ * PATH; `--node` rewrites that line to an absolute interpreter path instead.
  */
+import { realpathSync } from "node:fs";
 import { open, readFile, rename, unlink, mkdir } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 
 export const DEFAULT_CONFLIST_NAME = "10-weft.conflist";
+/** The shim's file name in dist/ (built by `npm run shim`), installed as `weft`. */
+export const SHIM_FILE = "weft-cni-shim";
+/** The Node plugin's name in the CNI bin dir: the shim's fallback. */
+export const FALLBACK_NAME = "weft-cni";
+/** The marker that starts the shim's fallback slot (FALLBACK_MARKER in shim/weft-cni-shim.c) and its size. */
+export const FALLBACK_MARKER = "@@WEFT-CNI-FALLBACK-PATH@@";
+export const FALLBACK_SLOT_SIZE = 4096;
+
+/**
+ * A copy of the shim binary with `fallback` written into its slot: the marker followed by zero bytes up to the
+ * slot's size (the marker also appears as a constant elsewhere in the binary; the slot is the one followed by
+ * zeros).
+ */
+export function patchShim(shim: Uint8Array, fallback: string): Buffer {
+  const out = Buffer.from(shim);
+  const marker = Buffer.from(FALLBACK_MARKER, "latin1");
+  const path = Buffer.from(fallback, "utf8");
+  if (!fallback.startsWith("/")) throw new UsageError(`the fallback path ${JSON.stringify(fallback)} must be absolute`);
+  if (path.includes(0) || marker.length + path.length + 1 > FALLBACK_SLOT_SIZE) {
+    throw new UsageError(`the fallback path ${fallback} is longer than the shim's slot (${FALLBACK_SLOT_SIZE - marker.length - 1} bytes); use a shorter --bin-dir`);
+  }
+  for (let at = out.indexOf(marker); at >= 0; at = out.indexOf(marker, at + 1)) {
+    const rest = out.subarray(at + marker.length, at + FALLBACK_SLOT_SIZE);
+    if (rest.length === FALLBACK_SLOT_SIZE - marker.length && rest.every((b) => b === 0)) {
+      path.copy(out, at + marker.length);
+      return out;
+    }
+  }
+  throw new UsageError(`the shim has no empty fallback slot (${FALLBACK_MARKER} followed by zeros): rebuild it with \`npm run build\` in packages/cni`);
+}
 
 /** The default network: Flannel's (name cbr0, then portmap) with the weft plugin in place of flannel. */
 export function defaultConflist(): Record<string, unknown> {
@@ -114,19 +150,32 @@ export function checkConflist(text: string, source: string): string {
   return `${JSON.stringify(v, null, 2)}\n`;
 }
 
-/** Installs the plugin file `self` and the conflist; returns the paths written. */
-export async function install(opts: InstallOptions, self: string): Promise<{ plugin: string; conflist: string }> {
+/**
+ * Installs the Node plugin `self` as the fallback, the shim (default: dist/weft-cni-shim next to `self`) as
+ * `weft` pointing at it, and the conflist; returns the paths written.
+ */
+export async function install(opts: InstallOptions, self: string, shimFile: string = join(dirname(realpathSync(self)), SHIM_FILE)): Promise<{ plugin: string; fallback: string; conflist: string }> {
+  let shim: Buffer;
+  try {
+    shim = await readFile(shimFile);
+  } catch (err) {
+    throw new Error(`the shim ${shimFile} cannot be read (${(err as Error).message}); build it with \`npm run build\` in packages/cni (needs a C compiler: gcc, libc6-dev)`);
+  }
+  const fallbackPath = join(resolve(opts.binDir), FALLBACK_NAME);
+  const patched = patchShim(shim, fallbackPath);
   let code = await readFile(self, "utf8");
   if (opts.node) {
     const body = code.startsWith("#!") ? code.slice(code.indexOf("\n") + 1) : code;
     code = `#!${opts.node}\n${body}`;
   }
   const conflistText = opts.conflist ? checkConflist(await readFile(opts.conflist, "utf8"), opts.conflist) : `${JSON.stringify(defaultConflist(), null, 2)}\n`;
-  const plugin = await writeFileAtomic(opts.binDir, "weft", code, 0o755);
+  // The fallback first: from the moment the new `weft` is in place, what it executes exists.
+  const fallback = await writeFileAtomic(opts.binDir, FALLBACK_NAME, code, 0o755);
+  const plugin = await writeFileAtomic(opts.binDir, "weft", patched, 0o755);
   const conflist = await writeFileAtomic(opts.confDir, opts.confName, conflistText, 0o644);
-  return { plugin, conflist };
+  return { plugin, fallback, conflist };
 }
 
-export function describeInstall(r: { plugin: string; conflist: string }): string {
-  return `installed ${basename(r.plugin)} as ${r.plugin} and the network config as ${r.conflist}`;
+export function describeInstall(r: { plugin: string; fallback: string; conflist: string }): string {
+  return `installed ${basename(r.plugin)} as ${r.plugin} (the shim; it forwards to weftd), its fallback as ${r.fallback}, and the network config as ${r.conflist}`;
 }

@@ -7,9 +7,9 @@
  * plumbs the container into the node namespace's `cni0`, exactly as on a real node. Nothing is created in the
  * root namespace.
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WeftCluster, labRunner } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
@@ -32,7 +32,7 @@ describeReal(
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    it("a podman container on node 1 gets an address from node 1's lease and reaches the pod on node 2", async () => {
+    it("a podman container on node 1 gets an address from node 1's lease and reaches the pod on node 2: through node 1's weftd, then with it stopped", async () => {
       const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
       const rootfs = join(dir, "rootfs");
       mkdirSync(join(rootfs, "bin"), { recursive: true });
@@ -44,7 +44,8 @@ describeReal(
         JSON.stringify({
           cniVersion: "1.0.0",
           name: "weftpod",
-          plugins: [{ type: "weft", bridge: "cni0", subnetFile: a.subnetFile, dataDir: join(dir, "weft"), ipam: { dataDir: join(dir, "ipam") } }],
+          // weftd serves cni.sock next to its --subnet-file (cniSocketPath in packages/daemon).
+          plugins: [{ type: "weft", bridge: "cni0", subnetFile: a.subnetFile, dataDir: join(dir, "weft"), ipam: { dataDir: join(dir, "ipam") }, agentSocket: join(dirname(a.subnetFile), "cni.sock") }],
         }),
       );
       const inst = await labRunner.run(
@@ -59,7 +60,7 @@ describeReal(
         join(dir, "containers.conf"),
         `[engine]\nenv = ["WEFT_CNI_CODE_CACHE_DIR=${join(dir, "code-cache")}"]\n[network]\ncni_plugin_dirs = ["${join(dir, "bin")}"]\n`,
       );
-      const r = await labRunner.run(
+      const podman = () => labRunner.run(
         "nsenter",
         [
           `--net=${a.lab.netns.path}`,
@@ -69,14 +70,26 @@ describeReal(
         ],
         { env: { CONTAINERS_CONF: join(dir, "containers.conf") }, reject: false, timeoutMs: 120_000 },
       );
-      expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-      const subnet = c.subnetEnv(a).subnet!.network;
-      const m = /inet (\d+\.\d+\.\d+\.\d+)\/24/.exec(r.stdout);
-      expect(m && subnet.contains((await import("@weft/core")).IPAddress.parse(m[1]!))).toBe(true);
-      expect(r.stdout).toContain("mtu 1450");
-      expect(r.stdout).toMatch(/3 packets transmitted, 3 packets received/);
-      // podman's CNI DEL after the container exited released the address.
-      expect(readdirSync(join(dir, "ipam", "weftpod")).filter((f) => f.startsWith("198."))).toEqual([]);
+      const check = async (r: Awaited<ReturnType<typeof podman>>) => {
+        expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+        const subnet = c.subnetEnv(a).subnet!.network;
+        const m = /inet (\d+\.\d+\.\d+\.\d+)\/24/.exec(r.stdout);
+        expect(m && subnet.contains((await import("@weft/core")).IPAddress.parse(m[1]!))).toBe(true);
+        expect(r.stdout).toContain("mtu 1450");
+        expect(r.stdout).toMatch(/3 packets transmitted, 3 packets received/);
+        // podman's CNI DEL after the container exited released the address.
+        expect(readdirSync(join(dir, "ipam", "weftpod")).filter((f) => f.startsWith("198."))).toEqual([]);
+      };
+      // weftd up: its CNI server did the ADD and the DEL (no Node process per pod: no code cache), and says so.
+      await check(await podman());
+      expect(existsSync(join(dir, "code-cache"))).toBe(false);
+      const metrics = (await c.health(a, "/metrics")).body;
+      expect(metrics).toMatch(/weft_cni_request_duration_seconds_count\{command="ADD"\} 1\b/);
+      expect(metrics).toMatch(/weft_cni_request_duration_seconds_count\{command="DEL"\} 1\b/);
+      // weftd stopped (the datapath stays): the shim runs the Node plugin, which does the same.
+      await c.stopAgent(a);
+      await check(await podman());
+      expect(readdirSync(join(dir, "code-cache")).map((f) => f.replace(/.*-/, "")).sort()).toEqual(["ADD.v8", "DEL.v8"]);
     });
   },
   { tools: ["etcd", "podman", "runc", "nsenter", "ping"] },

@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { createNetns, labRunner, registerCleanup, uniqueName } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { expect, it } from "vitest";
+import { type LabCniServer, startLabCniServer, stopLabCniServer } from "./lab-server.spec-helper.js";
 
 const BUNDLE = fileURLToPath(new URL("../dist/weft-cni.cjs", import.meta.url));
 const BUSYBOX = "/bin/busybox";
@@ -22,14 +23,19 @@ const BUSYBOX = "/bin/busybox";
 describeReal(
   "weft-cni under podman (libcni)",
   () => {
-    it("podman runs a container on a weft network: eth0 gets an address from the node subnet, DEL releases it", async () => {
+    // `weft` is the shim: once with weftd's CNI server up in the node namespace (it does the work), once with it
+    // down (the shim runs the Node plugin).
+    it.each(["served by weftd's CNI server", "weftd down: the Node fallback"])("podman runs a container on a weft network: eth0 gets an address from the node subnet, DEL releases it (%s)", async (how) => {
+      const served = how.startsWith("served");
       if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run \`npm run build\` in packages/cni first`);
       const dir = mkdtempSync(join(tmpdir(), "weft-podman-"));
       const node = await createNetns("wpn");
+      let server: LabCniServer | undefined;
       const bridge = uniqueName("wpb");
       const net = uniqueName("wpnet");
       const third = 100 + Math.floor(Math.random() * 100);
       const teardown = async () => {
+        if (server) await stopLabCniServer(server);
         await node.destroy();
         rmSync(dir, { recursive: true, force: true });
       };
@@ -46,7 +52,7 @@ describeReal(
           JSON.stringify({
             cniVersion: "1.0.0",
             name: net,
-            plugins: [{ type: "weft", bridge, subnetFile: join(dir, "subnet.env"), dataDir: join(dir, "weft"), ipam: { dataDir: join(dir, "ipam") } }],
+            plugins: [{ type: "weft", bridge, subnetFile: join(dir, "subnet.env"), dataDir: join(dir, "weft"), ipam: { dataDir: join(dir, "ipam") }, agentSocket: join(dir, "cni.sock") }],
           }),
         );
         // The install mode of the same executable puts the plugin and the conflist in place.
@@ -63,6 +69,7 @@ describeReal(
           `[engine]\nenv = ["WEFT_CNI_CODE_CACHE_DIR=${join(dir, "code-cache")}"]\n[network]\ncni_plugin_dirs = ["${join(dir, "bin")}"]\n`,
         );
 
+        if (served) server = await startLabCniServer(node.name, join(dir, "cni.sock"));
         const r = await labRunner.run(
           "nsenter",
           [
@@ -78,9 +85,11 @@ describeReal(
         expect(r.stdout).toContain("mtu 1450");
         // podman's CNI DEL after the container exited released the reservation.
         expect(readdirSync(join(dir, "ipam", net)).filter((f) => f.startsWith("198."))).toEqual([]);
-        // The installed `weft` (extensionless, run through its shebang) kept its code caches where podman's
-        // environment said (libcni passes the runtime's environment on to plugins), for ADD and for DEL.
-        expect(readdirSync(join(dir, "code-cache")).map((f) => f.replace(/.*-/, "")).sort()).toEqual(["ADD.v8", "DEL.v8"]);
+        // Down: the installed fallback `weft-cni` (run by the shim through its shebang) kept its code caches where
+        // podman's environment said (libcni passes the runtime's environment on to plugins), for ADD and for DEL.
+        // Served, no Node process ran per pod: no cache at all.
+        if (served) expect(existsSync(join(dir, "code-cache"))).toBe(false);
+        else expect(readdirSync(join(dir, "code-cache")).map((f) => f.replace(/.*-/, "")).sort()).toEqual(["ADD.v8", "DEL.v8"]);
         // The bridge (the pods' gateway) is in the test's namespace, with ip_forward on there; the root one has no such link.
         expect((await node.ip(["-br", "addr", "show", "dev", bridge])).stdout).toContain(`198.19.${third}.1/24`);
         expect((await node.run("cat", ["/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe("1");

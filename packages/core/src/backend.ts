@@ -5,9 +5,10 @@
  */
 import type { DependencyContainer } from "tsyringe";
 import type { Family, IPAddress } from "./ip.js";
-import type { KernelObjects } from "./kernel-objects.js";
+import type { KernelObjects, LinkKindDefinition } from "./kernel-objects.js";
 import type { JsonValue, Lease } from "./lease.js";
 import type { NetworkConfig } from "./network-config.js";
+import type { Peer, PeerRefusal } from "./peer-view.js";
 
 /**
  * Validates untrusted JSON into a typed value. `path` is the JSON path of `input` (e.g. `Backend` or
@@ -30,11 +31,6 @@ export interface Schema<T> {
 export function splitSchemaPath(path: string): { source: string; jsonPath: string } {
   const i = path.lastIndexOf(": ");
   return i >= 0 ? { source: path.slice(0, i), jsonPath: path.slice(i + 2) } : { source: "net-conf.json", jsonPath: path };
-}
-
-/** A config value as it appears in an error message: strings quoted, everything else as JSON. */
-export function showValue(v: unknown): string {
-  return typeof v === "string" ? `"${v}"` : (JSON.stringify(v) ?? String(v));
 }
 
 /** The node's chosen underlay interface and the addresses it advertises (flannel.md §7.4). */
@@ -63,18 +59,12 @@ export interface BackendData {
   readonly v6?: JsonValue;
 }
 
-/** Outcome of programming one peer; surfaced in status and metrics. */
-export type PeerStatus =
-  | { readonly state: "programmed" }
-  /** The backend cannot reach this peer by design (e.g. host-gw across L2 segments); says why and what to do. */
-  | { readonly state: "unreachable"; readonly reason: string }
-  /**
-   * The peer has not published what this backend needs yet (its agent is starting: its lease exists before its
-   * backend data). Programmed when the data arrives; the agent logs it at info, never as a problem.
-   */
-  | { readonly state: "pending"; readonly reason: string }
-  /** The peer's lease is unusable (malformed data, another backend type); skipped, other peers are unaffected. */
-  | { readonly state: "skipped"; readonly reason: string };
+/**
+ * Outcome of programming one peer; surfaced in status and metrics. Besides `programmed`: `unreachable` (the
+ * backend cannot reach it by design, says why), `pending` (it has not published its data yet; logged at info),
+ * `skipped` (its lease is unusable); see PeerRefusal.
+ */
+export type PeerStatus = { readonly state: "programmed" } | PeerRefusal;
 
 /**
  * A backend's implementation for one agent, bound to BACKEND by BackendModule.register. The agent calls
@@ -84,8 +74,13 @@ export type PeerStatus =
 export interface Backend {
   /** Create or adopt the local devices for this node's lease; return the data peers need. Idempotent. */
   registerSubnet(local: LocalLease): Promise<BackendData>;
-  /** Describe the kernel objects for a peer. Idempotent: adding a known peer again changes nothing. */
-  addPeer(peer: Lease): Promise<PeerStatus>;
+  /**
+   * Describe the kernel objects for a peer. The agent has screened it already (registered, same Backend.Type,
+   * no overlap with this node's subnet, at least one family in common: `peer.subnets`); `peer.endpoint(family,
+   * schema)` gives its PublicIP and parsed data or the status to return. Idempotent: adding a known peer again
+   * changes nothing. Never throws for a bad lease (return a status) and never logs the reason (the agent does).
+   */
+  addPeer(peer: Peer): Promise<PeerStatus>;
   /** Forget a peer. Idempotent: an unknown peer is not an error. */
   removePeer(peer: Lease): Promise<void>;
   /** `restart` leaves the datapath up for the next agent to adopt; `teardown` removes what this backend owns. */
@@ -114,6 +109,12 @@ export interface BackendModule<C = unknown> {
    * right after parsing (configWarnings), so the backend does not log them itself.
    */
   readonly configSchema: Schema<C>;
+  /**
+   * True when the backend can carry IPv6 pod traffic (dual-stack or IPv6-only). The agent tells the store (kube
+   * mode runs IPv6 only for such backend types; without it EnableIPv6 runs IPv4 only, with a warning). Default
+   * false.
+   */
+  readonly dualStack?: boolean;
   /** Bytes of encapsulation the backend adds for an underlay of `family`; 0 when it does not encapsulate. */
   mtuOverhead(config: C, family: Family): number;
   /**
@@ -129,6 +130,13 @@ export interface BackendModule<C = unknown> {
    * find a configuration error.
    */
   preflight?(config: C, network: NetworkConfig, iface: ExternalInterface): void;
+  /**
+   * Link kinds the backend's devices use that Weft does not define (a GRE-style tunnel, say): how each is
+   * created, read back, compared and modelled by the FakeKernel. The agent hands them to its KernelPort and
+   * the datapath engine (the LINK_KINDS token of @weft/kernel) before the backend runs, so the backend declares
+   * `{ kind: "gre", attrs: {...} }` links like any other.
+   */
+  readonly linkKinds?: readonly LinkKindDefinition[];
   /** Binds the module's Backend implementation to BACKEND in the agent's child container. */
   register(container: DependencyContainer): void;
 }
@@ -170,6 +178,7 @@ export function isBackendModule(x: unknown): x is BackendModule {
     m.type.length > 0 &&
     typeof m.mtuOverhead === "function" &&
     typeof m.register === "function" &&
+    (m.dualStack === undefined || typeof m.dualStack === "boolean") &&
     typeof m.configSchema === "object" &&
     m.configSchema !== null &&
     typeof (m.configSchema as Record<string, unknown>).parse === "function"

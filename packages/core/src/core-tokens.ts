@@ -1,5 +1,6 @@
 /** DI tokens shared by the agent, the backends and the test kits. */
 import type { Backend, Datapath, ExternalInterface } from "./backend.js";
+import type { Clock } from "./clock.js";
 import type { Logger } from "./logger.js";
 import type { NetworkConfig } from "./network-config.js";
 import type { SubnetManager } from "./subnet-manager.js";
@@ -13,7 +14,7 @@ export const NETWORK_CONFIG = createToken<NetworkConfig>("weft.network-config");
 export const BACKEND_CONFIG = createToken<unknown>("weft.backend-config");
 /** The node's chosen underlay interface and addresses. */
 export const EXTERNAL_INTERFACE = createToken<ExternalInterface>("weft.external-interface");
-/** The cluster store (agent-internal; backends do not use it). */
+/** The cluster store (agent-internal: never registered in a backend's container, see wireBackend). */
 export const SUBNET_MANAGER = createToken<SubnetManager>("weft.subnet-manager");
 /** The Datapath a backend declares its kernel objects on. */
 export const DATAPATH = createToken<Datapath>("weft.datapath");
@@ -21,3 +22,5 @@ export const DATAPATH = createToken<Datapath>("weft.datapath");
 export const BACKEND = createToken<Backend>("weft.backend");
 /** Directory for state that must survive restarts (keys, VTEP MACs); a flag of the agent. */
 export const STATE_DIR = createToken<string>("weft.state-dir");
+/** The Clock a backend waits on (systemClock in weftd; a test may bind a fake one). */
+export const CLOCK = createToken<Clock>("weft.clock");

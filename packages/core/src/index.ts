@@ -12,3 +12,5 @@ export * from "./registry.js";
 export * from "./subnet-env.js";
 export * from "./async.js";
 export * from "./peer-declarations.js";
+export * from "./peer-view.js";
+export * from "./clock.js";

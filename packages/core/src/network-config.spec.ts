@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "./errors.js";
-import { parseNetworkConfig } from "./network-config.js";
+import { parseNetworkConfig, showValue } from "./network-config.js";
 
 const parse = (o: unknown, checkSubnets = true) => parseNetworkConfig(typeof o === "string" ? o : JSON.stringify(o), { checkSubnets });
 const errorOf = (o: unknown, checkSubnets = true): ConfigError => {
@@ -135,7 +135,7 @@ describe("parseNetworkConfig (Flannel §2)", () => {
 
 describe("config source for backend schemas", () => {
   it("carries the source, which backend schemas get back through splitSchemaPath", async () => {
-    const { splitSchemaPath, showValue } = await import("./backend.js");
+    const { splitSchemaPath } = await import("./backend.js");
     const c = parseNetworkConfig(JSON.stringify({ Network: "198.19.0.0/16" }), { source: "etcd /weft.io/network/config" });
     expect(c.source).toBe("etcd /weft.io/network/config");
     expect(splitSchemaPath(`${c.source}: Backend`)).toEqual({ source: "etcd /weft.io/network/config", jsonPath: "Backend" });

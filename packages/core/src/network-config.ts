@@ -9,9 +9,13 @@
  *
  * Every error names the source, the JSON path, the value and the rule, in one line.
  */
-import { showValue } from "./backend.js";
 import { ConfigError } from "./errors.js";
 import { type Family, IPAddress, IPNet } from "./ip.js";
+
+/** A config value as it appears in an error message: strings quoted, everything else as JSON. */
+export function showValue(v: unknown): string {
+  return typeof v === "string" ? `"${v}"` : (JSON.stringify(v) ?? String(v));
+}
 
 /** One address family's share of the network. */
 export interface FamilyNetwork {

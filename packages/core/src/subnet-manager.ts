@@ -35,6 +35,11 @@ export interface SubnetManager {
   watchLeases(local: Lease, signal: AbortSignal): AsyncIterable<LeaseEvent>;
   /** When this node's lease expires unless renewed, as of the last renewal; null when it never expires. */
   leaseExpiration?(): Date | null | undefined;
+  /**
+   * The backend types whose modules declare `dualStack` (BackendModule). The agent calls it once, before
+   * getNetworkConfig; a store that decides per backend type whether IPv6 runs (kube) uses it. Optional.
+   */
+  setIPv6BackendTypes?(types: readonly string[]): void;
   /** Releases connections; the lease itself stays (it is renewed by the next agent or expires). */
   close?(): Promise<void>;
 }

@@ -1,9 +1,12 @@
 /**
  * The agent's run loop (reference/flannel.md §1.2 is the floor):
  *
- *   config → backend module + its config → interface and public IP → (nothing in the kernel changed yet)
- *   → acquire lease → register subnet (devices) → publish backend data → subnet.env → traffic rules
- *   → watch peers: every event goes to the backend; the datapath engine applies it in batches
+ *   configure   config → backend module + its config → interface and public IP (nothing on the node changed)
+ *   join        the agent core (@weft/reconcile AgentCore, shared with the backend test kit): acquire lease →
+ *               register subnet (devices) → publish backend data
+ *   node setup  subnet.env → traffic rules
+ *   peers       watch peers: every event goes through the core's PeerSet (screened once: the peer preamble)
+ *               to the backend; the datapath engine applies them in coalesced batches
  *   → after the first snapshot, a full reconcile with prune removes peers that vanished while we were down
  *   → every --resync-interval: full reconcile (repairs drift), traffic rules re-checked, failed peers retried.
  *
@@ -11,11 +14,11 @@
  */
 import "reflect-metadata";
 import {
+  type BackendModule,
   type BackendRegistry,
   type ExternalInterface,
   type IPNet,
   type Lease,
-  type LeaseAttrs,
   type Logger,
   type NetworkConfig,
   type SubnetManager,
@@ -25,11 +28,10 @@ import {
   sleep,
 } from "@weft/core";
 import { type KernelPort, type ProcessRunner } from "@weft/kernel";
-import { type DatapathEngine, type DriftPlan, type ReconcileReport, podMtu, wireBackend } from "@weft/reconcile";
+import { AgentCore, type DatapathEngine, type DriftPlan, type PeerSet, type ReconcileReport, podMtu } from "@weft/reconcile";
 import { container as rootContainer } from "tsyringe";
 import type { Flags } from "./flags.js";
 import type { AgentMetrics } from "./metrics.js";
-import { PeerSet } from "./peers.js";
 import { readSubnetFile, writeSubnetFile } from "./subnet-file.js";
 
 export interface TrafficFamilyPlan {
@@ -82,9 +84,20 @@ export const READY_GRACE_MS = 60_000;
 
 type Phase = "starting" | "lease" | "subnet-file" | "peers" | "running" | "stopped";
 
+/** What phase `configure` settles: the network config, the backend module and its config, the interface. */
+interface Setup {
+  readonly config: NetworkConfig;
+  readonly module: BackendModule;
+  readonly backendConfig: unknown;
+  readonly iface: ExternalInterface;
+  /** The pod MTU the agent advertises. */
+  readonly mtu: number;
+}
+
 export class Agent {
   private phase: Phase = "starting";
-  private peers?: PeerSet;
+  /** The agent core (backend, engine, peers) once wired. */
+  private core?: AgentCore;
   private engine?: DatapathEngine;
   private lastFailures = 0;
   private firstReconcileDone = false;
@@ -92,8 +105,6 @@ export class Agent {
   private readonly storeCounts = { malformed: 0, reconnects: 0 };
   lease?: Lease;
   mtu?: number;
-  private flushing?: Promise<void>;
-  private flushAgain = false;
   /** Called after every pass; starts the lease keeper the first time the agent is ready. */
   private onReady: () => void = () => undefined;
 
@@ -104,13 +115,13 @@ export class Agent {
     if (this.lastFailures > 0) return { ready: false, reason: `${this.lastFailures} kernel objects not programmed` };
     // Unreachable and skipped peers are known and reported (/status, weft_peers); a peer whose programming
     // failed is not, and the agent retries it every resync.
-    const failed = this.peers?.counts().failed ?? 0;
+    const failed = this.core?.peers?.counts().failed ?? 0;
     if (failed > 0) return { ready: false, reason: `${failed} peers failed to program` };
     return { ready: true, reason: "" };
   }
 
   peerStatuses() {
-    return this.peers?.statuses() ?? [];
+    return this.core?.peers?.statuses() ?? [];
   }
 
   /** What /drift shows: the changes a full reconcile would make now (nothing while the agent is starting). */
@@ -133,11 +144,28 @@ export class Agent {
     };
   }
 
-  /** Runs until `signal` aborts (resolves) or the agent cannot go on (rejects). */
+  /**
+   * Runs until `signal` aborts (resolves) or the agent cannot go on (rejects). The phases, in order: configure
+   * (nothing on the node changes), join (the agent core: lease, registerSubnet, publish), node setup (subnet.env,
+   * traffic rules), peers (the store's lease stream through the core's PeerSet, the lease keeper, readiness and
+   * the resync timer), stop.
+   */
   async run(signal: AbortSignal): Promise<void> {
-    const { flags, logger, subnetManager: sm, registry, kernel } = this.deps;
+    const setup = await this.configure(signal);
+    const core = this.wire(setup);
+    const lease = await this.join(core, setup, signal);
+    const traffic = await this.setUpNode(setup, lease);
+    await this.runPeers(core, lease, traffic, signal);
+  }
 
-    // 1. Configuration. Everything here is validated before anything on the node is touched.
+  /**
+   * Phase `configure`: the network config, the backend module and its config, the interface and public IP,
+   * the pod MTU and the module's preflight. Everything is validated before anything on the node is touched.
+   */
+  private async configure(signal: AbortSignal): Promise<Setup> {
+    const { flags, logger, subnetManager: sm, registry, kernel } = this.deps;
+    // The store learns which backend types may run IPv6 from the modules themselves (BackendModule.dualStack).
+    sm.setIPv6BackendTypes?.(registry.types().filter((t) => registry.get(t).dualStack === true));
     const config = await sm.getNetworkConfig(signal);
     for (const w of config.warnings) logger.warn(w);
     const module = registry.get(config.backendType);
@@ -152,7 +180,8 @@ export class Agent {
       ...((stored.v6 ?? flags["public-ipv6"]) ? { publicIPv6: stored.v6 ?? flags["public-ipv6"] } : {}),
       families: { v4: config.enableIPv4, v6: config.enableIPv6 },
     });
-    this.mtu = podMtu(module, backendConfig, config, iface).mtu;
+    const mtu = podMtu(module, backendConfig, config, iface).mtu;
+    this.mtu = mtu;
     // Backend checks that need no lease (NAT'd public IP for host-gw, a family without an address, ...): they
     // must fail before the store or the node is touched.
     module.preflight?.(backendConfig, config, iface);
@@ -161,54 +190,71 @@ export class Agent {
       iface: iface.name,
       publicIP: iface.extAddr?.toString(),
       publicIPv6: iface.extV6Addr?.toString(),
-      mtu: this.mtu,
+      mtu,
       store: sm.name,
     });
+    return { config, module, backendConfig, iface, mtu };
+  }
 
-    // 2. The agent's container: core services, the datapath engine, the chosen backend.
-    const { engine, backend } = wireBackend(rootContainer, {
-      module,
+  /** Phase `wire`: the agent core (the backend's container, the datapath engine, the backend). */
+  private wire(setup: Setup): AgentCore {
+    const { flags, logger, kernel, runner, subnetManager } = this.deps;
+    const core = AgentCore.wire({
+      parent: rootContainer,
+      module: setup.module,
       logger,
-      network: config,
-      backendConfig,
-      iface,
-      subnetManager: sm,
+      network: setup.config,
+      backendConfig: setup.backendConfig,
+      iface: setup.iface,
       kernel,
-      runner: this.deps.runner,
+      runner,
       stateDir: flags["state-dir"],
+      store: subnetManager,
+      onFlushed: (r) => {
+        this.lastFailures = r.failures;
+        for (const k of r.kinds) for (const f of k.failures) this.deps.metrics.kernelErrors.inc({ kind: k.kind, code: f.error?.code ?? "unknown" });
+      },
+      afterFlush: () => {
+        this.deps.metrics.ready.set(this.ready().ready ? 1 : 0);
+        this.onReady();
+      },
     });
-    this.engine = engine;
+    this.core = core;
+    this.engine = core.engine;
+    return core;
+  }
 
-    // 3. Lease, devices, published data.
+  /**
+   * Phase `join` (the agent core's): lease, devices, published data; in between, forwarding on and the
+   * --ip-blackhole-route routes declared. Ends with one flush.
+   */
+  private async join(core: AgentCore, setup: Setup, signal: AbortSignal): Promise<Lease> {
+    const { flags, logger } = this.deps;
     this.phase = "lease";
-    const attrs: LeaseAttrs = {
-      ...(iface.extAddr && config.enableIPv4 ? { publicIP: iface.extAddr } : {}),
-      ...(iface.extV6Addr && config.enableIPv6 ? { publicIPv6: iface.extV6Addr } : {}),
-      backendType: module.type,
-    };
-    let lease = await sm.acquireLease(attrs, signal);
-    logger.info("lease acquired", { subnet: lease.subnet?.toString(), ipv6Subnet: lease.ipv6Subnet?.toString() });
-    const data = await backend.registerSubnet({ lease, config, iface });
-    await this.ensureForwarding(config);
-    if (flags["ip-blackhole-route"]) {
-      // Traffic to addresses of this node's subnet that no pod holds is dropped here instead of following a
-      // default route out (Flannel's --ip-blackhole-route, for setups without a bridge owning the subnet).
-      const routes = [lease.subnet, lease.ipv6Subnet]
-        .filter((n): n is IPNet => n !== undefined)
-        // A high metric: the bridge's connected route for the same subnet (metric 0) wins wherever it exists.
-        .map((n) => ({ family: n.family, dst: n.toString(), type: "blackhole" as const, metric: BLACKHOLE_METRIC }));
-      engine.declare("weft:blackhole", { routes });
-    }
-    lease = await sm.updateLease(
-      lease,
-      { ...attrs, ...(data.v4 !== undefined ? { backendData: data.v4 } : {}), ...(data.v6 !== undefined ? { backendV6Data: data.v6 } : {}) },
-      signal,
-    );
+    const lease = await core.join(signal, {
+      leased: (l) => logger.info("lease acquired", { subnet: l.subnet?.toString(), ipv6Subnet: l.ipv6Subnet?.toString() }),
+      registered: async (l) => {
+        await this.ensureForwarding(setup.config);
+        if (flags["ip-blackhole-route"]) {
+          // Traffic to addresses of this node's subnet that no pod holds is dropped here instead of following a
+          // default route out (Flannel's --ip-blackhole-route, for setups without a bridge owning the subnet).
+          const routes = [l.subnet, l.ipv6Subnet]
+            .filter((n): n is IPNet => n !== undefined)
+            // A high metric: the bridge's connected route for the same subnet (metric 0) wins wherever it exists.
+            .map((n) => ({ family: n.family, dst: n.toString(), type: "blackhole" as const, metric: BLACKHOLE_METRIC }));
+          core.engine.declare("weft:blackhole", { routes });
+        }
+      },
+    });
     this.lease = lease;
     this.setLeaseMetric(lease);
     await this.flush();
+    return lease;
+  }
 
-    // 4. subnet.env and traffic rules.
+  /** Phase `node setup`: subnet.env, the bridge-netfilter check and the traffic rules (first pass). */
+  private async setUpNode({ config, mtu }: Setup, lease: Lease): Promise<{ rules: TrafficRulesPort; steadyPlan: TrafficPlan }> {
+    const { flags, logger } = this.deps;
     this.phase = "subnet-file";
     const previous = readSubnetFile(flags["subnet-file"]);
     if (previous.error) logger.warn(`ignoring the previous subnet file: ${previous.error}`);
@@ -217,21 +263,25 @@ export class Agent {
       ...(lease.subnet ? { subnet: lease.subnet } : {}),
       ...(config.v6 ? { ipv6Network: config.v6.network } : {}),
       ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet } : {}),
-      mtu: this.mtu,
+      mtu,
       ipMasq: flags["ip-masq"],
     });
     if (!config.enableNFTables) await this.checkBridgeNetfilter(config);
     const traffic = this.deps.trafficRules(config.enableNFTables ? "nftables" : "iptables");
     await traffic.cleanupOther();
-    const plan = this.trafficPlan(config, lease, previous.env);
-    await traffic.rules.ensure(plan);
+    await traffic.rules.ensure(this.trafficPlan(config, lease, previous.env));
     // The previous network/subnet only matters for the first pass (removing stale rules).
-    const steadyPlan = this.trafficPlan(config, lease, undefined);
+    return { rules: traffic.rules, steadyPlan: this.trafficPlan(config, lease, undefined) };
+  }
 
-    // 5. Peers, the lease keeper and the resync timer, until stopped.
+  /**
+   * Phase `peers`, until stopped: the lease keeper, the announcement of readiness, the watch of the store's
+   * lease stream (through the core's PeerSet) and the resync timer; then phase `stop`.
+   */
+  private async runPeers(core: AgentCore, lease: Lease, traffic: { rules: TrafficRulesPort; steadyPlan: TrafficPlan }, signal: AbortSignal): Promise<void> {
+    const { logger, subnetManager: sm } = this.deps;
     this.phase = "peers";
-    const peers = new PeerSet(backend, logger);
-    this.peers = peers;
+    const peers = core.startPeers();
     const inner = new AbortController();
     const stop = () => inner.abort();
     signal.addEventListener("abort", stop, { once: true });
@@ -243,123 +293,114 @@ export class Agent {
       }
     };
 
-    // The lease keeper (etcd renewal, the watch of this node's own lease) runs from now on. The store is told the
-    // node is ready (kube: NetworkUnavailable=False, so pods get scheduled here) only once the datapath is
-    // programmed for every known peer; if programming keeps failing, after READY_GRACE_MS, saying why: a node
-    // that never becomes schedulable because one peer's route fails would be worse.
+    // The lease keeper (etcd renewal, the watch of this node's own lease) runs from now on.
     const keeper = sm.completeLease(lease, inner.signal).catch(fail);
-    let announcing: Promise<void> | undefined;
-    const graceMs = this.deps.readyGraceMs ?? READY_GRACE_MS;
-    let grace: NodeJS.Timeout | undefined;
-    const announce = () => {
-      clearTimeout(grace);
-      announcing = sm.markReady && !inner.signal.aborted ? sm.markReady(lease, inner.signal).catch(fail) : Promise.resolve();
-    };
-    this.onReady = () => {
-      if (!announcing && this.ready().ready) announce();
-    };
-    grace = setTimeout(() => {
-      if (announcing) return;
-      logger.warn(`not every peer is programmed after ${graceMs / 1000} s (${this.ready().reason}); announcing the node ready anyway`);
-      announce();
-    }, graceMs);
-    inner.signal.addEventListener("abort", () => clearTimeout(grace), { once: true });
-    const watcher = (async () => {
-      let backoff = 100;
-      while (!inner.signal.aborted) {
-        try {
-          for await (const ev of sm.watchLeases(lease, inner.signal)) {
-            backoff = 100;
-            const changed = await peers.apply(ev);
-            if (ev.type === "snapshot" && !this.firstReconcileDone) {
-              await this.reconcile(true);
-              this.firstReconcileDone = true;
-              this.phase = "running";
-              this.onReady();
-              const counts = peers.counts();
-              const waiting = (counts.pending ?? 0) + (counts.skipped ?? 0) + (counts.unreachable ?? 0) + (counts.failed ?? 0);
-              logger.info(
-                waiting === 0 ? "datapath programmed for every known peer" : `datapath programmed; ${waiting} of ${waiting + (counts.programmed ?? 0)} peers not (yet) programmed, see /status`,
-                { peers: counts },
-              );
-            } else if (changed) {
-              // Not awaited: events that arrive while a flush runs are applied together by the next one.
-              this.requestFlush();
-            }
-            this.updatePeerMetrics();
-          }
-          if (!inner.signal.aborted) throw new Error("lease watch ended unexpectedly");
-        } catch (err) {
-          if (inner.signal.aborted) return;
-          if (isWeftError(err) && !err.transient) return fail(err);
-          logger.warn(`lease watch failed, retrying in ${backoff} ms: ${errorMessage(err)}`);
-          await sleep(backoff, inner.signal);
-          backoff = Math.min(backoff * 2, 5000);
-        }
-      }
-    })();
-    const resync = (async () => {
-      while (!inner.signal.aborted) {
-        await sleep(flags["resync-interval"] * 1000, inner.signal);
-        if (inner.signal.aborted) return;
-        try {
-          if (await peers.retryFailed()) await this.flush();
-          await this.reconcile(peers.snapshotSeen);
-          this.onReady();
-          const r = await traffic.rules.ensure(steadyPlan);
-          if (r.changed) {
-            this.deps.metrics.trafficRuleRepairs.inc();
-            logger.warn("traffic rules had drifted and were rewritten");
-          }
-          this.updatePeerMetrics();
-        } catch (err) {
-          logger.error(`resync failed: ${errorMessage(err)}`);
-        }
-      }
-    })();
+    const announcing = this.announceWhenReady(lease, inner.signal, fail);
+    const watcher = this.watchPeers(core, peers, lease, inner.signal, fail);
+    const resync = this.resyncLoop(peers, traffic, inner.signal);
 
     await Promise.all([keeper, watcher, resync]);
-    await announcing;
-    await this.flushing;
+    await announcing.settled();
+    await core.settled();
     signal.removeEventListener("abort", stop);
+    // Phase `stop`: the datapath stays up for the next agent.
     this.phase = "stopped";
-    await backend.close("restart").catch((err) => logger.warn(`backend close: ${errorMessage(err)}`));
+    await core.backend.close("restart").catch((err) => logger.warn(`backend close: ${errorMessage(err)}`));
     await sm.close?.().catch((err) => logger.warn(`store close: ${errorMessage(err)}`));
     if (fatal !== undefined) throw fatal;
   }
 
   /**
-   * Coalescing flush: at most one runs at a time, and any number of requests made meanwhile become one more
-   * run. N peers joining at once cost a couple of kernel passes, not N.
+   * The store is told the node is ready (kube: NetworkUnavailable=False, so pods get scheduled here) only once
+   * the datapath is programmed for every known peer; if programming keeps failing, after READY_GRACE_MS, saying
+   * why: a node that never becomes schedulable because one peer's route fails would be worse.
    */
-  private requestFlush(): void {
-    if (this.flushing) {
-      this.flushAgain = true;
-      return;
-    }
-    this.flushing = (async () => {
-      do {
-        this.flushAgain = false;
-        try {
-          await this.flush();
-        } catch (err) {
-          this.deps.logger.error(`applying peer changes failed; the next resync retries: ${errorMessage(err)}`);
+  private announceWhenReady(lease: Lease, signal: AbortSignal, fail: (err: unknown) => void): { settled(): Promise<void> } {
+    const { logger, subnetManager: sm } = this.deps;
+    let announcing: Promise<void> | undefined;
+    const graceMs = this.deps.readyGraceMs ?? READY_GRACE_MS;
+    const announce = () => {
+      clearTimeout(grace);
+      announcing = sm.markReady && !signal.aborted ? sm.markReady(lease, signal).catch(fail) : Promise.resolve();
+    };
+    this.onReady = () => {
+      if (!announcing && this.ready().ready) announce();
+    };
+    const grace = setTimeout(() => {
+      if (announcing) return;
+      logger.warn(`not every peer is programmed after ${graceMs / 1000} s (${this.ready().reason}); announcing the node ready anyway`);
+      announce();
+    }, graceMs);
+    signal.addEventListener("abort", () => clearTimeout(grace), { once: true });
+    return { settled: async () => void (await announcing) };
+  }
+
+  /**
+   * The store's lease stream into the PeerSet: after the first snapshot, a full reconcile with prune (removes
+   * peers that vanished while the agent was down) and the node is running; later events are flushed coalesced.
+   * A transient failure of the watch is retried with backoff; anything else is fatal.
+   */
+  private async watchPeers(core: AgentCore, peers: PeerSet, lease: Lease, signal: AbortSignal, fail: (err: unknown) => void): Promise<void> {
+    const { logger, subnetManager: sm } = this.deps;
+    let backoff = 100;
+    while (!signal.aborted) {
+      try {
+        for await (const ev of sm.watchLeases(lease, signal)) {
+          backoff = 100;
+          const changed = await peers.apply(ev);
+          if (ev.type === "snapshot" && !this.firstReconcileDone) {
+            await this.reconcile(true);
+            this.firstReconcileDone = true;
+            this.phase = "running";
+            this.onReady();
+            const counts = peers.counts();
+            const waiting = (counts.pending ?? 0) + (counts.skipped ?? 0) + (counts.unreachable ?? 0) + (counts.failed ?? 0);
+            logger.info(
+              waiting === 0 ? "datapath programmed for every known peer" : `datapath programmed; ${waiting} of ${waiting + (counts.programmed ?? 0)} peers not (yet) programmed, see /status`,
+              { peers: counts },
+            );
+          } else if (changed) {
+            // Not awaited: events that arrive while a flush runs are applied together by the next one.
+            core.requestFlush();
+          }
+          this.updatePeerMetrics();
         }
+        if (!signal.aborted) throw new Error("lease watch ended unexpectedly");
+      } catch (err) {
+        if (signal.aborted) return;
+        if (isWeftError(err) && !err.transient) return fail(err);
+        logger.warn(`lease watch failed, retrying in ${backoff} ms: ${errorMessage(err)}`);
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+
+  /** Every --resync-interval: failed peers retried, a full reconcile (repairs drift), traffic rules re-checked. */
+  private async resyncLoop(peers: PeerSet, traffic: { rules: TrafficRulesPort; steadyPlan: TrafficPlan }, signal: AbortSignal): Promise<void> {
+    const { flags, logger } = this.deps;
+    while (!signal.aborted) {
+      await sleep(flags["resync-interval"] * 1000, signal);
+      if (signal.aborted) return;
+      try {
+        if (await peers.retryFailed()) await this.flush();
+        await this.reconcile(peers.snapshotSeen);
         this.onReady();
-      } while (this.flushAgain);
-    })().finally(() => {
-      this.flushing = undefined;
-    });
+        const r = await traffic.rules.ensure(traffic.steadyPlan);
+        if (r.changed) {
+          this.deps.metrics.trafficRuleRepairs.inc();
+          logger.warn("traffic rules had drifted and were rewritten");
+        }
+        this.updatePeerMetrics();
+      } catch (err) {
+        logger.error(`resync failed: ${errorMessage(err)}`);
+      }
+    }
   }
 
   /** Applies pending peer changes now; its failures count for readiness like a full pass's. */
   private async flush(): Promise<void> {
-    await this.engine!.flush();
-    const r = this.engine!.lastReport;
-    if (r) {
-      this.lastFailures = r.failures;
-      for (const k of r.kinds) for (const f of k.failures) this.deps.metrics.kernelErrors.inc({ kind: k.kind, code: f.error?.code ?? "unknown" });
-    }
+    await this.core!.flush();
     this.deps.metrics.ready.set(this.ready().ready ? 1 : 0);
   }
 
@@ -386,7 +427,7 @@ export class Agent {
 
   private updatePeerMetrics() {
     const m = this.deps.metrics;
-    const counts = this.peers?.counts() ?? {};
+    const counts = this.core?.peers?.counts() ?? {};
     for (const [state, n] of Object.entries(counts)) m.peers.set({ state }, n);
     m.ready.set(this.ready().ready ? 1 : 0);
     // The stores keep their own running counts (etcd: watchReconnects, kube: watchFailures); the counters

@@ -19,6 +19,8 @@ describe("weftd flags", () => {
     expect(f["resync-interval"]).toBe(10);
     expect(f["iptables-forward-rules"]).toBe(true);
     expect(f.iface).toEqual([]);
+    expect(f["cni-socket"]).toBe(""); // cni.sock next to --subnet-file: /run/weft/cni.sock (cni-server.ts)
+    expect(parseFlags(["--cni-socket=off"])["cni-socket"]).toBe("off");
   });
   it("accepts flanneld's forms: --x v, --x=v, -x v, bare booleans, repeatable lists, comma lists", () => {
     const f = parseFlags(["--iface", "eth0", "-iface=198.18.0.1", "--ip-masq", "--etcd-endpoints=http://a:2379,http://b:2379", "--iptables-forward-rules=false", "-kube-subnet-mgr"]);
@@ -44,6 +46,8 @@ describe("weftd flags", () => {
   });
   it("rejects bad input with one line naming the flag, the value and the fix", () => {
     expect(err(["--resync-interval", "0"])).toBe("--resync-interval 0 is out of range: must be between 1 and 3600");
+    expect(err(["--cni-socket", "run/cni.sock"])).toBe('--cni-socket "run/cni.sock" must be an absolute path of at most 107 bytes (a unix socket\'s limit), or "off"');
+    expect(err(["--cni-socket", `/${"x".repeat(120)}`])).toContain("at most 107 bytes");
     expect(err(["--healthz-port", "http"])).toContain('--healthz-port "http" is not an integer');
     expect(err([], { WEFTD_IP_MASQ: "maybe" })).toContain('WEFTD_IP_MASQ "maybe" is not a boolean');
     expect(err(["--ifce", "eth0"])).toContain("unknown flag --ifce: did you mean --iface?");

@@ -46,6 +46,7 @@ export const FLAG_DEFS = {
   "ip-masq-fully-random-disable": { kind: "bool", default: false, help: "do not use --random-fully for masquerade" },
   "iptables-forward-rules": { kind: "bool", default: true, help: "accept forwarded pod-network traffic in the filter table" },
   "subnet-file": { kind: "string", default: "/run/weft/subnet.env", help: "where to write subnet.env" },
+  "cni-socket": { kind: "string", default: "", help: "unix socket (0600, in a root-owned directory) where weftd serves the weft CNI shim; default: cni.sock next to --subnet-file (/run/weft/cni.sock); \"off\": no server (the shim runs the Node plugin)" },
   "subnet-lease-renew-margin": { kind: "int", default: 60, min: 1, max: 1439, help: "minutes before expiry to renew the etcd lease" },
   "healthz-ip": { kind: "string", default: "0.0.0.0", help: "address for /healthz, /readyz and /metrics" },
   "healthz-port": { kind: "int", default: 0, min: 0, max: 65535, help: "port for /healthz, /readyz and /metrics (0 = off)" },
@@ -170,6 +171,10 @@ export function parseFlagsWithNotes(argv: readonly string[], env: Readonly<Recor
   }
   if (flags.v >= 4 && !fromCli.has("log-level") && !env[envName("log-level")]) flags["log-level"] = "debug";
   if (!LOG_LEVELS.includes(flags["log-level"])) bad(`--log-level ${JSON.stringify(flags["log-level"])} is not one of ${LOG_LEVELS.join(", ")}`);
+  const cniSocket = flags["cni-socket"];
+  if (cniSocket !== "" && cniSocket !== "off" && (!cniSocket.startsWith("/") || Buffer.byteLength(cniSocket) > 107)) {
+    bad(`--cni-socket ${JSON.stringify(cniSocket)} must be an absolute path of at most 107 bytes (a unix socket's limit), or "off"`);
+  }
   if ((flags["etcd-certfile"] === "") !== (flags["etcd-keyfile"] === "")) {
     bad("--etcd-certfile and --etcd-keyfile must be given together for TLS client authentication");
   }

@@ -6,8 +6,9 @@
 import "reflect-metadata";
 import { readFileSync } from "node:fs";
 import { errorMessage, isWeftError } from "@weft/core";
-import { ExecaRunner, LinuxKernel } from "@weft/kernel";
+import { ExecaRunner, IpCoprocessRunner, LinuxKernel, linkKindsOf, linuxNetfilter, NetnsPathKernel, SpawnRunner } from "@weft/kernel";
 import { Agent } from "./agent.js";
+import { cniSocketPath, startCniServer } from "./cni-server.js";
 import { loadBackendModules } from "./backend-modules.js";
 import { BUILTIN_BACKENDS } from "./builtins.js";
 import { helpText, parseFlagsWithNotes, redactedFlags, type Flags } from "./flags.js";
@@ -17,7 +18,7 @@ import { createLogger } from "./log.js";
 import { AgentMetrics } from "./metrics.js";
 import { createSubnetManager } from "./stores.js";
 import { teardown } from "./teardown.js";
-import { cleanupOtherMode, createTrafficRules } from "./traffic/index.js";
+import { cleanupOtherMode, createTrafficRules, trafficNetfilterOptions } from "./traffic/index.js";
 
 export function version(): string {
   const pj = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
@@ -69,20 +70,31 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const metrics = new AgentMetrics();
   let server: Awaited<ReturnType<typeof startHealthServer>> | undefined;
   try {
+    // The weft CNI shim's server (docs/cni.md): node side through one warm `ip -batch` coprocess, pod side one
+    // `ip` process per pod; SpawnRunner, not execa, for those per-pod processes (docs/adr/0006-cni-latency.md).
+    const cniRunner = new SpawnRunner();
+    await startCniServer({
+      socketPath: cniSocketPath(flags),
+      metrics,
+      logger,
+      signal: controller.signal,
+      deps: { runner: cniRunner, host: new LinuxKernel({ runner: new IpCoprocessRunner(cniRunner) }), container: (p) => new NetnsPathKernel(cniRunner, p) },
+    });
     const registry = await loadBackendModules({ builtins: BUILTIN_BACKENDS, thirdParty: flags["backend-module"], cwd: process.cwd() });
     const store = await createSubnetManager(flags, logger);
     const agent = new Agent({
       flags,
       logger,
-      kernel,
+      // The agent's kernel knows the link kinds the loaded backend modules contribute (BackendModule.linkKinds).
+      kernel: new LinuxKernel({ runner, linkKinds: linkKindsOf(registry.types().map((t) => registry.get(t))) }),
       runner,
       registry,
       metrics,
       subnetManager: store.manager,
       chooseInterface: chooseExternalInterface,
       trafficRules: (mode) => ({
-        rules: createTrafficRules(mode, runner, { logger }),
-        cleanupOther: () => cleanupOtherMode(mode, runner, { logger }),
+        rules: createTrafficRules(linuxNetfilter(mode, runner, trafficNetfilterOptions({ logger })), { logger }),
+        cleanupOther: () => cleanupOtherMode(mode, (other) => linuxNetfilter(other, runner, trafficNetfilterOptions()), { logger }),
       }),
       ...(store.storedPublicIPs ? { storedPublicIPs: store.storedPublicIPs } : {}),
     });

@@ -37,5 +37,18 @@ export class AgentMetrics {
     registers: [this.registry],
   });
   readonly trafficRuleRepairs = new Counter({ name: "weft_traffic_rule_repairs_total", help: "Times masquerade/forward rules were rewritten because they had drifted", registers: [this.registry] });
+  readonly cniRequestDuration = new Histogram({
+    name: "weft_cni_request_duration_seconds",
+    help: "Time weftd's CNI server took to answer ADD and DEL requests from the weft shim, by command",
+    labelNames: ["command"] as const,
+    buckets: [0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  });
+  readonly cniErrors = new Counter({
+    name: "weft_cni_errors_total",
+    help: "CNI requests weftd answered with an error, by command and CNI error code",
+    labelNames: ["command", "code"] as const,
+    registers: [this.registry],
+  });
   readonly ready = new Gauge({ name: "weft_ready", help: "1 once the lease is held, subnet.env written and every known peer programmed", registers: [this.registry] });
 }

@@ -5,28 +5,32 @@
  */
 import "reflect-metadata";
 import { LOGGER, type Logger, STATE_DIR } from "@weft/core";
-import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
+import { ETHTOOL, IPSEC, KERNEL, type KernelPort, LinuxEthtool, LinuxManagedDaemons, LinuxWireGuard, MANAGED_DAEMONS, type ProcessRunner, ViciIpsec, WIREGUARD, linuxNetfilter } from "@weft/kernel";
 import { DatapathEngine, registerDatapath } from "@weft/reconcile";
 import { container as rootContainer } from "tsyringe";
 import { BUILTIN_BACKENDS } from "./builtins.js";
 import type { Flags } from "./flags.js";
 import { removeSubnetFile } from "./subnet-file.js";
-import { cleanupOtherMode } from "./traffic/index.js";
+import { cleanupOtherMode, trafficNetfilterOptions } from "./traffic/index.js";
 
 export async function teardown(deps: { flags: Flags; logger: Logger; kernel: KernelPort; runner: ProcessRunner }): Promise<void> {
   const c = rootContainer.createChildContainer();
   c.register(LOGGER, { useValue: deps.logger });
   c.register(KERNEL, { useValue: deps.kernel });
-  c.register(PROCESS_RUNNER, { useValue: deps.runner });
   c.register(STATE_DIR, { useValue: deps.flags["state-dir"] });
+  c.register(MANAGED_DAEMONS, { useValue: new LinuxManagedDaemons({ runner: deps.runner, logger: deps.logger }) });
+  c.register(WIREGUARD, { useValue: new LinuxWireGuard({ runner: deps.runner, logger: deps.logger }) });
+  c.register(IPSEC, { useValue: new ViciIpsec(deps.runner) });
+  c.register(ETHTOOL, { useValue: new LinuxEthtool(deps.runner) });
   // The built-in backends' own kinds go too, through their reconcilers (wireguard's wg-device ends its
   // wireguard-go by the PID in the state dir). Registering binds their reconcilers; no backend is started.
   for (const m of BUILTIN_BACKENDS) m.register(c);
   registerDatapath(c);
   const report = await c.resolve(DatapathEngine).teardown();
   // Cleaning up "the other mode" of each mode removes both.
-  await cleanupOtherMode("iptables", deps.runner);
-  await cleanupOtherMode("nftables", deps.runner);
+  const netfilter = (mode: "iptables" | "nftables") => linuxNetfilter(mode, deps.runner, trafficNetfilterOptions());
+  await cleanupOtherMode("iptables", netfilter);
+  await cleanupOtherMode("nftables", netfilter);
   removeSubnetFile(deps.flags["subnet-file"]);
   const removed = report.kinds.reduce((n, k) => n + k.removed, 0);
   deps.logger.info("teardown complete", { removed, failures: report.failures });

@@ -7,7 +7,7 @@
  * address; tests find them with listAddresses. Everything else a test creates, it names itself (<= 15 chars).
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { IPPrefix, type LinkSpec, type RouteSpec, WEFT_ROUTE_PROTOCOL } from "@weft/core";
+import { IPPrefix, type LinkKindDefinition, type LinkSpec, type RouteSpec, WEFT_ROUTE_PROTOCOL } from "@weft/core";
 import type { KernelErrorCode, KernelOp, KernelPort, OpResult } from "@weft/kernel";
 
 export interface KernelPortFixture {
@@ -43,7 +43,36 @@ function neighbourOf(self: IPPrefix, n = 1): string {
   }
 }
 
-export function describeKernelPortContract(name: string, factory: () => Promise<KernelPortFixture>): void {
+/**
+ * Link kinds the contract contributes (as a backend would, through BackendModule.linkKinds): the factory must
+ * pass them to the kernel it makes (LinuxKernel / FakeKernel `linkKinds`). `ifb` is a kind the kernel has and
+ * Weft does not define; the `weftbad*` kinds are refused before anything is sent.
+ */
+export const CONTRACT_LINK_KINDS: readonly LinkKindDefinition[] = [
+  {
+    kind: "ifb",
+    createArgs: () => [],
+    read: () => ({}),
+    incompatibility: () => undefined,
+  },
+  {
+    kind: "weftbadtoken",
+    createArgs: (l) => ["remote", String(l.attrs?.remote ?? "")],
+    read: () => ({}),
+    incompatibility: () => undefined,
+  },
+  {
+    kind: "weftbadattrs",
+    createArgs: (l, check) => {
+      if (l.attrs?.remote === undefined) throw new Error("attrs.remote is required; add the tunnel's remote address");
+      return ["remote", check.address("link.attrs.remote", String(l.attrs.remote))];
+    },
+    read: () => ({}),
+    incompatibility: () => undefined,
+  },
+];
+
+export function describeKernelPortContract(name: string, factory: (opts: { readonly linkKinds: readonly LinkKindDefinition[] }) => Promise<KernelPortFixture>): void {
   describe(`KernelPort contract: ${name}`, () => {
     let fx: KernelPortFixture;
     let k: KernelPort;
@@ -54,7 +83,7 @@ export function describeKernelPortContract(name: string, factory: () => Promise<
     let gw6: string;
 
     beforeEach(async () => {
-      fx = await factory();
+      fx = await factory({ linkKinds: CONTRACT_LINK_KINDS });
       k = fx.kernel;
       under = fx.underlay;
       const addrs = await k.listAddresses(under);
@@ -203,6 +232,29 @@ export function describeKernelPortContract(name: string, factory: () => Promise<
         expect(codes(await k.apply([{ op: "link.add", link: { name: "wt-tun0", kind: "tun", mtu: 9000 } }]))).toEqual(["KERNEL_EXISTS"]);
         // The follow-up settings of a failed create never touch the existing device.
         expect((await link("wt-tun0"))?.mtu).toBe(1420);
+      });
+
+      it("creates a link of a contributed kind, reads it back with that kind, deletes it", async () => {
+        await applyOk(k, [{ op: "link.add", link: { name: "wt-ifb0", kind: "ifb", mtu: 1400, up: true } }]);
+        expect(await link("wt-ifb0")).toMatchObject({ kind: "ifb", mtu: 1400, up: true });
+        expect(codes(await k.apply([{ op: "link.add", link: { name: "wt-ifb0", kind: "ifb" } }]))).toEqual(["KERNEL_EXISTS"]);
+        await applyOk(k, [{ op: "link.del", name: "wt-ifb0" }]);
+        expect(await link("wt-ifb0")).toBeUndefined();
+      });
+
+      it("refuses, sending nothing, a kind nobody defined, a definition's missing attribute and an argument that is not one token", async () => {
+        const r = await k.apply([
+          { op: "link.add", link: { name: "wt-x0", kind: "weftnosuch" } },
+          { op: "link.add", link: { name: "wt-x1", kind: "weftbadattrs" } },
+          { op: "link.add", link: { name: "wt-x2", kind: "weftbadattrs", attrs: { remote: "198.18.0.2 dev lo" } } },
+          { op: "link.add", link: { name: "wt-x3", kind: "weftbadtoken", attrs: { remote: "198.18.0.2 type dummy" } } },
+        ]);
+        expect(codes(r)).toEqual(["KERNEL_INVALID", "KERNEL_INVALID", "KERNEL_INVALID", "KERNEL_INVALID"]);
+        const messages = r.map((x) => (x.ok ? "" : x.error.message));
+        expect(messages[0]).toMatch(/kind "weftnosuch" is unknown.*BackendModule\.linkKinds/);
+        expect(messages[1]).toMatch(/attrs\.remote is required/);
+        expect(messages[3]).toMatch(/not one safe token/);
+        for (const n of ["wt-x0", "wt-x1", "wt-x2", "wt-x3"]) expect(await link(n)).toBeUndefined();
       });
 
       it("reports a wireguard link as UNSUPPORTED (no kernel module on these machines)", async () => {

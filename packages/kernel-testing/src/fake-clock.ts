@@ -2,16 +2,14 @@
  * FakeClock: time that moves only when a test says so. Code under test takes a Clock (now + sleep) instead of
  * Date.now/setTimeout; tests call `advance(ms)` and every sleep whose deadline falls inside the window
  * resolves, in deadline order, with the clock reading that deadline. Continuations that sleep again inside
- * the window are honoured (a loop that sleeps 100 ms runs ten times on advance(1000)).
+ * the window are honoured (a loop that sleeps 100 ms runs ten times on advance(1000)). A sleep given an
+ * AbortSignal rejects with the signal's reason when it aborts, as systemClock's does.
  */
 
-/** What code under test needs from a clock. FakeClock implements it; production passes a real one. */
-export interface Clock {
-  /** Milliseconds on this clock. */
-  now(): number;
-  /** Resolves after `ms` milliseconds of this clock. */
-  sleep(ms: number): Promise<void>;
-}
+import { type Clock, abortReason } from "@weft/core";
+
+/** Core's Clock, re-exported here for code that already imports it from the kit. */
+export type { Clock };
 
 interface Sleeper {
   readonly at: number;
@@ -35,10 +33,24 @@ export class FakeClock implements Clock {
     return this.current;
   }
 
-  sleep(ms: number): Promise<void> {
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
     if (!(ms > 0)) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      this.sleepers.push({ at: this.current + ms, seq: this.seq++, resolve });
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        this.sleepers = this.sleepers.filter((s) => s !== sleeper);
+        reject(abortReason(signal!));
+      };
+      const sleeper: Sleeper = {
+        at: this.current + ms,
+        seq: this.seq++,
+        resolve: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      this.sleepers.push(sleeper);
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { WEFT_ROUTE_PROTOCOL, isWeftError } from "@weft/core";
+import { type LinkKindDefinition, WEFT_ROUTE_PROTOCOL, isWeftError } from "@weft/core";
 import type { KernelOp } from "@weft/kernel";
 import { describeKernelPortContract } from "./contract.js";
 import { FakeClock } from "./fake-clock.js";
@@ -7,15 +7,15 @@ import { FakeKernel } from "./fake-kernel.js";
 import { FakeProcessRunner } from "./fake-process-runner.js";
 
 /** A fake with the same underlay the netns tier builds: an up veth `eth0` with a v4 /24 and a v6 /64. */
-function fakeWithUnderlay(): FakeKernel {
-  const k = new FakeKernel();
+function fakeWithUnderlay(linkKinds: readonly LinkKindDefinition[] = []): FakeKernel {
+  const k = new FakeKernel({ linkKinds });
   k.addExternalLink({ name: "eth0", kind: "veth", veth: { peer: "eth0-peer" }, up: true, mtu: 1500 });
   k.addExternalAddress({ dev: "eth0", address: "198.18.1.1/24" });
   k.addExternalAddress({ dev: "eth0", address: "2001:2:0:1::1/64" });
   return k;
 }
 
-describeKernelPortContract("FakeKernel", async () => ({ kernel: fakeWithUnderlay(), underlay: "eth0", cleanup: async () => undefined }));
+describeKernelPortContract("FakeKernel", async ({ linkKinds }) => ({ kernel: fakeWithUnderlay(linkKinds), underlay: "eth0", cleanup: async () => undefined }));
 
 const P = WEFT_ROUTE_PROTOCOL;
 const route = (n: number): KernelOp => ({ op: "route.add", route: { family: "v4", dst: `198.19.${n}.0/24`, gateway: "198.18.1.2", protocol: P } });
@@ -133,5 +133,48 @@ describe("FakeProcessRunner", () => {
     expect(await child.exited).toEqual({ code: null, signal: "SIGTERM" });
     expect(await runner.spawn("false", []).exited).toEqual({ code: 1, signal: null });
     expect(() => runner.spawn("charon", [])).toThrow(/not found/);
+  });
+});
+
+/** A GRE-style kind as a backend package would contribute it (this machine's kernel has no gre: fake only). */
+const GRE: LinkKindDefinition = {
+  kind: "gre",
+  createArgs: (l, check) => {
+    const a = l.attrs ?? {};
+    if (a.remote === undefined) throw new Error("attrs.remote is required: the far end of the tunnel");
+    return ["remote", check.address("link.attrs.remote", String(a.remote), "v4"), ...(a.ttl !== undefined ? ["ttl", check.integer("link.attrs.ttl", Number(a.ttl), 1, 255)] : [])];
+  },
+  read: (info, _e, ctx) => ({ attrs: { remote: ctx.ip(info.remote) ?? "", ...(typeof info.ttl === "number" ? { ttl: info.ttl } : {}) } }),
+  incompatibility: (d, a) => (d.attrs?.remote !== a.attrs?.remote ? `remote ${String(a.attrs?.remote)} != ${String(d.attrs?.remote)}` : undefined),
+  fake: {
+    create: (l, links) =>
+      links.some((o) => o.kind === "gre" && o.attrs?.remote === l.attrs?.remote)
+        ? { refuse: { code: "KERNEL_EXISTS", message: "RTNETLINK answers: File exists" } }
+        : { fields: { attrs: { remote: String(l.attrs?.remote), ttl: Number(l.attrs?.ttl ?? 0) } }, mtu: 1476 },
+  },
+};
+
+describe("FakeKernel: contributed link kinds", () => {
+  it("models a contributed kind as its definition says, and reads its attributes back", async () => {
+    const k = fakeWithUnderlay([GRE]);
+    const r = await k.apply([
+      { op: "link.add", link: { name: "weft-g0", kind: "gre", attrs: { remote: "198.18.1.2", ttl: 64 }, up: true } },
+      { op: "link.add", link: { name: "weft-g1", kind: "gre", attrs: { remote: "198.18.1.2" } } },
+      { op: "link.add", link: { name: "weft-g2", kind: "gre", attrs: { remote: "2001:2::1" } } },
+    ]);
+    expect(r.map((x) => (x.ok ? "ok" : x.error.code))).toEqual(["ok", "KERNEL_EXISTS", "KERNEL_INVALID"]);
+    expect((await k.listLinks()).find((l) => l.name === "weft-g0")).toMatchObject({ kind: "gre", mtu: 1476, up: true, attrs: { remote: "198.18.1.2", ttl: 64 } });
+    expect(k.snapshot().links.map((l) => l.name)).not.toContain("weft-g1");
+  });
+
+  it("without a fake model keeps attrs as given; a kind nobody contributed is refused; a kind defined twice is an error", async () => {
+    const plain: LinkKindDefinition = { kind: "ipip", createArgs: () => [], read: () => ({}), incompatibility: () => undefined };
+    const k = fakeWithUnderlay([plain]);
+    await k.apply([{ op: "link.add", link: { name: "weft-i0", kind: "ipip", attrs: { remote: "198.18.1.3" } } }]);
+    expect((await k.listLinks()).find((l) => l.name === "weft-i0")).toMatchObject({ kind: "ipip", attrs: { remote: "198.18.1.3" } });
+    const [r] = await new FakeKernel().apply([{ op: "link.add", link: { name: "weft-i0", kind: "ipip" } }]);
+    expect(r).toMatchObject({ ok: false, error: { code: "KERNEL_INVALID" } });
+    expect(() => new FakeKernel({ linkKinds: [plain, plain] })).toThrow(/link kind "ipip" is defined twice/);
+    expect(() => new FakeKernel({ linkKinds: [{ ...plain, kind: "vxlan" }] })).toThrow(/"vxlan" is defined twice \(Weft defines it already\)/);
   });
 });

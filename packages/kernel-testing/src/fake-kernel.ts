@@ -22,7 +22,11 @@
  * - vxlan FDB: `append` of an existing (mac, dst) succeeds silently; `del` of a dst the MAC does not have
  *   succeeds silently (but a missing MAC is KERNEL_NOT_FOUND); `replace` of the all-zero MAC is
  *   KERNEL_UNSUPPORTED; a dst of the other family is KERNEL_INVALID;
- * - link kinds in `unsupportedKinds` (default: wireguard, no module here) fail with KERNEL_UNSUPPORTED.
+ * - link kinds in `unsupportedKinds` (default: wireguard, no module here) fail with KERNEL_UNSUPPORTED;
+ * - contributed link kinds (`linkKinds`, from BackendModule.linkKinds) are created as their definition's
+ *   `fake` model says (default: the kernel keeps `attrs` as given) and read back with those fields; a kind
+ *   nobody defined is refused like the adapter refuses it (KERNEL_INVALID). Kinds this machine's kernel lacks
+ *   (gre, ipip, geneve) are therefore testable here only: their real-kernel behaviour is the author's claim.
  * Values are validated with the adapter's own rules (`validateKernelOp`), so an op the adapter refuses is
  * refused here too.
  *
@@ -35,6 +39,8 @@ import {
   IPNet,
   type Link,
   type LinkKind,
+  type LinkKindDefinition,
+  type LinkKindFields,
   type LinkSpec,
   type NeighbourSpec,
   type RouteScope,
@@ -54,6 +60,7 @@ import {
   type OpResult,
   type RouteLookup,
   type RouteQuery,
+  LinkKinds,
   validateKernelOp,
 } from "@weft/kernel";
 
@@ -62,6 +69,8 @@ export interface FakeKernelOptions {
   readonly unsupportedKinds?: readonly string[];
   /** Extra sysctls (dotted or slash keys) on top of the built-in defaults. */
   readonly sysctls?: Readonly<Record<string, string>>;
+  /** Link kinds backends contribute (BackendModule.linkKinds), on top of the built-in ones. */
+  readonly linkKinds?: readonly LinkKindDefinition[];
 }
 
 /** Everything the fake holds, in a stable order; what unit tests assert on. */
@@ -90,6 +99,8 @@ interface LinkState {
   vxlan?: { vni: number; port: number; local?: string; dev?: string; learning: boolean; gbp: boolean };
   veth?: { peer: string; peerNetns?: string };
   tun?: { mode: "tun" | "tap" };
+  /** The fields a contributed kind's model keeps (read back as they are). */
+  fields?: LinkKindFields;
   addrGenMode: NonNullable<LinkSpec["addrGenMode"]>;
 }
 
@@ -187,6 +198,7 @@ export class FakeKernel implements KernelPort {
   private readonly fdbs = new Map<string, Map<string, FdbState>>();
   private readonly sysctls = new Map<string, string>();
   private readonly unsupported: ReadonlySet<string>;
+  private readonly kinds: LinkKinds;
   private faults: FaultRule[] = [];
   private transportFailures: Array<string> = [];
   private nextIndex = 1;
@@ -194,6 +206,7 @@ export class FakeKernel implements KernelPort {
 
   constructor(opts: FakeKernelOptions = {}) {
     this.unsupported = new Set(opts.unsupportedKinds ?? ["wireguard"]);
+    this.kinds = new LinkKinds(opts.linkKinds ?? []);
     for (const [k, v] of Object.entries(SYSCTL_DEFAULTS)) this.sysctls.set(k, v);
     for (const [k, v] of Object.entries(opts.sysctls ?? {})) this.sysctls.set(sysctlPath(k).join("/"), v);
     // `lo` exists in every namespace (up: the test labs bring it up too).
@@ -237,7 +250,7 @@ export class FakeKernel implements KernelPort {
 
   /** Creates a link nobody asked Weft for (an underlay `eth0`, a foreign `dummy`, ...). Throws on failure. */
   addExternalLink(spec: ExternalLinkSpec): void {
-    if ((["bridge", "veth", "vxlan", "tun", "wireguard"] as readonly string[]).includes(spec.kind)) {
+    if (this.kinds.get(spec.kind)) {
       this.plant({ op: "link.add", link: spec as LinkSpec });
       return;
     }
@@ -281,6 +294,11 @@ export class FakeKernel implements KernelPort {
   private plant(op: KernelOp): void {
     const r = this.applyOne(op, false);
     if (!r.ok) throw r.error;
+  }
+
+  /** Every sysctl the fake holds (slash keys, e.g. `net/ipv4/conf/eth0/rp_filter`), sorted by key. */
+  sysctlTable(): Record<string, string> {
+    return Object.fromEntries([...this.sysctls.entries()].sort(([a], [b]) => cmp(a, b)));
   }
 
   snapshot(): FakeKernelSnapshot {
@@ -388,7 +406,7 @@ export class FakeKernel implements KernelPort {
   }
 
   private applyOne(op: KernelOp, faults: boolean): OpResult {
-    const invalid = validateKernelOp(op);
+    const invalid = validateKernelOp(op, this.kinds);
     if (invalid) return { ok: false, error: invalid };
     if (faults) {
       const rule = this.faults.find((r) => r.remaining > 0 && r.match(op));
@@ -475,6 +493,23 @@ export class FakeKernel implements KernelPort {
         });
         // A peer created in another namespace is not visible here (and not readable: no veth.peer on read).
         if (local) this.createLink({ name: peer, index: this.nextIndex++, kind: "veth", up: false, mtu: a.mtu, address: this.newMac(), addrGenMode: "eui64", veth: { peer: spec.name } });
+        break;
+      }
+      default: {
+        // A contributed kind: its model says what the kernel keeps (default: attrs as given).
+        const model = this.kinds.get(spec.kind)?.fake;
+        const made = model ? model.create(spec, [...this.links.values()].sort((a, b) => a.index - b.index).map(linkOut)) : { fields: spec.attrs ? { attrs: { ...spec.attrs } } : {} };
+        if ("refuse" in made) failOp(made.refuse.code, made.refuse.message);
+        const ok = made as { fields: LinkKindFields; mtu?: number };
+        this.createLink({
+          ...base,
+          ...(ok.mtu !== undefined ? { mtu: ok.mtu } : {}),
+          name: spec.name,
+          index: this.nextIndex++,
+          kind: spec.kind,
+          address: spec.address ? normalizeMac(spec.address)! : this.newMac(),
+          fields: ok.fields,
+        });
         break;
       }
       case "vxlan": {
@@ -915,6 +950,7 @@ function linkOut(l: LinkState): Link {
     ...(l.vxlan ? { vxlan: { ...l.vxlan } as VxlanAttrs } : {}),
     ...(l.veth && !l.veth.peerNetns ? { veth: { peer: l.veth.peer } } : {}),
     ...(l.tun ? { tun: { ...l.tun } } : {}),
+    ...(l.fields ? structuredClone(l.fields) : {}),
   };
 }
 

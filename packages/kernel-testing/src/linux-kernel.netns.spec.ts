@@ -4,7 +4,7 @@
  * Plus a scale check: 5,000 routes, neighbours and FDB entries, one apply per kind.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { WEFT_ROUTE_PROTOCOL } from "@weft/core";
+import { type LinkKindDefinition, WEFT_ROUTE_PROTOCOL } from "@weft/core";
 import { ExecaRunner, type KernelOp, LinuxKernel } from "@weft/kernel";
 import { createNetns, type TestNetns } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
@@ -12,7 +12,7 @@ import { describeKernelPortContract, type KernelPortFixture } from "./contract.j
 
 const runner = new ExecaRunner();
 
-async function underlayNetns(): Promise<{ ns: TestNetns; kernel: LinuxKernel }> {
+async function underlayNetns(linkKinds: readonly LinkKindDefinition[] = []): Promise<{ ns: TestNetns; kernel: LinuxKernel }> {
   const ns = await createNetns("wk");
   try {
     await ns.ip(["link", "add", "wu0", "type", "veth", "peer", "name", "wu1"]);
@@ -25,14 +25,14 @@ async function underlayNetns(): Promise<{ ns: TestNetns; kernel: LinuxKernel }> 
     await ns.destroy();
     throw err;
   }
-  return { ns, kernel: new LinuxKernel({ runner, netns: ns.name }) };
+  return { ns, kernel: new LinuxKernel({ runner, netns: ns.name, linkKinds }) };
 }
 
 describeReal(
   "LinuxKernel in a network namespace",
   () => {
-    describeKernelPortContract("LinuxKernel", async (): Promise<KernelPortFixture> => {
-      const { ns, kernel } = await underlayNetns();
+    describeKernelPortContract("LinuxKernel", async ({ linkKinds }): Promise<KernelPortFixture> => {
+      const { ns, kernel } = await underlayNetns(linkKinds);
       return { kernel, underlay: "wu0", cleanup: () => ns.destroy() };
     });
 

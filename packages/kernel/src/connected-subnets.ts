@@ -17,8 +17,8 @@ export class ConnectedSubnets {
     readonly subnets: readonly IPNet[],
   ) {}
 
-  /** Reads the addresses of `iface` through `kernel`. */
-  static async read(kernel: KernelPort, iface: ExternalInterface): Promise<ConnectedSubnets> {
+  /** Reads the addresses of `iface` through `kernel` (a KernelView is enough). */
+  static async read(kernel: Pick<KernelPort, "listAddresses">, iface: ExternalInterface): Promise<ConnectedSubnets> {
     const nets: IPNet[] = [];
     for (const a of await kernel.listAddresses(iface.name)) {
       const p = IPPrefix.tryParse(a.address);

@@ -8,61 +8,9 @@
  */
 import { WeftError } from "@weft/core";
 import type { RunOptions, RunResult } from "./process.js";
+import { describeCommand, firstLine, processMissingError } from "./tool-errors.js";
 
-/** Debian package that ships each program we are known to start (for PROCESS_MISSING messages). */
-const DEBIAN_PACKAGE: Readonly<Record<string, string>> = {
-  ip: "iproute2",
-  bridge: "iproute2",
-  tc: "iproute2",
-  ss: "iproute2",
-  etcd: "etcd-server",
-  etcdctl: "etcd-client",
-  wg: "wireguard-tools",
-  "wireguard-go": "wireguard-go",
-  swanctl: "strongswan-swanctl",
-  charon: "strongswan-charon",
-  nft: "nftables",
-  iptables: "iptables",
-  "iptables-restore": "iptables",
-  "iptables-save": "iptables",
-  ip6tables: "iptables",
-  "ip6tables-restore": "iptables",
-  ping: "iputils-ping",
-  iperf3: "iperf3",
-  ethtool: "ethtool",
-  sysctl: "procps",
-  conntrack: "conntrack",
-  podman: "podman",
-  nsenter: "util-linux",
-  unshare: "util-linux",
-};
-
-function baseName(file: string): string {
-  const slash = file.lastIndexOf("/");
-  return slash >= 0 ? file.slice(slash + 1) : file;
-}
-
-/** The PROCESS_MISSING error for `file`, with the install hint. */
-export function processMissingError(file: string, cause?: unknown): WeftError {
-  const pkg = DEBIAN_PACKAGE[baseName(file)];
-  const fix = pkg
-    ? `install it: apt-get install -y --no-install-recommends ${pkg}`
-    : `install the Debian package that provides "${baseName(file)}" or fix PATH`;
-  return new WeftError("PROCESS_MISSING", `program "${file}" not found on PATH; ${fix}`, { cause });
-}
-
-function firstLine(text: string): string {
-  for (const line of text.split("\n")) {
-    const t = line.trim();
-    if (t !== "") return t;
-  }
-  return "";
-}
-
-function describeCommand(file: string, args: readonly string[]): string {
-  const shown = [file, ...args].join(" ");
-  return shown.length > 200 ? `${shown.slice(0, 197)}...` : shown;
-}
+export { processMissingError };
 
 /** What a runner observed about one run, in runner-neutral terms. */
 export interface RunOutcome {

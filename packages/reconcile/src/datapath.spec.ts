@@ -1,10 +1,10 @@
 import "reflect-metadata";
-import { type KernelObjects, LOGGER, MemoryLogger, WEFT_ROUTE_PROTOCOL } from "@weft/core";
-import { KERNEL } from "@weft/kernel";
+import { type KernelObjects, LOGGER, type LinkKindDefinition, MemoryLogger, WEFT_ROUTE_PROTOCOL } from "@weft/core";
+import { KERNEL, LINK_KINDS } from "@weft/kernel";
 import { FakeKernel } from "@weft/kernel-testing";
 import { container } from "tsyringe";
 import { describe, expect, it } from "vitest";
-import { DatapathEngine, RECONCILER_CONTRIBUTION, registerDatapath } from "./datapath.js";
+import { DatapathEngine, RECONCILER_CONTRIBUTION, orderKinds, registerDatapath } from "./datapath.js";
 import type { ObjectReconciler } from "./reconciler.js";
 
 function setup(kernel = underlay()) {
@@ -35,6 +35,19 @@ const peer = (i: number): KernelObjects => {
     routes: [{ family: "v4", dst: `198.19.${i}.0/24`, gateway: `198.19.${i}.0`, dev: "weft.1", onlink: true }],
   };
 };
+
+/** Counts the kernel reads made from now on (every list* call); call the result to read the count. */
+function countReads(k: FakeKernel): () => number {
+  let n = 0;
+  for (const m of ["listLinks", "listAddresses", "listRoutes", "listNeighbours", "listFdb"] as const) {
+    const real = k[m].bind(k) as (...a: unknown[]) => Promise<unknown>;
+    (k as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+      n++;
+      return real(...a);
+    };
+  }
+  return () => n;
+}
 
 /** The kernel state that matters here, without volatile fields. */
 function state(k: FakeKernel) {
@@ -322,13 +335,13 @@ describe("DatapathEngine", () => {
     expect(applied).toEqual(["off weft.1", "on weft.1"]);
   });
 
-  it("after a kind with side effects writes (a process that makes its own TUN), the next flush reads the kernel", async () => {
+  it("a kind ordered before links (a process that makes its own TUN) writes first, and the links kind then sees the device", async () => {
     const kernel = underlay();
     const started: string[] = [];
     // Like wireguard-go: "starting" the device creates the TUN behind the links kind's back.
     const tunMaker: ObjectReconciler<{ dev: string }, string> = {
       kind: "tun-maker",
-      sideEffects: ["links"],
+      before: ["links"],
       key: (o) => o.dev,
       listOwned: async () => (await kernel.listLinks()).filter((l) => l.kind === "tun").map((l) => ({ dev: l.name })),
       drift: () => undefined,
@@ -358,7 +371,119 @@ describe("DatapathEngine", () => {
     await engine.flush();
     const report = engine.lastReport!;
     expect(report.failures).toBe(0);
-    expect(report.kinds[0]).toMatchObject({ kind: "links", added: 0, updated: 1 });
+    expect(report.kinds.find((k) => k.kind === "links")).toMatchObject({ kind: "links", added: 0, updated: 1 });
     expect(state(kernel).links).toContain("weft-t0 tun mtu 1400 up");
+  });
+  it("a process-made device and the links kind in ONE pass: the kind before links writes, links reads again and adopts it", async () => {
+    const kernel = underlay();
+    const tunMaker: ObjectReconciler<{ dev: string }, string> = {
+      kind: "tun-maker",
+      before: ["links"],
+      key: (o) => o.dev,
+      listOwned: async () => (await kernel.listLinks()).filter((l) => l.kind === "tun").map((l) => ({ dev: l.name })),
+      drift: () => undefined,
+      addOps: (o) => [o.dev],
+      updateOps: (o) => [o.dev],
+      removeOps: () => [],
+      apply: async (ops) => {
+        for (const dev of ops) kernel.addExternalLink({ name: dev, kind: "tun", tun: { mode: "tun" }, mtu: 1420, up: true });
+        return ops.map(() => ({ ok: true as const }));
+      },
+    };
+    const c = container.createChildContainer();
+    c.register(RECONCILER_CONTRIBUTION, { useValue: tunMaker });
+    c.register(KERNEL, { useValue: kernel });
+    c.register(LOGGER, { useValue: new MemoryLogger() });
+    registerDatapath(c);
+    const engine = c.resolve(DatapathEngine);
+    await engine.reconcile({ prune: false });
+    engine.declare("local", {
+      links: [{ name: "weft-t0", kind: "tun", tun: { mode: "tun" }, mtu: 1400, up: true }],
+      addresses: [{ dev: "weft-t0", address: "198.19.7.0/32" }],
+      routes: [{ family: "v4", dst: "198.19.8.0/24", dev: "weft-t0" }],
+      extra: { "tun-maker": [{ dev: "weft-t0" }] },
+    });
+    await engine.flush();
+    const report = engine.lastReport!;
+    expect(report.failures).toBe(0);
+    expect(report.kinds.find((k) => k.kind === "links")).toMatchObject({ added: 0, updated: 1 });
+    expect(state(kernel).links).toContain("weft-t0 tun mtu 1400 up");
+    expect(state(kernel).routes).toContain(`198.19.8.0/24 via - dev weft-t0 proto ${WEFT_ROUTE_PROTOCOL}`);
+    // The picture it kept is the kernel's: the next flush reads nothing and writes nothing.
+    const reads = countReads(kernel);
+    await engine.flush();
+    expect(engine.lastReport!.writes).toBe(0);
+    expect(reads()).toBe(0);
+    expect((await engine.reconcile({ prune: true })).writes).toBe(0);
+  });
+
+  it("a flush that adds a peer reads nothing from the kernel (the core kinds after links change only their own objects)", async () => {
+    const { kernel, engine } = setup();
+    engine.declare("local", local);
+    engine.declare("10.0.2.0-24", peer(2));
+    await engine.reconcile({ prune: false });
+    const reads = countReads(kernel);
+    engine.declare("10.0.3.0-24", peer(3));
+    await engine.flush();
+    expect(engine.lastReport!.writes).toBe(3);
+    expect(reads()).toBe(0);
+  });
+
+  it("compares a contributed link kind through its definition: an incompatible one is recreated, a compatible one adopted", async () => {
+    const gre: LinkKindDefinition = {
+      kind: "gre",
+      createArgs: (l, check) => ["remote", check.address("link.attrs.remote", String(l.attrs?.remote))],
+      read: () => ({}),
+      incompatibility: (d, a) => (d.attrs?.remote !== a.attrs?.remote ? `remote ${String(a.attrs?.remote)} != ${String(d.attrs?.remote)}` : undefined),
+    };
+    const kernel = new FakeKernel({ linkKinds: [gre] });
+    const c = container.createChildContainer();
+    c.register(KERNEL, { useValue: kernel });
+    c.register(LOGGER, { useValue: new MemoryLogger() });
+    c.register(LINK_KINDS, { useValue: [gre] });
+    registerDatapath(c);
+    const engine = c.resolve(DatapathEngine);
+    engine.declare("local", { links: [{ name: "weft-gre0", kind: "gre", attrs: { remote: "198.18.0.2" }, up: true }] });
+    await engine.flush();
+    const index = (await kernel.listLinks()).find((l) => l.name === "weft-gre0")!.index;
+    expect((await engine.reconcile({ prune: true })).writes).toBe(0);
+    engine.declare("local", { links: [{ name: "weft-gre0", kind: "gre", attrs: { remote: "198.18.0.3" }, up: true }] });
+    const r = await engine.reconcile({ prune: true });
+    expect(r.kinds.find((k) => k.kind === "links")!.drifts).toEqual([{ key: "weft-gre0", reason: "incompatible (remote 198.18.0.2 != 198.18.0.3): recreate" }]);
+    const after = (await kernel.listLinks()).find((l) => l.name === "weft-gre0")!;
+    expect(after.index).not.toBe(index);
+    expect(after).toMatchObject({ kind: "gre", up: true, attrs: { remote: "198.18.0.3" } });
+    await engine.teardown();
+    expect((await kernel.listLinks()).map((l) => l.name)).toEqual(["lo"]);
+  });
+
+  it("orders kinds by their after/before declarations; extra kinds default to after every core kind", () => {
+    const core = [
+      { kind: "links" },
+      { kind: "addresses", after: ["links"] },
+      { kind: "neighbours", after: ["links"] },
+      { kind: "fdb", after: ["links"] },
+      { kind: "routes", after: ["addresses", "neighbours", "fdb"] },
+    ];
+    expect(orderKinds(core).order).toEqual(["links", "addresses", "neighbours", "fdb", "routes"]);
+    expect(orderKinds([...core, { kind: "peers" }, { kind: "daemon", before: ["links"] }]).order).toEqual(["daemon", "links", "addresses", "neighbours", "fdb", "routes", "peers"]);
+    expect(orderKinds([...core, { kind: "sa", after: ["links"], before: ["routes"] }]).order).toEqual(["links", "addresses", "neighbours", "fdb", "sa", "routes"]);
+    expect(orderKinds([...core, { kind: "b", after: ["a"] }, { kind: "a" }]).order.slice(5)).toEqual(["a", "b"]);
+    const deps = orderKinds([...core, { kind: "daemon", before: ["links"] }]).dependents;
+    expect([...deps.get("daemon")!].sort()).toEqual(["addresses", "fdb", "links", "neighbours", "routes"]);
+    expect([...deps.get("routes")!]).toEqual([]);
+  });
+
+  it("refuses a cycle, an unknown kind name and a duplicate kind at registration, in one clear line", () => {
+    const base = [{ kind: "links" }, { kind: "routes", after: ["links"] }];
+    expect(() => orderKinds([...base, { kind: "x", before: ["links"], after: ["routes"] }])).toThrow(/cycle among kinds links, routes, x.*drop one of the declarations/);
+    expect(() => orderKinds([...base, { kind: "x", after: ["linkz"] }])).toThrow(/reconciler "x": after names kind "linkz", which no reconciler handles \(known kinds: links, routes, x\)/);
+    expect(() => orderKinds([...base, { kind: "links" }])).toThrow(/two reconcilers for kind "links"/);
+    const c = container.createChildContainer();
+    c.register(RECONCILER_CONTRIBUTION, { useValue: { kind: "x", before: ["nope"] } as never });
+    c.register(KERNEL, { useValue: underlay() });
+    c.register(LOGGER, { useValue: new MemoryLogger() });
+    registerDatapath(c);
+    expect(() => c.resolve(DatapathEngine)).toThrow(/before names kind "nope"/);
   });
 });

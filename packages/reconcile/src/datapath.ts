@@ -8,16 +8,22 @@
  *   - reconcile({ prune: true }): the periodic full pass; also removes owned objects nobody declares (peers that
  *     vanished while the agent was down, devices of a backend no longer in use). The agent only prunes once the
  *     store's snapshot has been declared.
- * Kinds are applied in order links → addresses → neighbours → fdb → routes (vxlan needs neighbour and FDB
- * before the onlink route, so the kernel never has to resolve the gateway), then extra kinds, then link
- * removals last. A recreated link loses its neighbours/FDB/routes; they are read afresh after the link step
- * and so re-added in the same pass.
+ * Kinds are applied in a topological order of what each reconciler declares (`after` / `before`, see
+ * orderKinds): the core kinds declare links → addresses, neighbours, fdb → routes (vxlan needs neighbour and
+ * FDB before the onlink route, so the kernel never has to resolve the gateway); an extra kind comes after every
+ * core kind it does not itself have to precede. Link removals go last. When a kind writes in a pass, every kind
+ * that depends on it (is ordered after it through the declarations) reads the kernel again: a recreated link
+ * loses its neighbours/FDB/routes and a process that creates its own device adds a link, and the kinds after
+ * them see that in the same pass. The core kinds after links change nothing but their own objects, which the
+ * engine's picture models, so their writes cause no re-read (a flush that adds a peer reads nothing).
  */
 import "reflect-metadata";
 import {
   CORE_OBJECT_KINDS,
+  type CoreObjectKind,
   type Datapath,
   type KernelObjects,
+  type LinkKindDefinition,
   LOGGER,
   type Logger,
   type RouteSpec,
@@ -25,7 +31,7 @@ import {
   createToken,
   routeTable,
 } from "@weft/core";
-import { KERNEL, KernelError, type KernelPort } from "@weft/kernel";
+import { KERNEL, KernelError, type KernelPort, LINK_KINDS, LinkKinds } from "@weft/kernel";
 import { type DependencyContainer, inject, injectable, instanceCachingFactory } from "tsyringe";
 import { AddressReconciler, FdbReconciler, LinkReconciler, NeighbourReconciler, type OwnershipPolicy, RouteReconciler, prefixOwnership } from "./kinds.js";
 import { type KindReport, type ObjectReconciler, applyChange, diff, emptyKindReport } from "./reconciler.js";
@@ -42,6 +48,9 @@ export const RECONCILER_CONTRIBUTION = createToken<ObjectReconciler<unknown, unk
  * The OwnershipPolicy the engine uses; registerDatapath binds prefixOwnership() unless one is bound already.
  */
 export const OWNERSHIP = createToken<OwnershipPolicy>("weft.ownership");
+
+/** The contributed link kinds the engine compares links with: LINK_KINDS when registered, else none. */
+const ENGINE_LINK_KINDS = createToken<readonly LinkKindDefinition[]>("weft.engine-link-kinds");
 
 /** One kind's part of {@link DatapathEngine.plan}: what a full reconcile would do, by object key. */
 export interface DriftPlan {
@@ -66,16 +75,85 @@ export interface ReconcileReport {
 type AnyReconciler = ObjectReconciler<unknown, unknown>;
 
 /**
+ * The order the engine applies kinds in: a topological order of the reconcilers' `after` / `before`
+ * declarations, ties broken by registration order (so the core kinds keep links, addresses, neighbours, fdb,
+ * routes). An extra kind (not one of CORE_OBJECT_KINDS) is also ordered after every core kind it does not
+ * itself have to come before, directly or through other kinds. Returns, per kind, the kinds that depend on it
+ * (ordered after it through some chain of edges). Throws one clear line for a duplicate kind, a declaration
+ * naming an unknown kind, or a cycle.
+ */
+export function orderKinds(reconcilers: readonly Pick<AnyReconciler, "kind" | "after" | "before">[]): { order: string[]; dependents: Map<string, Set<string>> } {
+  const names = reconcilers.map((r) => r.kind);
+  const index = new Map<string, number>();
+  for (const [i, n] of names.entries()) {
+    if (index.has(n)) throw new Error(`two reconcilers for kind "${n}": contribute one reconciler per kind`);
+    index.set(n, i);
+  }
+  const edges = new Map<string, Set<string>>(names.map((n) => [n, new Set<string>()]));
+  const edge = (from: string, to: string) => edges.get(from)!.add(to);
+  for (const r of reconcilers) {
+    for (const [field, list] of [["after", r.after], ["before", r.before]] as const) {
+      for (const other of list ?? []) {
+        if (!index.has(other)) {
+          throw new Error(`reconciler "${r.kind}": ${field} names kind "${other}", which no reconciler handles (known kinds: ${names.join(", ")}); fix the name or register its reconciler`);
+        }
+        if (other === r.kind) throw new Error(`reconciler "${r.kind}": ${field} names its own kind; remove it`);
+        if (field === "after") edge(other, r.kind);
+        else edge(r.kind, other);
+      }
+    }
+  }
+  const reach = (from: string): Set<string> => {
+    const seen = new Set<string>();
+    const stack = [from];
+    while (stack.length) for (const n of edges.get(stack.pop()!)!) if (!seen.has(n)) (seen.add(n), stack.push(n));
+    return seen;
+  };
+  const core = new Set<string>(CORE_OBJECT_KINDS);
+  for (const r of reconcilers) {
+    if (core.has(r.kind)) continue;
+    const precedes = reach(r.kind);
+    for (const c of CORE_OBJECT_KINDS) if (index.has(c) && !precedes.has(c)) edge(c, r.kind);
+  }
+  const indegree = new Map(names.map((n) => [n, 0]));
+  for (const tos of edges.values()) for (const t of tos) indegree.set(t, indegree.get(t)! + 1);
+  const order: string[] = [];
+  const ready = names.filter((n) => indegree.get(n) === 0);
+  while (ready.length) {
+    ready.sort((a, b) => index.get(a)! - index.get(b)!);
+    const n = ready.shift()!;
+    order.push(n);
+    for (const t of edges.get(n)!) {
+      indegree.set(t, indegree.get(t)! - 1);
+      if (indegree.get(t) === 0) ready.push(t);
+    }
+  }
+  if (order.length < names.length) {
+    const stuck = names.filter((n) => !order.includes(n));
+    throw new Error(`reconciler ordering has a cycle among kinds ${stuck.join(", ")} (through their after/before declarations): drop one of the declarations`);
+  }
+  return { order, dependents: new Map(names.map((n) => [n, reach(n)])) };
+}
+
+/** Core kinds whose writes change only their own objects (the engine's picture models them): no re-read after them. */
+const SELF_CONTAINED: ReadonlySet<string> = new Set<CoreObjectKind>(["addresses", "neighbours", "fdb", "routes"]);
+
+/**
  * The Datapath backends declare into, and the driver of the reconcilers: it keeps what each owner declared and
- * applies it kind by kind (links, addresses, neighbours, FDB, routes, extra kinds, then link removals). Passes
- * run one at a time.
+ * applies it kind by kind in the declared order (links, addresses, neighbours, FDB, routes, extra kinds unless
+ * they declare otherwise; see orderKinds), then link removals. Passes run one at a time.
  */
 @injectable()
 export class DatapathEngine implements Datapath {
   private readonly owners = new Map<string, KernelObjects>();
   /** Keys retracted since the last pass, per kind: removable by flush() if nobody declares them again. */
   private readonly retracted = new Map<string, Set<string>>();
+  /** Reconcilers in apply order (see orderKinds). */
   private readonly reconcilers: AnyReconciler[];
+  /** Per kind, the kinds ordered after it through the declarations: read again when it writes. */
+  private readonly dependents: Map<string, Set<string>>;
+  /** Reports list kinds in registration order (core kinds first), whatever the apply order. */
+  private readonly reportOrder: Map<string, number>;
   private readonly linkReconciler: LinkReconciler;
   private queue: Promise<unknown> = Promise.resolve();
   /** What the kernel holds of each kind as of the last pass (owned objects by key), and whether to trust it. */
@@ -90,9 +168,10 @@ export class DatapathEngine implements Datapath {
     @inject(LOGGER) private readonly logger: Logger,
     @inject(OWNERSHIP) ownership: OwnershipPolicy,
     @inject(EXTRA_RECONCILERS) extra: readonly AnyReconciler[],
+    @inject(ENGINE_LINK_KINDS) linkKinds: readonly LinkKindDefinition[],
   ) {
-    this.linkReconciler = new LinkReconciler(ownership);
-    this.reconcilers = [
+    this.linkReconciler = new LinkReconciler(ownership, new LinkKinds(linkKinds));
+    const registered = [
       this.linkReconciler as AnyReconciler,
       new AddressReconciler(ownership) as AnyReconciler,
       new NeighbourReconciler(ownership) as AnyReconciler,
@@ -100,11 +179,10 @@ export class DatapathEngine implements Datapath {
       new RouteReconciler(ownership) as AnyReconciler,
       ...extra,
     ];
-    const names = new Set<string>();
-    for (const r of this.reconcilers) {
-      if (names.has(r.kind)) throw new Error(`two reconcilers for kind "${r.kind}"`);
-      names.add(r.kind);
-    }
+    const { order, dependents } = orderKinds(registered);
+    this.reconcilers = order.map((k) => registered.find((r) => r.kind === k)!);
+    this.dependents = dependents;
+    this.reportOrder = new Map(registered.map((r, i) => [r.kind, i]));
   }
 
   declare(owner: string, objects: KernelObjects): void {
@@ -177,6 +255,22 @@ export class DatapathEngine implements Datapath {
     });
   }
 
+  /**
+   * The state of every kind beyond the core five, as its reconciler's `snapshot` reports it (default
+   * `listOwned(kernel, [])`), in apply order: what the conformance kit records before a backend runs and
+   * compares after teardown. Reads only. (The core kinds are read through the KernelPort directly.)
+   */
+  snapshotKinds(): Promise<{ readonly kind: string; readonly state: unknown[] }[]> {
+    return this.serialize(async () => {
+      const out: { kind: string; state: unknown[] }[] = [];
+      for (const r of this.reconcilers) {
+        if ((CORE_OBJECT_KINDS as readonly string[]).includes(r.kind)) continue;
+        out.push({ kind: r.kind, state: r.snapshot ? await r.snapshot(this.kernel) : await r.listOwned(this.kernel, []) });
+      }
+      return out;
+    });
+  }
+
   /** Removes every object Weft owns on this node (explicit teardown). */
   teardown(): Promise<ReconcileReport> {
     this.owners.clear();
@@ -224,16 +318,19 @@ export class DatapathEngine implements Datapath {
       p.catch(() => undefined);
       return p;
     });
-    // A device added, changed or recreated invalidates what hangs off it: later kinds are read afresh.
-    let wrote = false;
+    // A kind that wrote (a device added, changed or recreated; a process that made its own device) invalidates
+    // what depends on it: those kinds are read afresh, so the picture they leave behind is the kernel's.
+    const stale = new Set<string>();
     let linkRemovals: unknown[] = [];
+    let linkReport: KindReport | undefined;
     for (const [i, r] of this.reconcilers.entries()) {
       const report = emptyKindReport(r.kind);
       reports.push(report);
+      if (r === this.linkReconciler) linkReport = report;
       const desired = desiredByKind[i]!;
       let actual: unknown[];
       try {
-        actual = wrote ? await r.listOwned(this.kernel, desired) : await prefetched[i]!;
+        actual = stale.has(r.kind) ? await r.listOwned(this.kernel, desired) : await prefetched[i]!;
       } catch (err) {
         // A failed read must not turn into "everything is missing": skip the kind this pass, retry next pass.
         report.failures.push({ key: "*", error: err as never });
@@ -252,12 +349,12 @@ export class DatapathEngine implements Datapath {
       } else {
         await applyChange(this.kernel, r, change, report);
       }
-      if (r === this.linkReconciler && report.writes > 0) wrote = true;
+      if (report.writes > 0 && !SELF_CONTAINED.has(r.kind)) for (const k of this.dependents.get(r.kind) ?? []) stale.add(k);
       this.remember(r, actual, change, report);
       this.logChange(r.kind, change.drifts, change.remove.length, prune);
     }
     if (linkRemovals.length) {
-      const report = reports[0]!;
+      const report = linkReport!;
       await applyChange(this.kernel, this.linkReconciler as AnyReconciler, { add: [], update: [], remove: linkRemovals }, report);
       // Objects on a removed device went with it; the cache does not model that, so read next time.
       this.known.clear();
@@ -269,9 +366,8 @@ export class DatapathEngine implements Datapath {
       }
     }
     const failures = reports.reduce((n, r) => n + r.failures.length, 0);
-    // A kind whose writes change other kinds (wireguard-go making its TUN) leaves them unknown: read next time.
-    const sideEffects = this.reconcilers.some((r, i) => (r.sideEffects?.length ?? 0) > 0 && reports[i]!.writes > 0);
-    this.knownValid = failures === 0 && !sideEffects && this.known.size === this.reconcilers.length;
+    this.knownValid = failures === 0 && this.known.size === this.reconcilers.length;
+    reports.sort((a, b) => this.reportOrder.get(a.kind)! - this.reportOrder.get(b.kind)!);
     const report: ReconcileReport = {
       prune,
       kinds: reports,
@@ -345,8 +441,8 @@ function normalize(objs: KernelObjects): KernelObjects {
 
 /** Registers the datapath engine and its defaults in an agent's (or a test's) child container. */
 export function registerDatapath(container: DependencyContainer, options: { ownership?: OwnershipPolicy; extraReconcilers?: readonly AnyReconciler[] } = {}): void {
-  if (!container.isRegistered(OWNERSHIP)) container.register(OWNERSHIP, { useValue: options.ownership ?? prefixOwnership() });
-  if (!container.isRegistered(EXTRA_RECONCILERS)) {
+  if (!container.isRegistered(OWNERSHIP, true)) container.register(OWNERSHIP, { useValue: options.ownership ?? prefixOwnership() });
+  if (!container.isRegistered(EXTRA_RECONCILERS, true)) {
     // A factory, so contributions registered after this call are still seen when the engine is first resolved.
     container.register(EXTRA_RECONCILERS, {
       useFactory: instanceCachingFactory((c) => [
@@ -354,6 +450,9 @@ export function registerDatapath(container: DependencyContainer, options: { owne
         ...(c.isRegistered(RECONCILER_CONTRIBUTION, true) ? c.resolveAll(RECONCILER_CONTRIBUTION) : []),
       ]),
     });
+  }
+  if (!container.isRegistered(ENGINE_LINK_KINDS, true)) {
+    container.register(ENGINE_LINK_KINDS, { useFactory: (c) => (c.isRegistered(LINK_KINDS, true) ? c.resolve(LINK_KINDS) : []) });
   }
   container.registerSingleton(DatapathEngine);
 }

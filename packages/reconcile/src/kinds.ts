@@ -18,7 +18,7 @@ import {
   type Family,
   routeTable,
 } from "@weft/core";
-import type { KernelOp, KernelPort } from "@weft/kernel";
+import { BUILTIN_LINK_KIND_SET, type KernelOp, type KernelPort, type LinkKinds } from "@weft/kernel";
 import type { Drift, ObjectReconciler } from "./reconciler.js";
 
 /**
@@ -40,27 +40,12 @@ export function prefixOwnership(prefix = WEFT_LINK_PREFIX, routeProtocol = WEFT_
 const differs = (label: string, want: unknown, have: unknown): string | undefined =>
   want !== undefined && want !== have ? `${label} ${String(have ?? "unset")} != ${String(want)}` : undefined;
 
-/** Why an existing link cannot be adopted as `desired` and must be recreated; undefined when compatible. */
-export function linkIncompatibility(desired: LinkSpec, actual: LinkSpec): string | undefined {
-  if (desired.kind !== actual.kind) return `kind ${actual.kind} != ${desired.kind}`;
-  if (desired.kind === "vxlan" && desired.vxlan) {
-    const d = desired.vxlan;
-    const a = actual.vxlan;
-    if (!a) return "vxlan attributes unreadable";
-    const reasons = [
-      differs("vni", d.vni, a.vni),
-      differs("port", d.port ?? 8472, a.port ?? 8472),
-      differs("local", d.local, a.local),
-      differs("dev", d.dev, a.dev),
-      differs("learning", d.learning ?? false, a.learning ?? false),
-      differs("gbp", d.gbp ?? false, a.gbp ?? false),
-    ].filter(Boolean);
-    if (reasons.length) return reasons.join(", ");
-  }
-  if (desired.kind === "veth" && desired.veth && actual.veth && desired.veth.peer !== actual.veth.peer && !desired.veth.peerNetns) {
-    return `veth peer ${actual.veth.peer} != ${desired.veth.peer}`;
-  }
-  return undefined;
+/**
+ * Why an existing link cannot be adopted as `desired` and must be recreated; undefined when compatible. The
+ * kinds' own comparison comes from their LinkKindDefinition (`kinds`: default the built-in ones).
+ */
+export function linkIncompatibility(desired: LinkSpec, actual: LinkSpec, kinds: LinkKinds = BUILTIN_LINK_KIND_SET): string | undefined {
+  return kinds.incompatibility(desired, actual);
 }
 
 /**
@@ -69,7 +54,11 @@ export function linkIncompatibility(desired: LinkSpec, actual: LinkSpec): string
  */
 export class LinkReconciler implements ObjectReconciler<LinkSpec> {
   readonly kind = "links";
-  constructor(private readonly owner: OwnershipPolicy) {}
+  constructor(
+    private readonly owner: OwnershipPolicy,
+    /** The link kinds known (built-in and contributed); compares through their definitions. */
+    private readonly kinds: LinkKinds = BUILTIN_LINK_KIND_SET,
+  ) {}
   key(l: LinkSpec): string {
     return l.name;
   }
@@ -78,7 +67,7 @@ export class LinkReconciler implements ObjectReconciler<LinkSpec> {
     return (await kernel.listLinks()).filter((l: Link) => this.owner.ownsLink(l.name) || wanted.has(l.name));
   }
   drift(d: LinkSpec, a: LinkSpec): Drift {
-    const inc = linkIncompatibility(d, a);
+    const inc = linkIncompatibility(d, a, this.kinds);
     if (inc) return `incompatible (${inc}): recreate`;
     const reasons = [
       differs("mtu", d.mtu, a.mtu),
@@ -95,14 +84,14 @@ export class LinkReconciler implements ObjectReconciler<LinkSpec> {
     return ops;
   }
   refuse(d: LinkSpec, a: LinkSpec): string | undefined {
-    const inc = linkIncompatibility(d, a);
+    const inc = linkIncompatibility(d, a, this.kinds);
     if (inc && !this.owner.ownsLink(a.name)) {
       return `${a.name} exists but is incompatible (${inc}) and is not Weft's to recreate: remove or rename it, or configure another name`;
     }
     return undefined;
   }
   updateOps(d: LinkSpec, a: LinkSpec): KernelOp[] {
-    if (linkIncompatibility(d, a)) return [{ op: "link.del", name: a.name }, ...this.addOps(d)];
+    if (linkIncompatibility(d, a, this.kinds)) return [{ op: "link.del", name: a.name }, ...this.addOps(d)];
     const set: { -readonly [K in keyof Extract<KernelOp, { op: "link.set" }>]?: Extract<KernelOp, { op: "link.set" }>[K] } = {};
     if (d.mtu !== undefined && d.mtu !== a.mtu) set.mtu = d.mtu;
     if (d.address !== undefined && d.address !== a.address) set.address = d.address;
@@ -121,6 +110,8 @@ const isLinkLocalV6 = (addr: string) => /^fe[89ab][0-9a-f]:/i.test(addr);
 /** Addresses (kind `addresses`), keyed by device and address; IPv6 link-local addresses are left alone. */
 export class AddressReconciler implements ObjectReconciler<AddressSpec> {
   readonly kind = "addresses";
+  /** After the devices they hang off. */
+  readonly after = ["links"] as const;
   constructor(private readonly owner: OwnershipPolicy) {}
   key(a: AddressSpec): string {
     return `${a.dev} ${a.address}`;
@@ -152,6 +143,8 @@ export class AddressReconciler implements ObjectReconciler<AddressSpec> {
  */
 export class NeighbourReconciler implements ObjectReconciler<NeighbourSpec> {
   readonly kind = "neighbours";
+  /** After the devices they hang off. */
+  readonly after = ["links"] as const;
   constructor(private readonly owner: OwnershipPolicy) {}
   key(n: NeighbourSpec): string {
     return `${n.dev} ${n.ip}`;
@@ -188,6 +181,8 @@ export class NeighbourReconciler implements ObjectReconciler<NeighbourSpec> {
  */
 export class FdbReconciler implements ObjectReconciler<FdbSpec> {
   readonly kind = "fdb";
+  /** After the devices they hang off. */
+  readonly after = ["links"] as const;
   constructor(private readonly owner: OwnershipPolicy) {}
   key(f: FdbSpec): string {
     return `${f.dev} ${f.mac} ${f.dst ?? "-"}`;
@@ -229,6 +224,8 @@ export class FdbReconciler implements ObjectReconciler<FdbSpec> {
  */
 export class RouteReconciler implements ObjectReconciler<RouteSpec> {
   readonly kind = "routes";
+  /** After neighbours and FDB (vxlan resolves an onlink gateway through them, never the kernel) and addresses (a route's src). */
+  readonly after = ["addresses", "neighbours", "fdb"] as const;
   constructor(private readonly owner: OwnershipPolicy) {}
   key(r: RouteSpec): string {
     // The kernel gives IPv6 routes metric 1024 when none is set; IPv4 routes 0.

@@ -60,9 +60,10 @@ export interface ObjectReconciler<T, Op = KernelOp> {
   refuse?(desired: T, actual: T): string | undefined;
   /**
    * Kinds whose writes must come before this kind's in a pass (e.g. `links` for addresses). The engine orders
-   * kinds from these declarations and `before` (a topological order; a cycle is a registration error). When an
-   * earlier kind wrote in a pass, every kind after it reads the kernel again, so a device a process just created
-   * is seen by the kinds that hang off it.
+   * kinds from these declarations and `before` (a topological order; a cycle or an unknown kind name is a
+   * registration error). An extra kind that declares nothing comes after every core kind. When a kind writes in
+   * a pass, every kind ordered after it through these declarations reads the kernel again, so a device a
+   * process just created is seen by the kinds that hang off it (and the engine's picture stays the kernel's).
    */
   readonly after?: readonly string[];
   /**
@@ -75,12 +76,6 @@ export interface ObjectReconciler<T, Op = KernelOp> {
    * kit records before a backend runs and compares after teardown. Default: listOwned(kernel, []).
    */
   snapshot?(kernel: KernelPort): Promise<unknown[]>;
-  /**
-   * Other kinds this kind's writes change as a side effect: a process that creates its own TUN (wireguard-go)
-   * adds a link the links kind did not write. After such a write the engine trusts none of its cached picture
-   * and the next pass reads the kernel again. Leave it out when a write changes only this kind.
-   */
-  readonly sideEffects?: readonly string[];
 }
 
 /**

@@ -1,13 +1,22 @@
 /**
  * The one composition of a backend with the agent's services, used by weftd and by the backend test kit
- * alike, so a backend is wired the same way in its unit tests as on a node: the services in a child container,
- * the datapath engine (with the reconcilers the module contributes for its own kinds), the Datapath the
- * backend declares into, and the module's Backend. Also the pod MTU rule both apply.
+ * alike (through the agent core), so a backend is wired the same way in its unit tests as on a node. Two
+ * containers:
+ *   the backend's container  the author API, all a backend can resolve: LOGGER, NETWORK_CONFIG, BACKEND_CONFIG,
+ *                            EXTERNAL_INTERFACE, STATE_DIR, CLOCK, KERNEL_VIEW (read-only), DATAPATH, the kernel
+ *                            ports (MANAGED_DAEMONS, WIREGUARD, ...) and what its module registers (BACKEND,
+ *                            its reconcilers and ports);
+ *   the engine's container   a child of it that adds the writable KERNEL: the datapath engine and the
+ *                            reconcilers (the module's contributions included) are built there.
+ * The cluster store is in neither: a backend learns about peers only through addPeer/removePeer.
+ * Also the pod MTU rule both agents apply.
  */
 import {
   BACKEND,
   BACKEND_CONFIG,
   type Backend,
+  CLOCK,
+  type Clock,
   type BackendModule,
   DATAPATH,
   type Datapath,
@@ -19,11 +28,25 @@ import {
   NETWORK_CONFIG,
   type NetworkConfig,
   STATE_DIR,
-  SUBNET_MANAGER,
-  type SubnetManager,
   WeftError,
+  systemClock,
 } from "@weft/core";
-import { KERNEL, type KernelPort, PROCESS_RUNNER, type ProcessRunner } from "@weft/kernel";
+import {
+  ETHTOOL,
+  KERNEL,
+  KERNEL_VIEW,
+  type KernelPort,
+  LINK_KINDS,
+  LinuxEthtool,
+  LinuxManagedDaemons,
+  LinuxWireGuard,
+  IPSEC,
+  ViciIpsec,
+  MANAGED_DAEMONS,
+  type ProcessRunner,
+  WIREGUARD,
+  kernelView,
+} from "@weft/kernel";
 import type { DependencyContainer } from "tsyringe";
 import { DatapathEngine, registerDatapath } from "./datapath.js";
 
@@ -35,38 +58,61 @@ export interface BackendWiringInput {
   /** The module's validated Backend section. */
   readonly backendConfig: unknown;
   readonly iface: ExternalInterface;
-  readonly subnetManager: SubnetManager;
+  /** The writable kernel: only the engine's container holds it; the backend gets a read-only view. */
   readonly kernel: KernelPort;
   readonly runner: ProcessRunner;
   readonly stateDir: string;
+  /** The Clock backends wait on (CLOCK); default systemClock. */
+  readonly clock?: Clock;
+  /**
+   * Binds ports before the module registers, replacing the Linux adapters bound by default (MANAGED_DAEMONS,
+   * WIREGUARD over `runner`): the test kit binds fakes here. Called once per wiring, so an agent restart gets
+   * new port instances (which must adopt what the previous agent left running).
+   */
+  readonly ports?: (container: DependencyContainer) => void;
   /** The Datapath the backend sees; default the engine itself (the test kit wraps it to record passes). */
   readonly datapath?: (engine: DatapathEngine) => Datapath;
 }
 
 /** The wired pieces of one agent. */
 export interface BackendWiring {
+  /** The backend's container: what a backend can resolve (no store, no writable kernel). */
   readonly container: DependencyContainer;
   readonly engine: DatapathEngine;
   readonly datapath: Datapath;
   readonly backend: Backend;
 }
 
-/** Builds the agent's child container of `parent` and resolves the module's Backend in it. */
+/**
+ * Builds the backend's container (a child of `parent`) and the engine's container (a child of that, with the
+ * writable KERNEL), the engine, and resolves the module's Backend in the backend's container.
+ */
 export function wireBackend(parent: DependencyContainer, o: BackendWiringInput): BackendWiring {
   const c = parent.createChildContainer();
   c.register(LOGGER, { useValue: o.logger });
   c.register(NETWORK_CONFIG, { useValue: o.network });
   c.register(BACKEND_CONFIG, { useValue: o.backendConfig });
   c.register(EXTERNAL_INTERFACE, { useValue: o.iface });
-  c.register(SUBNET_MANAGER, { useValue: o.subnetManager });
-  c.register(KERNEL, { useValue: o.kernel });
-  c.register(PROCESS_RUNNER, { useValue: o.runner });
+  c.register(KERNEL_VIEW, { useValue: kernelView(o.kernel) });
   c.register(STATE_DIR, { useValue: o.stateDir });
+  c.register(CLOCK, { useValue: o.clock ?? systemClock });
+  // The kernel ports backends declare, as Linux adapters over the runner (a test binds fakes through `ports`).
+  c.register(MANAGED_DAEMONS, { useValue: new LinuxManagedDaemons({ runner: o.runner, logger: o.logger }) });
+  c.register(WIREGUARD, { useValue: new LinuxWireGuard({ runner: o.runner, logger: o.logger }) });
+  c.register(IPSEC, { useValue: new ViciIpsec(o.runner) });
+  c.register(ETHTOOL, { useValue: new LinuxEthtool(o.runner) });
+  o.ports?.(c);
+  // The link kinds the module contributes: the engine compares links with them (LINK_KINDS).
+  if (o.module.linkKinds?.length) c.register(LINK_KINDS, { useValue: o.module.linkKinds });
   // The module registers first: what it binds (its reconcilers for extra kinds, an ownership policy) must be
   // there when the engine is first resolved; registerDatapath only fills in what is still missing.
   o.module.register(c);
-  registerDatapath(c);
-  const engine = c.resolve(DatapathEngine);
+  // Factories registered in the backend's container run in the container that resolves them: the engine's,
+  // so the module's reconcilers get the writable KERNEL there and the backend never can.
+  const e = c.createChildContainer();
+  e.register(KERNEL, { useValue: o.kernel });
+  registerDatapath(e);
+  const engine = e.resolve(DatapathEngine);
   const datapath = o.datapath ? o.datapath(engine) : engine;
   c.register(DATAPATH, { useValue: datapath });
   return { container: c, engine, datapath, backend: c.resolve(BACKEND) };

@@ -3,8 +3,6 @@
  */
 export {
   EtcdSubnetManager,
-  registerEtcdSubnetManager,
-  ETCD_SUBNET_MANAGER_OPTIONS,
   DEFAULT_ETCD_PREFIX,
   DEFAULT_ETCD_ENDPOINTS,
   FLANNEL_ETCD_PREFIX,
@@ -23,6 +21,5 @@ export {
   type ExistingLease,
 } from "./allocate.js";
 export { decodePeer, type DecodedPeer } from "./peers.js";
-export { type Clock, systemClock, Backoff } from "./clock.js";
 export { MemoryStore } from "./memory-store.js";
 export type { SubnetStore, StoredKV, StoreEvent, StoreWatch, WatchHandlers, KeyCondition, LeaseChoice } from "./store.js";

@@ -1,21 +1,17 @@
-import "reflect-metadata";
 import {
   ConfigError,
   IPAddress,
   IPNet,
-  LOGGER,
   type LeaseAttrs,
   type LeaseEvent,
   MemoryLogger,
-  SUBNET_MANAGER,
   WeftError,
   encodeLeaseAttrs,
   silentLogger,
 } from "@weft/core";
-import { container } from "tsyringe";
 import { describe, expect, it } from "vitest";
-import { type Clock, abortReason, systemClock } from "./clock.js";
-import { EtcdSubnetManager, type EtcdSubnetManagerOptions, registerEtcdSubnetManager } from "./manager.js";
+import { type Clock, abortReason, systemClock } from "@weft/core";
+import { EtcdSubnetManager, type EtcdSubnetManagerOptions } from "./manager.js";
 import { MemoryStore } from "./memory-store.js";
 
 /** A clock that moves only when the test says so. */
@@ -461,20 +457,5 @@ describe("EtcdSubnetManager watchLeases", () => {
     ctl.abort();
     await loop;
     expect(seen.map((e) => e.type)).toEqual(["snapshot"]);
-  });
-});
-
-describe("registerEtcdSubnetManager", () => {
-  it("binds SUBNET_MANAGER in a child container", async () => {
-    const store = new MemoryStore();
-    store.put(`${PREFIX}/config`, NET);
-    const c = container.createChildContainer();
-    c.register(LOGGER, { useValue: silentLogger });
-    registerEtcdSubnetManager(c, { store, prefix: PREFIX });
-    const sm = c.resolve(SUBNET_MANAGER);
-    expect(sm).toBeInstanceOf(EtcdSubnetManager);
-    expect(c.resolve(SUBNET_MANAGER)).toBe(sm);
-    expect((await sm.getNetworkConfig(signal())).backendType).toBe("vxlan");
-    expect(sm.name).toBe("memory-etcd /weft.io/network");
   });
 });

@@ -13,29 +13,26 @@
  * - after a compaction the watch re-lists and emits the difference as added/removed events. A `snapshot`
  *   event therefore only ever comes first; the consumer can treat every snapshot as "the full set".
  */
-import "reflect-metadata";
 import {
+  Backoff,
+  type Clock,
   ConfigError,
   type IPNet,
-  LOGGER,
   type Lease,
   type LeaseAttrs,
   type LeaseEvent,
   type Logger,
   type NetworkConfig,
-  SUBNET_MANAGER,
   type SubnetManager,
   WeftError,
-  createToken,
   encodeLeaseAttrs,
   errorMessage,
   parseNetworkConfig,
   sameSubnets,
   subnetKey,
+  systemClock,
 } from "@weft/core";
-import { type DependencyContainer, inject, injectable } from "tsyringe";
 import { allocateSubnet } from "./allocate.js";
-import { Backoff, type Clock, systemClock } from "./clock.js";
 import { type EtcdTlsOptions, EtcdStore, redactEndpoint } from "./etcd-store.js";
 import { type ListedLease, decodePeer, toExisting } from "./peers.js";
 import type { StoreEvent, StoredKV, StoreWatch, SubnetStore } from "./store.js";
@@ -93,8 +90,6 @@ export interface EtcdSubnetManagerStats {
   renewFailures: number;
 }
 
-export const ETCD_SUBNET_MANAGER_OPTIONS = createToken<EtcdSubnetManagerOptions>("weft.subnet-etcd.options");
-
 /** What this manager holds: the key it acquired and how to keep it. */
 interface OwnedLease {
   readonly key: string;
@@ -138,7 +133,6 @@ class Inbox<T> {
 
 type WatchMsg = { readonly kind: "events"; readonly events: readonly StoreEvent[] } | { readonly kind: "resync"; readonly error: unknown };
 
-@injectable()
 export class EtcdSubnetManager implements SubnetManager {
   readonly name: string;
   readonly stats: EtcdSubnetManagerStats = { malformedPeers: 0, watchReconnects: 0, watchResyncs: 0, raceRetries: 0, renewals: 0, renewFailures: 0 };
@@ -165,7 +159,7 @@ export class EtcdSubnetManager implements SubnetManager {
   private reachability: "unknown" | "up" | "down" = "unknown";
   private readonly malformedSeen = new Map<string, bigint>();
 
-  constructor(@inject(ETCD_SUBNET_MANAGER_OPTIONS) options: EtcdSubnetManagerOptions, @inject(LOGGER) logger: Logger) {
+  constructor(options: EtcdSubnetManagerOptions, logger: Logger) {
     const bad = (field: string, msg: string) => new ConfigError("etcd subnet manager options", field, msg);
     const prefix = (options.prefix ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, "");
     if (prefix === "") throw bad("prefix", `prefix ${JSON.stringify(options.prefix)} is empty: use e.g. ${DEFAULT_ETCD_PREFIX}`);
@@ -229,7 +223,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
   /** Runs `fn`, retrying transient store errors with backoff until it works or `signal` aborts. */
   private async retry<T>(what: string, fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    const backoff = new Backoff(100, 5_000, this.random);
+    const backoff = new Backoff({ minMs: 100, maxMs: 5_000, random: this.random });
     for (;;) {
       signal.throwIfAborted();
       try {
@@ -606,7 +600,7 @@ export class EtcdSubnetManager implements SubnetManager {
       });
     };
 
-    const resyncBackoff = new Backoff(100, 5_000, this.random);
+    const resyncBackoff = new Backoff({ minMs: 100, maxMs: 5_000, random: this.random });
     try {
       const first = await this.retry(`list ${where}`, () => this.store.list(this.subnetsPrefix), signal);
       for (const kv of first.kvs) applyPut(kv);
@@ -670,10 +664,4 @@ export class EtcdSubnetManager implements SubnetManager {
   async close(): Promise<void> {
     await this.store.close();
   }
-}
-
-/** Binds SUBNET_MANAGER to an EtcdSubnetManager built from `options` in `container` (one per container). */
-export function registerEtcdSubnetManager(container: DependencyContainer, options: EtcdSubnetManagerOptions): void {
-  container.register(ETCD_SUBNET_MANAGER_OPTIONS, { useValue: options });
-  container.registerSingleton(SUBNET_MANAGER, EtcdSubnetManager);
 }

@@ -8,9 +8,7 @@
  * For unit tests of the manager and of code built on it. Expiry happens when `expire()` is called (tests do
  * so after moving their fake clock) and at the start of every call.
  */
-import { WeftError } from "@weft/core";
-import type { Clock } from "./clock.js";
-import { systemClock } from "./clock.js";
+import { type Clock, WeftError, systemClock } from "@weft/core";
 import type { KeyCondition, LeaseChoice, StoreEvent, StoredKV, StoreWatch, SubnetStore, WatchHandlers } from "./store.js";
 
 interface MemLease {

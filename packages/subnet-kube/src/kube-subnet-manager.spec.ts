@@ -8,11 +8,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type FakeApiServer, type FakeApiServerOptions, type JsonObject, startFakeApiServer } from "@weft/kube-testing";
-import { IPAddress, LOGGER, type Lease, type LeaseAttrs, type LeaseEvent, MemoryLogger, SUBNET_MANAGER, isWeftError } from "@weft/core";
-import { container } from "tsyringe";
+import { IPAddress, type Lease, type LeaseAttrs, type LeaseEvent, MemoryLogger, isWeftError } from "@weft/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { KubeSubnetManager, type KubeSubnetManagerOptions } from "./kube-subnet-manager.js";
-import { registerKubeSubnetManager } from "./register.js";
 
 const DUAL = { Network: "198.19.0.0/16", EnableIPv6: true, IPv6Network: "2001:2::/48", Backend: { Type: "vxlan" } };
 const V4 = { Network: "198.19.0.0/16", Backend: { Type: "vxlan" } };
@@ -48,6 +46,8 @@ async function setup(netconf: object | null = DUAL, o: Partial<KubeSubnetManager
         retryIntervalMs: 20,
         retryTimeoutMs: 400,
         watchRetryDelayMs: 20,
+        // What weftd's agent names from its built-in modules (BackendModule.dualStack).
+        dualStackBackendTypes: ["vxlan", "host-gw", "wireguard"],
         ...o,
         ...more,
       },
@@ -256,6 +256,15 @@ describe("dual-stack backend types", () => {
     await expect(make().getNetworkConfig(signal())).rejects.toThrow(/Backend.Type "sample" does not support IPv6, and EnableIPv4 is false/);
     const config = await make({ additionalDualStackBackendTypes: ["Sample"] }).getNetworkConfig(signal());
     expect(config.enableIPv6).toBe(true);
+  });
+
+  it("runs IPv6 for the types the agent names from its modules' dualStack, and knows none by itself", async () => {
+    const v6only = { EnableIPv4: false, EnableIPv6: true, IPv6Network: "2001:2::/48", Backend: { Type: "vxlan" } };
+    const { make } = await setup(v6only);
+    const mgr = make({ dualStackBackendTypes: undefined });
+    await expect(mgr.getNetworkConfig(signal())).rejects.toThrow(/Backend.Type "vxlan" does not support IPv6, and EnableIPv4 is false: use one of \(none loaded\)/);
+    mgr.setIPv6BackendTypes(["VXLAN"]);
+    expect((await mgr.getNetworkConfig(signal())).enableIPv6).toBe(true);
   });
 });
 
@@ -506,15 +515,10 @@ describe("markReady and completeLease", () => {
   });
 });
 
-describe("registerKubeSubnetManager", () => {
-  it("binds SUBNET_MANAGER and the concrete class to one instance", async () => {
+describe("KubeSubnetManager name", () => {
+  it("names the node and how it reaches the API server", async () => {
     const { server } = await setup();
-    const c = container.createChildContainer();
-    c.register(LOGGER, { useValue: new MemoryLogger() });
-    registerKubeSubnetManager(c, { kubeconfigFile: server.kubeconfigPath, nodeName: "n1", env: {} });
-    const sm = c.resolve(SUBNET_MANAGER);
-    expect(sm).toBeInstanceOf(KubeSubnetManager);
-    expect(c.resolve(KubeSubnetManager)).toBe(sm);
+    const sm = new KubeSubnetManager({ kubeconfigFile: server.kubeconfigPath, nodeName: "n1", env: {} }, new MemoryLogger());
     expect(sm.name).toBe(`kube node n1 via kubeconfig ${server.kubeconfigPath}`);
   });
 });

@@ -45,9 +45,6 @@ import { KubeApiError, KubeNodeClient, isKubeApiError, loadKubeConfig } from "./
 import { type Families, annotationPatch, desiredAnnotations, localSubnets, nodePublicIPs, nodeToLease } from "./node-lease.js";
 import { type NodeDelta, type ReflectorStats, reflectNodes } from "./node-reflector.js";
 
-/** Backend types that may run IPv6 (dual-stack or IPv6-only) in kube mode, as in Flannel. */
-export const DEFAULT_DUAL_STACK_BACKEND_TYPES: readonly string[] = Object.freeze(["vxlan", "host-gw", "wireguard"]);
-
 export const DEFAULT_NET_CONF_PATH = "/etc/weft/net-conf.json";
 
 export interface KubeSubnetManagerOptions {
@@ -68,11 +65,12 @@ export interface KubeSubnetManagerOptions {
   /** Set the node condition NetworkUnavailable=False in completeLease. Default true. */
   readonly setNodeNetworkUnavailable?: boolean;
   /**
-   * Backend types allowed to run IPv6. Default DEFAULT_DUAL_STACK_BACKEND_TYPES (vxlan, host-gw, wireguard).
-   * With EnableIPv6 and another type: dual-stack config runs IPv4 only (with a warning), IPv6-only fails.
+   * Backend types allowed to run IPv6, besides those the agent names through setIPv6BackendTypes (the modules
+   * that declare `dualStack`). Default none: nothing in this package knows backends. With EnableIPv6 and a type
+   * not allowed: dual-stack config runs IPv4 only (with a warning), IPv6-only fails.
    */
   readonly dualStackBackendTypes?: readonly string[];
-  /** Added to dualStackBackendTypes: third-party types whose module says it supports IPv6. */
+  /** Added to dualStackBackendTypes (for callers that construct the manager without an agent). */
   readonly additionalDualStackBackendTypes?: readonly string[];
   /** Poll/retry interval for finding the node, its podCIDR, and patching. Default 3000 ms. */
   readonly retryIntervalMs?: number;
@@ -111,7 +109,7 @@ export class KubeSubnetManager implements SubnetManager {
   private readonly netConfPath: string;
   private readonly retryIntervalMs: number;
   private readonly retryTimeoutMs: number;
-  private readonly dualStackTypes: ReadonlySet<string>;
+  private dualStackTypes: ReadonlySet<string>;
   private clientInstance?: KubeNodeClient;
   private resolvedNodeName?: string;
   private config?: NetworkConfig;
@@ -126,7 +124,7 @@ export class KubeSubnetManager implements SubnetManager {
     this.retryIntervalMs = options.retryIntervalMs ?? 3000;
     this.retryTimeoutMs = options.retryTimeoutMs ?? 30_000;
     this.dualStackTypes = new Set(
-      [...(options.dualStackBackendTypes ?? DEFAULT_DUAL_STACK_BACKEND_TYPES), ...(options.additionalDualStackBackendTypes ?? [])].map((t) => t.toLowerCase()),
+      [...(options.dualStackBackendTypes ?? []), ...(options.additionalDualStackBackendTypes ?? [])].map((t) => t.toLowerCase()),
     );
     if (options.nodeName) this.resolvedNodeName = options.nodeName;
     else if (this.env.NODE_NAME) this.resolvedNodeName = this.env.NODE_NAME;
@@ -153,6 +151,14 @@ export class KubeSubnetManager implements SubnetManager {
       this.options.requestTimeoutMs ?? 30_000,
     );
     return this.clientInstance;
+  }
+
+  /**
+   * Adds the backend types whose modules declare `dualStack` (BackendModule): the agent calls it before
+   * getNetworkConfig, so IPv6 runs for exactly the backends that say they carry it.
+   */
+  setIPv6BackendTypes(types: readonly string[]): void {
+    this.dualStackTypes = new Set([...this.dualStackTypes, ...types.map((t) => t.toLowerCase())]);
   }
 
   /** True when `type` may run IPv6 in this manager (case-insensitive). */
@@ -186,7 +192,7 @@ export class KubeSubnetManager implements SubnetManager {
       const config = parseNetworkConfig(text, { source: this.netConfPath, checkSubnets: false });
       for (const w of config.warnings) this.logger.warn(w);
       if (config.enableIPv6 && !this.supportsIPv6(config.backendType)) {
-        const types = [...this.dualStackTypes].join(", ");
+        const types = [...this.dualStackTypes].join(", ") || "(none loaded)";
         if (!config.enableIPv4) {
           throw new ConfigError(
             this.netConfPath,

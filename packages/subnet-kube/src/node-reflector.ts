@@ -14,7 +14,7 @@
  * we hold stops moving, falls out of the history, and every reconnect costs a full re-list.
  */
 import type { V1Node } from "@kubernetes/client-node";
-import { type Logger, errorMessage, sleep } from "@weft/core";
+import { Backoff, type Logger, errorMessage, sleep } from "@weft/core";
 import { type KubeApiError, type KubeNodeClient, type WatchEventType, isKubeApiError } from "./kube-client.js";
 
 export type NodeDelta =
@@ -78,13 +78,15 @@ class Queue<T> {
 
 export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): AsyncGenerator<NodeDelta> {
   let rv: string | undefined;
-  let backoff = o.retryDelayMs;
+  // retryDelayMs doubling up to 30 s, without jitter (the server-side watch timeout is jittered instead).
+  const minMs = Math.max(1, o.retryDelayMs);
+  const backoff = new Backoff({ minMs, maxMs: Math.max(minMs, MAX_BACKOFF_MS), jitter: 0 });
   let watches = 0;
   const fail = async (what: string, err: unknown) => {
     o.stats.watchFailures++;
-    o.logger.warn(`${what} failed; retrying in ${backoff} ms`, { error: errorMessage(err) });
-    await sleep(backoff, signal);
-    backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    const delay = backoff.next();
+    o.logger.warn(`${what} failed; retrying in ${delay} ms`, { error: errorMessage(err) });
+    await sleep(delay, signal);
   };
 
   while (!signal.aborted) {
@@ -127,7 +129,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
           if (signal.aborted) return;
           if (item.done === null) {
             // A clean end (server-side timeout). Reconnect at once, unless the server is closing us in a loop.
-            if (Date.now() - started < 1000) await sleep(backoff, signal);
+            if (Date.now() - started < 1000) await sleep(backoff.peek(), signal);
           } else if (isKubeApiError(item.done, 410)) {
             o.logger.info("node watch expired (410 Gone); listing again", { resourceVersion: rv });
             o.stats.watchFailures++;
@@ -153,7 +155,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
           rv = objRv;
           o.stats.resourceVersion = rv;
         }
-        backoff = o.retryDelayMs; // the watch delivers: the server is healthy again
+        backoff.reset(); // the watch delivers: the server is healthy again
         if (type === "BOOKMARK") {
           o.stats.bookmarks++;
           continue;

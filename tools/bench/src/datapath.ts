@@ -63,5 +63,27 @@ export async function runDatapathBench(seconds: number): Promise<DatapathRow[]> 
       await ref.lab.destroy();
     }
   }
+  // ipsec (charon + kernel-libipsec here: the kernel lacks ESP): userspace ESP-in-UDP, no hand-built reference.
+  // Each node needs a private /var/run/charon.pid (docs/backends/ipsec.md).
+  const c = await WeftCluster.start({
+    nodes: 2,
+    weftd,
+    backend: { Type: "ipsec", PSK: "weft-bench-psk-".repeat(7) },
+    resyncInterval: 10,
+    name: "wp",
+    env: { WEFT_IPSEC_PRIVATE_PIDFILE: "1" },
+  });
+  try {
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    const r = await iperf(b.pod!.netns, a.pod!.netns, b.pod!.ip, seconds);
+    rows.push({ path: "ipsec, libipsec (pod to pod)", ...r, mtu: c.subnetEnv(a).mtu ?? 0 });
+  } finally {
+    // charon outlives its agent by design: teardown stops it by PID before the lab goes.
+    for (const n of c.nodes) {
+      await c.stopAgent(n);
+      await n.lab.netns.run(process.execPath, [weftd, "--teardown", "--subnet-file", n.subnetFile, "--state-dir", n.stateDir], { reject: false });
+    }
+    await c.destroy();
+  }
   return rows;
 }

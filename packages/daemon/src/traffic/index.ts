@@ -20,7 +20,7 @@ export {
   NFT_FWD_CHAIN,
   KUBE_PROXY_MARK,
 } from "./model.js";
-export { IptablesTrafficRules } from "./iptables.js";
-export { NftablesTrafficRules } from "./nftables.js";
-export { createTrafficRules, cleanupOtherMode } from "./factory.js";
-export { TRAFFIC_RULES, TRAFFIC_RULES_OPTIONS } from "./tokens.js";
+export { IptablesTrafficRules, iptablesNetfilterOptions } from "./iptables.js";
+export { NftablesTrafficRules, nftablesNetfilterOptions } from "./nftables.js";
+export { NetfilterTrafficRules } from "./rules.js";
+export { createTrafficRules, cleanupOtherMode, trafficNetfilterOptions } from "./factory.js";

@@ -1,21 +1,15 @@
 import { IPNet, MemoryLogger, isWeftError } from "@weft/core";
 import { describe, expect, it } from "vitest";
-import {
-  IPT_FWD,
-  IPT_MASQ,
-  IptablesTrafficRules,
-  iptablesForwardSpecs,
-  iptablesMasqueradeSpecs,
-  iptablesRuleLines,
-  parseIptablesSave,
-  planIptablesChain,
-} from "./iptables.js";
+import { IptablesNetfilter, iptablesRuleLines, parseIptablesSave, planIptablesChain } from "@weft/kernel";
+import { IPT_FWD, IPT_MASQ, IptablesTrafficRules, iptablesForwardSpecs, iptablesMasqueradeSpecs, iptablesNetfilterOptions } from "./iptables.js";
 import type { TrafficPlan } from "./model.js";
-import { FakeXtables } from "./testing/fake-xtables.js";
+import { FakeXtables } from "@weft/kernel-testing";
 
 const v4 = { network: IPNet.parse("198.19.0.0/16"), subnet: IPNet.parse("198.19.1.0/24") };
 const v6 = { network: IPNet.parse("2001:2::/48"), subnet: IPNet.parse("2001:2:0:1::/64") };
 const plan = (over: Partial<TrafficPlan> = {}): TrafficPlan => ({ v4, masquerade: true, forward: true, fullyRandom: true, ...over });
+/** The kernel's iptables adapter with Weft's names, over the fake iptables tools. */
+const ipt = (x: FakeXtables) => new IptablesNetfilter(x, iptablesNetfilterOptions());
 
 // flannel.md §6.1.4: `iptables -t nat -S` shows these 7 lines in order (Flannel's names replaced by Weft's).
 const GOLDEN_NAT_V4 = [
@@ -127,7 +121,7 @@ describe("planIptablesChain", () => {
 describe("IptablesTrafficRules over a stateful fake iptables", () => {
   it("installs Flannel's rules, then reports unchanged and writes nothing", async () => {
     const x = new FakeXtables();
-    const rules = new IptablesTrafficRules(x);
+    const rules = new IptablesTrafficRules(ipt(x));
     const first = await rules.ensure(plan());
     expect(first).toEqual({ changed: true, rewritten: ["iptables nat", "iptables filter"], fullyRandom: true, removedPrevious: [] });
     expect(rulesOf(x, "v4", "nat")).toEqual(GOLDEN_NAT_V4);
@@ -143,7 +137,7 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
 
   it("overlapping calls run one after another", async () => {
     const x = new FakeXtables();
-    const rules = new IptablesTrafficRules(x);
+    const rules = new IptablesTrafficRules(ipt(x));
     const [a, b, c] = await Promise.all([rules.ensure(plan()), rules.ensure(plan()), rules.cleanup().then(() => rules.ensure(plan()))]);
     expect([a.changed, b.changed, c.changed]).toEqual([true, false, true]);
     expect(rulesOf(x, "v4", "nat")).toEqual(GOLDEN_NAT_V4);
@@ -151,7 +145,7 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
 
   it("repairs a rule deleted by hand and a jump deleted by hand", async () => {
     const x = new FakeXtables();
-    const rules = new IptablesTrafficRules(x);
+    const rules = new IptablesTrafficRules(ipt(x));
     await rules.ensure(plan());
     expect(x.deleteRuleContaining("v4", "nat", "WEFT-POSTRTG", "! -d 224.0.0.0/4")).toBe(true);
     expect(x.deleteRuleContaining("v4", "filter", "FORWARD", "-j WEFT-FWD")).toBe(true);
@@ -166,7 +160,7 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
     x.addRule("v4", "nat", "KUBE-POSTROUTING", '-m comment --comment "kube" -j RETURN');
     x.addRule("v4", "nat", "POSTROUTING", '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING');
     x.addRule("v4", "filter", "FORWARD", "-s 10.0.0.0/8 -j ACCEPT");
-    await new IptablesTrafficRules(x).ensure(plan());
+    await new IptablesTrafficRules(ipt(x)).ensure(plan());
     expect(rulesOf(x, "v4", "nat")).toEqual([
       '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
       GOLDEN_NAT_V4[0],
@@ -179,7 +173,7 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
 
   it("removes the rules of the previous network and says so", async () => {
     const x = new FakeXtables();
-    const rules = new IptablesTrafficRules(x);
+    const rules = new IptablesTrafficRules(ipt(x));
     const old = { network: IPNet.parse("198.18.128.0/17"), subnet: IPNet.parse("198.18.130.0/24") };
     await rules.ensure(plan({ v4: old }));
     expect(rulesOf(x, "v4", "nat").join("\n")).toContain("198.18.130.0/24");
@@ -193,7 +187,7 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
 
   it("dual-stack: both families, IPv6 through ip6tables", async () => {
     const x = new FakeXtables();
-    const report = await new IptablesTrafficRules(x).ensure(plan({ v6 }));
+    const report = await new IptablesTrafficRules(ipt(x)).ensure(plan({ v6 }));
     expect(report.rewritten).toEqual(["iptables nat", "iptables filter", "ip6tables nat", "ip6tables filter"]);
     expect(rulesOf(x, "v6", "nat")).toEqual(GOLDEN_NAT_V6);
     expect(rulesOf(x, "v6", "filter")).toEqual([
@@ -205,7 +199,7 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
 
   it("removes a family that leaves the plan, and the chains of switched-off features", async () => {
     const x = new FakeXtables();
-    const rules = new IptablesTrafficRules(x);
+    const rules = new IptablesTrafficRules(ipt(x));
     await rules.ensure(plan({ v6 }));
     await rules.ensure(plan({ masquerade: false }));
     expect(rulesOf(x, "v6", "nat")).toEqual([]);
@@ -217,14 +211,14 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
 
   it("masquerades without --random-fully when asked to or when iptables lacks it", async () => {
     const x = new FakeXtables();
-    const off = await new IptablesTrafficRules(x).ensure(plan({ fullyRandom: false }));
+    const off = await new IptablesTrafficRules(ipt(x)).ensure(plan({ fullyRandom: false }));
     expect(off.fullyRandom).toBe(false);
     expect(rulesOf(x, "v4", "nat").join("\n")).not.toContain("--random-fully");
 
     const old = new FakeXtables();
     old.randomFully = false;
     const log = new MemoryLogger();
-    const r = await new IptablesTrafficRules(old, { logger: log }).ensure(plan());
+    const r = await new IptablesTrafficRules(ipt(old), { logger: log }).ensure(plan());
     expect(r.fullyRandom).toBe(false);
     expect(rulesOf(old, "v4", "nat")).toHaveLength(7);
     expect(rulesOf(old, "v4", "nat").join("\n")).not.toContain("--random-fully");
@@ -234,7 +228,7 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
   it("cleanup removes everything Weft owns in both tables and families, and nothing else", async () => {
     const x = new FakeXtables();
     x.addRule("v4", "filter", "FORWARD", "-s 10.0.0.0/8 -j ACCEPT");
-    const rules = new IptablesTrafficRules(x);
+    const rules = new IptablesTrafficRules(ipt(x));
     await rules.ensure(plan({ v6 }));
     await rules.cleanup();
     for (const f of ["v4", "v6"] as const) {
@@ -248,7 +242,7 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
   it("a missing iptables is one PROCESS_MISSING line naming the Debian package", async () => {
     const x = new FakeXtables();
     x.missing.add("iptables-save");
-    const err = await new IptablesTrafficRules(x).ensure(plan()).catch((e: unknown) => e);
+    const err = await new IptablesTrafficRules(ipt(x)).ensure(plan()).catch((e: unknown) => e);
     expect(isWeftError(err, "PROCESS_MISSING")).toBe(true);
     expect((err as Error).message).toContain("apt-get install -y --no-install-recommends iptables");
     expect((err as Error).message).not.toContain("\n");
@@ -258,11 +252,11 @@ describe("IptablesTrafficRules over a stateful fake iptables", () => {
     const x = new FakeXtables();
     x.missing.add("ip6tables-save");
     x.missing.add("ip6tables-restore");
-    await expect(new IptablesTrafficRules(x).ensure(plan())).resolves.toMatchObject({ changed: true });
+    await expect(new IptablesTrafficRules(ipt(x)).ensure(plan())).resolves.toMatchObject({ changed: true });
   });
 
   it("rejects a subnet outside the network with CONFIG_INVALID", async () => {
-    const err = await new IptablesTrafficRules(new FakeXtables()).ensure(plan({ v4: { network: v4.network, subnet: IPNet.parse("198.18.1.0/24") } })).catch((e: unknown) => e);
+    const err = await new IptablesTrafficRules(ipt(new FakeXtables())).ensure(plan({ v4: { network: v4.network, subnet: IPNet.parse("198.18.1.0/24") } })).catch((e: unknown) => e);
     expect(isWeftError(err, "CONFIG_INVALID")).toBe(true);
   });
 });

@@ -21,6 +21,7 @@
  *     iptables; kube-proxy only guarantees the bit, so both Weft modes test the bit.
  */
 import { type Family, IPNet, type Logger, WeftError } from "@weft/core";
+import type { NetMatch, NetfilterRule } from "@weft/kernel";
 
 /** Which kernel interface writes the rules (Flannel's `EnableNFTables`). */
 export type TrafficMode = "iptables" | "nftables";
@@ -122,20 +123,11 @@ export const MULTICAST: Readonly<Record<Family, IPNet>> = {
 
 // --- The desired rules, family-neutral --------------------------------------------------------------------
 
-export interface AddrMatch {
-  readonly net: IPNet;
-  readonly negate: boolean;
-}
+/** A source or destination match (the port's type). */
+export type AddrMatch = NetMatch;
 
-export interface AbstractRule {
-  /** Match packets carrying the kube-proxy mark bit. */
-  readonly kubeProxyMark?: boolean;
-  readonly src?: AddrMatch;
-  readonly dst?: AddrMatch;
-  readonly verdict: "return" | "masquerade" | "accept";
-  /** Only for `masquerade`. */
-  readonly fullyRandom?: boolean;
-}
+/** One rule as data (the port's type): the port renders it in iptables or nft syntax. */
+export type AbstractRule = NetfilterRule;
 
 const is = (net: IPNet): AddrMatch => ({ net, negate: false });
 const not = (net: IPNet): AddrMatch => ({ net, negate: true });
@@ -145,7 +137,7 @@ export function masqueradeRules(t: FamilyTraffic, fullyRandom: boolean): Abstrac
   const { network: net, subnet: pod } = t;
   const mcast = MULTICAST[net.family];
   return [
-    { kubeProxyMark: true, verdict: "return" },
+    { markBits: KUBE_PROXY_MARK, verdict: "return" },
     { src: is(pod), dst: is(net), verdict: "return" },
     { src: is(net), dst: is(pod), verdict: "return" },
     { src: not(net), dst: is(pod), verdict: "return" },

@@ -1,7 +1,7 @@
 import { IPNet, isWeftError } from "@weft/core";
-import type { ProcessRunner } from "@weft/kernel";
+import { NftablesNetfilter, type ProcessRunner, nftMentionsAny, nftRuleJson, nftRuleText, parseNftTable, planNftTable, stableJson } from "@weft/kernel";
 import { describe, expect, it } from "vitest";
-import { NftablesTrafficRules, nftDesiredTable, nftMentionsAny, nftRuleJson, nftRuleText, parseNftTable, planNftTable, stableJson } from "./nftables.js";
+import { NftablesTrafficRules, nftDesiredTable, nftablesNetfilterOptions } from "./nftables.js";
 import { NFT_JSON_WEFT_IPV4, withoutRule } from "./testing/nft-fixtures.js";
 
 const v4 = { network: IPNet.parse("198.19.0.0/16"), subnet: IPNet.parse("198.19.1.0/24") };
@@ -130,7 +130,7 @@ describe("NftablesTrafficRules when nft is missing", () => {
         throw new Error("not used");
       },
     };
-    const err = await new NftablesTrafficRules(netnsWithoutNft).ensure({ v4, masquerade: true, forward: true, fullyRandom: true }).catch((e: unknown) => e);
+    const err = await new NftablesTrafficRules(new NftablesNetfilter(netnsWithoutNft, nftablesNetfilterOptions())).ensure({ v4, masquerade: true, forward: true, fullyRandom: true }).catch((e: unknown) => e);
     expect(isWeftError(err, "PROCESS_MISSING")).toBe(true);
     expect((err as Error).message).toBe('program "nft" not found on PATH; install it: apt-get install -y --no-install-recommends nftables');
   });

@@ -3,19 +3,22 @@
  * namespace's tables are never read or written: every command goes through `ip netns exec`).
  */
 import { IPNet } from "@weft/core";
-import { ExecaRunner } from "@weft/kernel";
+import { ExecaRunner, type ProcessRunner, linuxNetfilter } from "@weft/kernel";
 import { type TestNetns, createNetns } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { afterEach, expect, it } from "vitest";
 import { IptablesTrafficRules } from "./iptables.js";
 import type { TrafficPlan } from "./model.js";
 import { NftablesTrafficRules } from "./nftables.js";
-import { cleanupOtherMode, createTrafficRules } from "./factory.js";
-import { NetnsRunner, RecordingRunner } from "./testing/netns-runner.js";
+import { cleanupOtherMode, createTrafficRules, trafficNetfilterOptions } from "./factory.js";
+import type { TrafficMode } from "./model.js";
+import { NetnsRunner, RecordingRunner } from "@weft/kernel-testing";
 
 const v4 = { network: IPNet.parse("198.19.0.0/16"), subnet: IPNet.parse("198.19.1.0/24") };
 const v6 = { network: IPNet.parse("2001:2::/48"), subnet: IPNet.parse("2001:2:0:1::/64") };
 const plan = (over: Partial<TrafficPlan> = {}): TrafficPlan => ({ v4, masquerade: true, forward: true, fullyRandom: true, ...over });
+/** The kernel's netfilter adapter of `mode` with Weft's names, over `runner` (the composition root's job in weftd). */
+const nf = (runner: ProcessRunner) => (mode: TrafficMode) => linuxNetfilter(mode, runner, trafficNetfilterOptions());
 
 // flannel.md §6.1.4 golden `iptables -t nat -S`, with Weft's names, in a namespace with nothing else.
 const GOLDEN_NAT_S = `-P PREROUTING ACCEPT
@@ -102,7 +105,7 @@ describeReal(
 
     it("iptables mode: golden rules, unchanged second pass writes nothing, a rule deleted by hand is repaired", async () => {
       const { runner, sh } = await setup();
-      const rules = new IptablesTrafficRules(runner);
+      const rules = new IptablesTrafficRules(nf(runner)("iptables"));
       const first = await rules.ensure(plan());
       expect(first).toMatchObject({ changed: true, fullyRandom: true, rewritten: ["iptables nat", "iptables filter"] });
       expect(await sh("iptables", "-t", "nat", "-S")).toBe(GOLDEN_NAT_S);
@@ -126,7 +129,7 @@ describeReal(
 
     it("iptables mode: the previous subnet's rules are replaced", async () => {
       const { runner, sh } = await setup();
-      const rules = new IptablesTrafficRules(runner);
+      const rules = new IptablesTrafficRules(nf(runner)("iptables"));
       const old = { network: v4.network, subnet: IPNet.parse("198.19.9.0/24") };
       await rules.ensure(plan({ v4: old }));
       const report = await rules.ensure(plan({ v4: { ...v4, previous: old } }));
@@ -136,11 +139,11 @@ describeReal(
 
     it("switching to nftables removes the iptables chains (nat and filter) and installs the nft tables", async () => {
       const { runner, sh } = await setup();
-      await createTrafficRules("iptables", runner).ensure(plan({ v6 }));
+      await createTrafficRules(nf(runner)("iptables")).ensure(plan({ v6 }));
       expect(await sh("ip6tables", "-t", "nat", "-S")).toBe(GOLDEN_NAT6_S);
 
-      await cleanupOtherMode("nftables", runner);
-      const nft = createTrafficRules("nftables", runner);
+      await cleanupOtherMode("nftables", nf(runner));
+      const nft = createTrafficRules(nf(runner)("nftables"));
       const report = await nft.ensure(plan({ v6 }));
       expect(report).toMatchObject({ changed: true, rewritten: ["ip weft-ipv4", "ip6 weft-ipv6"], fullyRandom: true });
 
@@ -163,14 +166,14 @@ describeReal(
       expect(await sh("nft", "list", "table", "ip", "weft-ipv4")).toBe(GOLDEN_NFT_V4);
 
       // And back: iptables mode deletes both nft tables.
-      await cleanupOtherMode("iptables", runner);
+      await cleanupOtherMode("iptables", nf(runner));
       expect(await sh("nft", "list", "tables")).not.toContain("weft-");
       await nft.cleanup(); // already gone: still fine
     });
 
     it("nftables mode: a family leaving the plan and switched-off masquerade are removed", async () => {
       const { runner, sh } = await setup();
-      const nft = new NftablesTrafficRules(runner);
+      const nft = new NftablesTrafficRules(nf(runner)("nftables"));
       await nft.ensure(plan({ v6 }));
       const r = await nft.ensure(plan({ masquerade: false }));
       expect(r.rewritten).toEqual(["ip weft-ipv4", "ip6 weft-ipv6"]);
@@ -182,9 +185,9 @@ describeReal(
 
     it("fully-random can be switched off", async () => {
       const { runner, sh } = await setup();
-      expect((await new IptablesTrafficRules(runner).ensure(plan({ fullyRandom: false }))).fullyRandom).toBe(false);
+      expect((await new IptablesTrafficRules(nf(runner)("iptables")).ensure(plan({ fullyRandom: false }))).fullyRandom).toBe(false);
       expect(await sh("iptables", "-t", "nat", "-S")).not.toContain("random-fully");
-      expect((await new NftablesTrafficRules(runner).ensure(plan({ fullyRandom: false }))).fullyRandom).toBe(false);
+      expect((await new NftablesTrafficRules(nf(runner)("nftables")).ensure(plan({ fullyRandom: false }))).fullyRandom).toBe(false);
       expect(await sh("nft", "list", "table", "ip", "weft-ipv4")).not.toContain("fully-random");
     });
 
@@ -234,8 +237,8 @@ describeReal(
         expect(await seen()).toEqual({ node: 0, pod: 1 });
 
         const runner = new NetnsRunner(new ExecaRunner(), node.name);
-        await cleanupOtherMode(mode, runner);
-        await createTrafficRules(mode, runner).ensure(plan());
+        await cleanupOtherMode(mode, nf(runner));
+        await createTrafficRules(nf(runner)(mode)).ensure(plan());
         expect((await ping()).exitCode).toBe(0);
         expect(await seen()).toEqual({ node: 1, pod: 1 });
       });

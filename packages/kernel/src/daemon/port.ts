@@ -31,10 +31,25 @@ export interface ManagedDaemonSpec {
    * resolves true or `readyTimeoutMs` passes; also asked when adopting.
    */
   readonly ready?: () => Promise<boolean>;
+  /** How long a start may take to become ready; default 5000 ms. */
   readonly readyTimeoutMs?: number;
+  /**
+   * What `ready` waits for, for error messages ("its UAPI socket answered"); default "it was ready". Makes a
+   * failed start read `wireguard-go -f weft-wg exited (code 1) before its UAPI socket answered: <log tail>`.
+   */
+  readonly readiness?: string;
+  /**
+   * Runs right before the program is started (after the backoff check, and after a recorded process that is
+   * alive but not ready was stopped): clears what a previous run left that the new one cannot reuse (a TUN
+   * wireguard-go cannot attach to, a stale socket). Not run when a live, ready daemon is adopted.
+   */
+  readonly prepare?: () => Promise<void>;
   /** Keep it running when the agent exits (own session, stdio to the log file). */
   readonly detached?: boolean;
 }
+
+/** The parts of a spec that identify a daemon's files and process (what `stop` and `find` need at least). */
+export type ManagedDaemonRef = Pick<ManagedDaemonSpec, "name" | "runDir" | "command" | "args">;
 
 /** A daemon as found: running (with its PID), or not. */
 export interface DaemonState {
@@ -47,17 +62,26 @@ export interface DaemonState {
 
 /** Starts, finds, adopts and stops managed daemons. Implemented in @weft/kernel; faked in @weft/kernel-testing. */
 export interface ManagedDaemonPort {
-  /** The daemon recorded in its run directory, when that PID is alive and still this program. */
-  find(spec: ManagedDaemonSpec): Promise<DaemonState>;
   /**
-   * Adopts the running daemon or starts it, then waits until `ready`. Idempotent. Throws KernelError
-   * (KERNEL_FAILED with the daemon's last log lines; KERNEL_TRANSIENT while a restart backoff runs;
-   * PROCESS_MISSING naming the Debian package when the program is not installed).
+   * The daemon recorded in its run directory, when that PID is alive (not a zombie) and still this program
+   * with these arguments. Never starts or signals anything.
+   */
+  find(spec: ManagedDaemonRef): Promise<DaemonState>;
+  /**
+   * Adopts the running daemon (when `ready` says it serves) or starts it, then waits until `ready`.
+   * Idempotent. A recorded process that is alive but not ready is stopped and replaced. Throws KernelError
+   * (KERNEL_FAILED with the daemon's last log lines; KERNEL_TRANSIENT while the backoff after a failed start
+   * runs — it doubles per consecutive failed start, capped, and resets after a good one; a daemon that died
+   * after it was ready is restarted at once) or WeftError PROCESS_MISSING naming the Debian package when the
+   * program is not installed.
    */
   ensure(spec: ManagedDaemonSpec): Promise<DaemonState>;
   /** Stops it by its recorded PID (TERM, then KILL); removes the PID file. Tolerant when it is not running. */
-  stop(spec: Pick<ManagedDaemonSpec, "name" | "runDir" | "command" | "args">): Promise<void>;
-  /** The daemon's last `lines` log lines (for error messages). */
+  stop(spec: ManagedDaemonRef): Promise<void>;
+  /**
+   * The daemon's last `lines` log lines (for error messages), blank lines and box-drawing banner lines left
+   * out, joined with " | "; "" when there is no log.
+   */
   logTail(spec: Pick<ManagedDaemonSpec, "name" | "runDir">, lines?: number): Promise<string>;
 }
 

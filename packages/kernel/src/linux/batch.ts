@@ -28,6 +28,7 @@ import { describeOp, KernelError, type KernelOp, type OpResult } from "../port.j
 import type { RunResult } from "../process.js";
 import { classifyKernelMessage } from "./classify.js";
 import { type CompiledOp, type Tool, compileOp } from "./commands.js";
+import { BUILTIN_LINK_KIND_SET, type LinkKinds } from "./link-kinds.js";
 import { InvalidValue } from "./validate.js";
 
 export const SENTINEL = "weft-sentinel";
@@ -120,13 +121,15 @@ export class BatchExecutor {
     private readonly run: BatchRunner,
     /** Keys "dev ip" of every neighbour entry (any state); used only after a neighbour op ended a process. */
     private readonly readNeighbourKeys: () => Promise<Set<string>>,
+    /** The link kinds `link.add` may create. */
+    private readonly kinds: LinkKinds = BUILTIN_LINK_KIND_SET,
   ) {}
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
     const results: Array<OpResult | undefined> = new Array(ops.length);
     const compiled: Array<CompiledOp | undefined> = ops.map((op, i) => {
       try {
-        return compileOp(op);
+        return compileOp(op, this.kinds);
       } catch (err) {
         if (!(err instanceof InvalidValue)) throw err;
         results[i] = { ok: false, error: new KernelError("KERNEL_INVALID", `${describeOp(op)}: ${err.message}; nothing was sent`, op) };

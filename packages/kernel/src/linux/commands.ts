@@ -19,6 +19,7 @@
  */
 import type { LinkSpec, RouteSpec } from "@weft/core";
 import { describeOp, KernelError, type KernelOp } from "../port.js";
+import { BUILTIN_LINK_KIND_SET, LINK_ARG_CHECKS, type LinkKinds, linkArgToken } from "./link-kinds.js";
 import * as v from "./validate.js";
 
 export type Tool = "ip" | "bridge";
@@ -44,11 +45,11 @@ export function toolOf(op: KernelOp): Tool {
   return op.op.startsWith("fdb.") ? "bridge" : "ip";
 }
 
-/** Compiles one op; throws v.InvalidValue when a value is not acceptable. */
-export function compileOp(op: KernelOp): CompiledOp {
+/** Compiles one op; throws v.InvalidValue when a value is not acceptable. `kinds`: the link kinds known. */
+export function compileOp(op: KernelOp, kinds: LinkKinds = BUILTIN_LINK_KIND_SET): CompiledOp {
   switch (op.op) {
     case "link.add":
-      return compileLinkAdd(op.link);
+      return compileLinkAdd(op.link, kinds);
     case "link.set":
       return { tool: "ip", lines: linkSetLines(v.ifname("name", op.name), op), followUps: [] };
     case "link.del":
@@ -109,15 +110,28 @@ function linkSetLines(name: string, s: { mtu?: number; up?: boolean; master?: st
   return lines;
 }
 
-function compileLinkAdd(l: LinkSpec): CompiledOp {
+function compileLinkAdd(l: LinkSpec, kinds: LinkKinds): CompiledOp {
   const name = v.ifname("link.name", l.name);
-  const kind = v.oneOf("link.kind", l.kind, ["bridge", "veth", "vxlan", "tun", "wireguard"] as const);
+  const def = kinds.get(l.kind);
+  if (!def) {
+    throw new v.InvalidValue(`link ${name}: kind ${JSON.stringify(l.kind)} is unknown (known: ${kinds.kinds().join(", ")}); contribute its LinkKindDefinition through BackendModule.linkKinds`);
+  }
+  // A definition's own error (a missing attribute) is an invalid value of this op: nothing is sent.
+  const fromDefinition = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      if (err instanceof v.InvalidValue) throw err;
+      throw new v.InvalidValue(`link ${name} (kind ${def.kind}): ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
 
-  if (kind === "tun") {
-    const mode = v.oneOf("link.tun.mode", l.tun?.mode ?? "tun", ["tun", "tap"] as const);
+  if (def.createCommand) {
+    // Not made by `link add` (tun/tap): its own command, then the generic attributes as `link set`.
+    const argv = fromDefinition(() => def.createCommand!(l, LINK_ARG_CHECKS)).map((t) => linkArgToken(def.kind, t));
     return {
       tool: "ip",
-      lines: [`tuntap add dev ${name} mode ${mode}`],
+      lines: [argv.join(" ")],
       followUps: linkSetLines(name, { mtu: l.mtu, address: l.address, master: l.master, addrGenMode: l.addrGenMode, up: l.up === true ? true : undefined }),
     };
   }
@@ -129,23 +143,8 @@ function compileLinkAdd(l: LinkSpec): CompiledOp {
   if (l.master !== undefined) head.push("master", v.ifname("link.master", l.master));
   const upInLine = l.up === true && l.addrGenMode === undefined;
   if (upInLine) head.push("up");
-  head.push("type", kind);
-
-  if (kind === "veth") {
-    if (!l.veth) throw new v.InvalidValue(`link ${name}: kind veth needs veth.peer; add the peer's name`);
-    head.push("peer", "name", v.ifname("link.veth.peer", l.veth.peer));
-    if (l.veth.peerNetns !== undefined) head.push("netns", v.netnsRef("link.veth.peerNetns", l.veth.peerNetns));
-    if (l.mtu !== undefined) head.push("mtu", v.integer("link.mtu", l.mtu, 0, U32));
-  } else if (kind === "vxlan") {
-    const x = l.vxlan;
-    if (!x) throw new v.InvalidValue(`link ${name}: kind vxlan needs vxlan attributes (vni, ...); add them`);
-    head.push("id", v.integer("link.vxlan.vni", x.vni, 0, 0xffffff));
-    if (x.local !== undefined) head.push("local", v.address("link.vxlan.local", x.local));
-    if (x.dev !== undefined) head.push("dev", v.ifname("link.vxlan.dev", x.dev));
-    head.push("dstport", v.integer("link.vxlan.port", x.port ?? 8472, 0, 65535));
-    head.push(x.learning ? "learning" : "nolearning");
-    if (x.gbp) head.push("gbp");
-  }
+  head.push("type", def.kind);
+  head.push(...fromDefinition(() => def.createArgs(l, LINK_ARG_CHECKS)).map((t) => linkArgToken(def.kind, t)));
 
   const followUps: string[] = [];
   if (l.addrGenMode !== undefined) {
@@ -184,9 +183,9 @@ function routeLine(verb: "add" | "replace" | "del", r: RouteSpec): string {
  * The value checks LinuxKernel applies before sending an op, as a KernelError (KERNEL_INVALID) or undefined.
  * Exported so that other KernelPort implementations (the fake) refuse exactly what the adapter refuses.
  */
-export function validateKernelOp(op: KernelOp): KernelError | undefined {
+export function validateKernelOp(op: KernelOp, kinds: LinkKinds = BUILTIN_LINK_KIND_SET): KernelError | undefined {
   try {
-    compileOp(op);
+    compileOp(op, kinds);
     return undefined;
   } catch (err) {
     if (err instanceof v.InvalidValue) return new KernelError("KERNEL_INVALID", `${describeOp(op)}: ${err.message}; nothing was sent`, op);

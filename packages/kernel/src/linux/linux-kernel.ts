@@ -10,11 +10,12 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import type { DependencyContainer } from "tsyringe";
-import type { FdbSpec, Family, Link, RouteSpec } from "@weft/core";
+import type { FdbSpec, Family, Link, LinkKindDefinition, RouteSpec } from "@weft/core";
 import { type Address, KERNEL, KernelError, type KernelOp, type KernelPort, type Neighbour, type OpResult, type RouteLookup, type RouteQuery } from "../port.js";
 import { PROCESS_RUNNER, type ProcessRunner, type RunResult } from "../process.js";
 import { BatchExecutor } from "./batch.js";
 import { classifyKernelMessage } from "./classify.js";
+import { BUILTIN_LINK_KIND_SET, LINK_KINDS, LinkKinds } from "./link-kinds.js";
 import type { Tool } from "./commands.js";
 import { parseAddresses, parseFdb, parseJsonArray, parseLinks, parseNeighbours, parseRouteGet, parseRoutes } from "./parse.js";
 import * as v from "./validate.js";
@@ -26,6 +27,8 @@ export interface LinuxKernelOptions {
   readonly netns?: string;
   /** Per-process timeout (default 60 s: a batch of many thousand lines takes well under a second). */
   readonly timeoutMs?: number;
+  /** Link kinds backends contribute (BackendModule.linkKinds), on top of the built-in ones. */
+  readonly linkKinds?: readonly LinkKindDefinition[];
 }
 
 export class LinuxKernel implements KernelPort {
@@ -33,15 +36,18 @@ export class LinuxKernel implements KernelPort {
   private readonly netns: string | undefined;
   private readonly timeoutMs: number;
   private readonly executor: BatchExecutor;
+  private readonly kinds: LinkKinds;
 
   constructor(opts: LinuxKernelOptions) {
     this.runner = opts.runner;
     // `ip -n` takes a name under /run/netns only (not a path), and it must not read as an option.
     this.netns = opts.netns === undefined ? undefined : validNetnsName(opts.netns);
     this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.kinds = opts.linkKinds?.length ? new LinkKinds(opts.linkKinds) : BUILTIN_LINK_KIND_SET;
     this.executor = new BatchExecutor(
       (tool, input) => this.exec(tool, ["-force", "-batch", "-"], input),
       async () => new Set((await this.listNeighbours({})).map((n) => `${n.dev} ${n.ip}`)),
+      this.kinds,
     );
   }
 
@@ -65,7 +71,7 @@ export class LinuxKernel implements KernelPort {
   }
 
   async listLinks(): Promise<Link[]> {
-    return parseLinks(await this.read("ip", ["-json", "-details", "link", "show"]));
+    return parseLinks(await this.read("ip", ["-json", "-details", "link", "show"]), this.kinds);
   }
 
   async listAddresses(dev?: string): Promise<Address[]> {
@@ -192,11 +198,17 @@ function errnoText(err: unknown): string {
 
 /**
  * Registers a LinuxKernel under KERNEL in `container` (one instance, created on first resolve). The runner
- * defaults to whatever PROCESS_RUNNER resolves to in that container.
+ * defaults to whatever PROCESS_RUNNER resolves to in that container, the contributed link kinds to LINK_KINDS
+ * when it is registered there by then.
  */
 export function registerLinuxKernel(container: DependencyContainer, opts: Partial<LinuxKernelOptions> = {}): void {
   let instance: LinuxKernel | undefined;
   container.register(KERNEL, {
-    useFactory: (c) => (instance ??= new LinuxKernel({ ...opts, runner: opts.runner ?? c.resolve(PROCESS_RUNNER) })),
+    useFactory: (c) =>
+      (instance ??= new LinuxKernel({
+        ...opts,
+        runner: opts.runner ?? c.resolve(PROCESS_RUNNER),
+        linkKinds: opts.linkKinds ?? (c.isRegistered(LINK_KINDS, true) ? c.resolve(LINK_KINDS) : []),
+      })),
   });
 }

@@ -8,7 +8,9 @@ import { BatchExecutor, type BatchRunner, batchInput, parseBatchStderr, SENTINEL
 import { classifyKernelMessage } from "./classify.js";
 import { compileOp } from "./commands.js";
 import { parseAddresses, parseFdb, parseLinks, parseNeighbours, parseRoutes } from "./parse.js";
+import { LinkKinds } from "./link-kinds.js";
 import { InvalidValue } from "./validate.js";
+import type { LinkKindDefinition } from "@weft/core";
 
 describe("parseRoutes", () => {
   const v4 = JSON.parse(
@@ -325,5 +327,37 @@ describe("compileOp", () => {
   ];
   it.each(injections.map((op) => [JSON.stringify(op), op] as const))("refuses %s", (_t, op) => {
     expect(() => compileOp(op)).toThrow(InvalidValue);
+  });
+});
+
+describe("contributed link kinds (gre is not in this machine's kernel: argv and read-back are checked here)", () => {
+  const gre: LinkKindDefinition = {
+    kind: "gre",
+    createArgs: (l, check) => ["remote", check.address("link.attrs.remote", String(l.attrs?.remote)), "ttl", check.integer("link.attrs.ttl", Number(l.attrs?.ttl ?? 64), 1, 255)],
+    read: (info, _entry, ctx) => ({ attrs: { remote: ctx.ip(info.remote) ?? "", ttl: Number(info.ttl ?? 0), dev: ctx.devName(info.link) ?? "" } }),
+    incompatibility: (d, a) => (d.attrs?.remote !== a.attrs?.remote ? "remote differs" : undefined),
+  };
+  const kinds = new LinkKinds([gre]);
+
+  it("builds `link add ... type gre <the definition's arguments>`, generic attributes before type", () => {
+    expect(compileOp({ op: "link.add", link: { name: "weft-gre0", kind: "gre", mtu: 1476, up: true, attrs: { remote: "198.18.0.2", ttl: 32 } } }, kinds).lines).toEqual([
+      "link add name weft-gre0 mtu 1476 up type gre remote 198.18.0.2 ttl 32",
+    ]);
+    expect(() => compileOp({ op: "link.add", link: { name: "weft-gre0", kind: "gre", attrs: { remote: "198.18.0.2 dev lo" } } }, kinds)).toThrow(InvalidValue);
+    expect(() => compileOp({ op: "link.add", link: { name: "weft-gre0", kind: "gre" } })).toThrow(/kind "gre" is unknown/);
+  });
+
+  it("reads the kind's attributes back through its definition; unknown kinds keep the kernel's name", () => {
+    const links = parseLinks(
+      [
+        { ifindex: 2, ifname: "eth0", flags: ["UP"], mtu: 1500, linkinfo: { info_kind: "veth" } },
+        { ifindex: 7, ifname: "weft-gre0", flags: [], mtu: 1476, linkinfo: { info_kind: "gre", info_data: { remote: "198.18.0.2", ttl: 32, link: "eth0" } } },
+        { ifindex: 8, ifname: "x0", flags: [], mtu: 1500, linkinfo: { info_kind: "macsec" } },
+      ],
+      kinds,
+    );
+    expect(links[1]).toMatchObject({ name: "weft-gre0", kind: "gre", attrs: { remote: "198.18.0.2", ttl: 32, dev: "eth0" } });
+    expect(links[2]).toMatchObject({ kind: "macsec" });
+    expect(links[2]!.attrs).toBeUndefined();
   });
 });

@@ -16,7 +16,7 @@
  */
 import { existsSync, realpathSync } from "node:fs";
 import { basename, dirname } from "node:path";
-import type { FdbSpec, Family, Link, RouteSpec } from "@weft/core";
+import type { FdbSpec, Family, Link, LinkKindDefinition, RouteSpec } from "@weft/core";
 import { type Address, KernelError, type KernelOp, type KernelPort, type Neighbour, type OpResult, type RouteLookup, type RouteQuery } from "../port.js";
 import type { ProcessRunner, RunOptions, RunResult } from "../process.js";
 import { classifyKernelMessage } from "./classify.js";
@@ -71,7 +71,7 @@ export class NetnsPathKernel implements KernelPort {
   constructor(
     private readonly runner: ProcessRunner,
     path: string,
-    opts: { timeoutMs?: number } = {},
+    opts: { timeoutMs?: number; linkKinds?: readonly LinkKindDefinition[] } = {},
   ) {
     this.path = v.netnsRef("netns path", path);
     const name = netnsNameOf(this.path);

@@ -18,13 +18,14 @@ import {
   IPAddress,
   type Link,
   type LinkKind,
+  type LinkReadContext,
   type RouteScope,
   type RouteSpec,
   type RouteType,
-  type VxlanAttrs,
   normalizeMac,
 } from "@weft/core";
 import type { Address, Neighbour, RouteLookup, RouteQuery } from "../port.js";
+import { BUILTIN_LINK_KIND_SET, type LinkKinds } from "./link-kinds.js";
 import { isCanonicalV4 } from "./validate.js";
 
 type Json = Record<string, unknown>;
@@ -55,7 +56,7 @@ export function parseJsonArray(tool: string, text: string): Json[] {
 
 const ADDR_GEN = ["eui64", "none", "stable_secret", "random"] as const;
 
-export function parseLinks(items: readonly Json[]): Link[] {
+export function parseLinks(items: readonly Json[], kinds: LinkKinds = BUILTIN_LINK_KIND_SET): Link[] {
   const byIndex = new Map<number, string>();
   for (const it of items) {
     const i = num(it.ifindex);
@@ -70,6 +71,7 @@ export function parseLinks(items: readonly Json[]): Link[] {
     if (m && ![...byIndex.values()].includes(s)) return byIndex.get(Number(m[1])) ?? s;
     return s;
   };
+  const ctx: LinkReadContext = { devName, ip: (x) => (typeof x === "string" && IPAddress.tryParse(x) ? canonicalIp(x) : undefined) };
 
   return items.map((it) => {
     const info = (it.linkinfo ?? {}) as Json;
@@ -98,24 +100,14 @@ export function parseLinks(items: readonly Json[]): Link[] {
     const agm = str(it.inet6_addr_gen_mode);
     if (agm && (ADDR_GEN as readonly string[]).includes(agm)) out.addrGenMode = agm as (typeof ADDR_GEN)[number];
 
-    if (infoKind === "vxlan") {
-      const x: { -readonly [K in keyof VxlanAttrs]?: VxlanAttrs[K] } = {
-        vni: num(data.id) ?? 0,
-        port: num(data.port) ?? 8472,
-        learning: data.learning === true,
-        gbp: data.gbp === true,
-      };
-      const local = str(data.local) ?? str(data.local6);
-      if (local) x.local = canonicalIp(local);
-      const lower = devName(data.link);
-      if (lower) x.dev = lower;
-      out.vxlan = x as VxlanAttrs;
-    } else if (infoKind === "veth") {
-      // Only a peer in this namespace has a name we can read.
-      const peer = str(it.link);
-      if (peer && it.link_netnsid === undefined) out.veth = { peer };
-    } else if (infoKind === "tun") {
-      out.tun = { mode: str(data.type) === "tap" ? "tap" : "tun" };
+    const def = infoKind !== undefined ? kinds.get(infoKind) : undefined;
+    if (def) {
+      try {
+        Object.assign(out, def.read(data, it, ctx));
+      } catch {
+        // A contributed definition that cannot read this entry leaves its fields out: the reconciler then
+        // reports the link as incompatible instead of the whole read failing.
+      }
     }
     return out as Link;
   });

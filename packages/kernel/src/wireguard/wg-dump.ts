@@ -23,6 +23,7 @@ export interface WgDumpPeer {
 
 const none = (s: string | undefined) => (s === undefined || s === "(none)" || s === "" ? undefined : s);
 
+/** Parses `wg show <dev> dump` output; throws when it printed nothing. */
 export function parseWgDump(text: string): WgDump {
   const lines = text.split("\n").filter((l) => l.trim() !== "");
   if (lines.length === 0) throw new Error("wg show dump printed nothing");
@@ -45,10 +46,4 @@ export function parseWgDump(text: string): WgDump {
   }
   const pub = none(head[1]);
   return { ...(pub ? { publicKey: pub } : {}), listenPort: Number(head[2]) || 0, peers };
-}
-
-/** `wg` could not reach the device's UAPI socket: the device (or its wireguard-go) does not exist. */
-export function isNoDevice(stderr: string): boolean {
-  // Without a socket, wg falls back to the kernel's netlink family, which does not exist here: "Protocol not supported".
-  return /Unable to (access|modify) interface: (Protocol not supported|No such device|No such file or directory)|No such device/i.test(stderr);
 }

@@ -1,6 +1,6 @@
 import { type Backend, IPAddress, IPNet, type Lease, MemoryLogger, type PeerStatus, subnetKey } from "@weft/core";
 import { describe, expect, it } from "vitest";
-import { PeerSet } from "./peers.js";
+import { PeerSet } from "./agent-core-peers.js";
 
 /** A backend that keeps the set of peers it was told about: the state the PeerSet must converge. */
 class RecordingBackend implements Backend {

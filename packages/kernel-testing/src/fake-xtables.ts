@@ -1,14 +1,13 @@
 /**
  * A stateful in-memory stand-in for iptables-save / iptables-restore (and the ip6tables pair), as a
- * ProcessRunner, for unit tests of IptablesTrafficRules without root. It keeps tables of chains and rules,
- * prints them the way iptables-save does, and applies restore payloads atomically with iptables-restore's
+ * ProcessRunner, for unit tests of IptablesNetfilter (and the traffic rules above it) without root. It keeps
+ * tables of chains and rules, prints them the way iptables-save does, and applies restore payloads atomically with iptables-restore's
  * --noflush rules: `:CHAIN` creates or flushes a user chain, `-A` appends, `-D` deletes the first identical
  * rule (a missing one fails the whole payload), `-X` deletes an empty, unreferenced user chain, and nothing is
  * committed when any line fails ("line N failed", exit 1). Specs are compared as text, so tests must feed it
  * canonical (iptables-save style) rules, as the real tools would print them.
  */
-import type { ChildHandle, ProcessRunner, RunOptions, RunResult } from "@weft/kernel";
-import { processMissingError } from "@weft/kernel";
+import { type ChildHandle, type ProcessRunner, type RunOptions, type RunResult, processMissingError } from "@weft/kernel";
 
 type Table = { chains: Map<string, string>; rules: Array<{ chain: string; spec: string }> };
 type Tables = Map<string, Table>;

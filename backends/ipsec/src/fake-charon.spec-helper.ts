@@ -1,0 +1,51 @@
+/**
+ * One fake machine room for ipsec tests: a FakeDaemonTable with `charon` installed as FakeIpsec's charon program,
+ * one FakeIpsec shared by every node (so two nodes' connections establish), and `ports` binding a node's
+ * MANAGED_DAEMONS (over the table, with that node's kernel) and IPSEC in its agent container. A restarted agent
+ * gets a new FakeManagedDaemons over the same table: it adopts the running charon.
+ */
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { IPSEC, type KernelPort, MANAGED_DAEMONS } from "@weft/kernel";
+import { FakeDaemonTable, FakeIpsec, type FakeKernel, FakeManagedDaemons } from "@weft/kernel-testing";
+import type { DependencyContainer } from "tsyringe";
+
+/** A PSK of Flannel's minimum length (test only). */
+export const TEST_PSK = "0123456789abcdef".repeat(6);
+
+export class FakeCharonHost {
+  readonly table = new FakeDaemonTable();
+  readonly ipsec: FakeIpsec;
+
+  constructor(options: { kernelEsp?: boolean } = {}) {
+    this.ipsec = new FakeIpsec(options);
+    this.table.install("charon", this.ipsec.charonProgram());
+  }
+
+  /** For startTestAgent / the conformance kit's `ports`. */
+  ports = (c: DependencyContainer, kernel?: KernelPort): void => {
+    c.register(MANAGED_DAEMONS, { useValue: new FakeManagedDaemons(this.table, kernel ? { kernel: kernel as FakeKernel } : {}) });
+    c.register(IPSEC, { useValue: this.ipsec });
+  };
+
+  /** The charon processes running now. */
+  charons() {
+    return this.table.running().filter((p) => p.command.endsWith("charon"));
+  }
+}
+
+/**
+ * Puts an (empty) `charon` on PATH so locateCharon finds one on machines without strongSwan; the fake table runs
+ * it by name. Returns a function that restores PATH.
+ */
+export function fakeCharonOnPath(): () => void {
+  const dir = mkdtempSync(join(tmpdir(), "weft-fake-charon-"));
+  writeFileSync(join(dir, "charon"), "#!/bin/false\n");
+  chmodSync(join(dir, "charon"), 0o755);
+  const before = process.env.PATH;
+  process.env.PATH = `${dir}${delimiter}${before ?? ""}`;
+  return () => {
+    process.env.PATH = before;
+  };
+}

@@ -1,0 +1,338 @@
+/**
+ * The CNI server: the `weft` plugin's work done in a long-running process (weftd), answering the C shim
+ * (../shim/weft-cni-shim.c) over a unix socket. Decision and measurements: docs/adr/0006-cni-latency.md.
+ *
+ * One code path: every request goes through `runCni` (./plugin.ts), the same function the Node plugin (the
+ * shim's fallback, ./main.ts) runs, on the same host-local-compatible IPAM store and lock. Only the ports
+ * differ: here the node side is the long-lived process's kernel port, and the pod side one `ip` process per pod.
+ *
+ * Wire format (HTTP/1.1 over the unix socket, one request per connection; HTTP so that no raw socket code is
+ * needed on this side and so `curl --unix-socket` can talk to it):
+ *   POST /cni/v1, body: "CNI_X=value\0" for each CNI_* variable, an empty entry "\0", then the plugin's stdin.
+ *   200 + header `Weft-Cni-Exit-Code: 0|1`, body: what the plugin prints on stdout (result or error object).
+ *   413 / 408 / 400 / 404: the body is a CNI error object (the shim prints it and exits 1).
+ *   GET /cni/v1/status: in-flight and served counts as JSON (for debugging).
+ * Bounds: a request body over `maxRequestBytes` is refused (413) before it is read; a client that does not send
+ * its whole request within `receiveTimeoutMs` gets 408 and its connection is closed. Requests run concurrently:
+ * a slow one (a held IPAM lock, a hung `ip`) never blocks the others.
+ *
+ * The socket is 0600 in a directory owned by this process's user and not writable by group or others; it is
+ * created under a umask of 0177, so it is never reachable by anyone else, not even between bind and chmod.
+ */
+import { chmodSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from "node:fs";
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { dirname } from "node:path";
+import { CniErrorCode, type CniErrorJson } from "./errors.js";
+import { type PluginDeps, runCni } from "./plugin.js";
+import { CURRENT_VERSION } from "./result.js";
+
+/** The socket weftd serves and the shim uses when the network config has no `agentSocket`. */
+export const DEFAULT_CNI_SOCKET = "/run/weft/cni.sock";
+/** The shim's limit on stdin (1 MiB) plus its limit on the CNI_* environment (64 KiB). */
+export const MAX_CNI_REQUEST_BYTES = 1024 * 1024 + 64 * 1024;
+export const CNI_PATH = "/cni/v1";
+export const EXIT_CODE_HEADER = "weft-cni-exit-code";
+
+/** One CNI request as the shim sends it. */
+export interface CniWireRequest {
+  readonly env: Readonly<Record<string, string>>;
+  readonly stdin: string;
+}
+
+/** The body the shim sends (also used by tests to speak for it). */
+export function encodeCniRequest(req: CniWireRequest): Buffer {
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(req.env)) parts.push(Buffer.from(`${k}=${v}\0`, "utf8"));
+  parts.push(Buffer.from([0]), Buffer.from(req.stdin, "utf8"));
+  return Buffer.concat(parts);
+}
+
+/** Decodes a request body; only CNI_* variables are taken, anything else is refused. */
+export function decodeCniRequest(body: Buffer): CniWireRequest {
+  const env: Record<string, string> = {};
+  let pos = 0;
+  for (;;) {
+    const nul = body.indexOf(0, pos);
+    if (nul < 0) throw new Error("the environment block has no terminating empty entry");
+    if (nul === pos) {
+      pos++;
+      break;
+    }
+    const entry = body.subarray(pos, nul).toString("utf8");
+    const eq = entry.indexOf("=");
+    if (eq <= 0) throw new Error(`environment entry ${JSON.stringify(entry.slice(0, 40))} has no name`);
+    const name = entry.slice(0, eq);
+    if (!/^CNI_[A-Z0-9_]+$/.test(name)) throw new Error(`environment entry ${JSON.stringify(name)} is not a CNI_* variable`);
+    env[name] = entry.slice(eq + 1);
+    pos = nul + 1;
+  }
+  return { env, stdin: body.subarray(pos).toString("utf8") };
+}
+
+/** What one request did, for metrics and logs. */
+export interface CniRequestObservation {
+  readonly command: string;
+  readonly seconds: number;
+  readonly exitCode: number;
+  /** The CNI error code when exitCode is 1. */
+  readonly code?: number;
+  readonly containerID?: string;
+  readonly msg?: string;
+}
+
+export interface CniServerOptions {
+  readonly socketPath: string;
+  /** The ports runCni works through (node side: the long-lived process's kernel; pod side: per namespace). */
+  readonly deps: Omit<PluginDeps, "fault" | "trace">;
+  readonly maxRequestBytes?: number;
+  /** Time a client has to send its whole request (default 10 s; the shim sends it at once). */
+  readonly receiveTimeoutMs?: number;
+  /**
+   * Test-only: honour `WEFT_CNI_FAULT=<point>` in CNI_ARGS (the shim forwards CNI_* only), as the Node plugin
+   * honours the WEFT_CNI_FAULT variable. Off unless the process that serves sets it.
+   */
+  readonly faultInjection?: boolean;
+  readonly observe?: (o: CniRequestObservation) => void;
+}
+
+function errorBody(code: number, msg: string, details?: string): string {
+  const e: CniErrorJson = { cniVersion: CURRENT_VERSION, code, msg, ...(details ? { details } : {}) };
+  return `${JSON.stringify(e)}\n`;
+}
+
+/** The CNI_ARGS value of `key` ("K1=V1;K2=V2"), if present. */
+function cniArg(args: string | undefined, key: string): string | undefined {
+  for (const kv of (args ?? "").split(";")) {
+    const eq = kv.indexOf("=");
+    if (eq > 0 && kv.slice(0, eq) === key) return kv.slice(eq + 1);
+  }
+  return undefined;
+}
+
+/**
+ * Makes sure `dir` exists, is a directory owned by this process's user, and is not writable by others. Returns
+ * the first directory it had to create, if any (removed again, when empty, as the server goes).
+ */
+export function prepareSocketDir(dir: string): string | undefined {
+  const created = mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const st = lstatSync(dir);
+  const uid = process.getuid?.() ?? 0;
+  if (!st.isDirectory()) throw new Error(`--cni-socket: ${dir} is not a directory; choose a socket path in a directory owned by uid ${uid}`);
+  if (st.uid !== uid) {
+    throw new Error(`--cni-socket: directory ${dir} is owned by uid ${st.uid}, not by this process (uid ${uid}); use a root-owned directory such as /run/weft`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw new Error(
+      `--cni-socket: directory ${dir} has mode ${(st.mode & 0o777).toString(8)}, writable by group or others; ` +
+        `make it 0755 or 0700 (chmod go-w ${dir}) or choose another directory`,
+    );
+  }
+  return created;
+}
+
+/** True when something answers HTTP on the socket at `path` (another agent serving it). */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ socketPath: path, path: `${CNI_PATH}/status`, method: "GET", timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on("timeout", () => {
+      req.destroy();
+      resolve(true); // it accepted the connection: something lives there
+    });
+    req.on("error", () => resolve(false));
+    req.end();
+  });
+}
+
+export class CniServer {
+  private server: Server | undefined;
+  private inFlight = 0;
+  private served = 0;
+  private socketIno: number | undefined;
+  private createdDir: string | undefined;
+  /** Removes the socket (and the directory start() created, when empty) if this process exits without close(). */
+  private readonly onExit = () => this.removeSocket();
+  private readonly maxBytes: number;
+  private readonly receiveTimeoutMs: number;
+
+  constructor(private readonly opts: CniServerOptions) {
+    this.maxBytes = opts.maxRequestBytes ?? MAX_CNI_REQUEST_BYTES;
+    this.receiveTimeoutMs = opts.receiveTimeoutMs ?? 10_000;
+  }
+
+  get socketPath(): string {
+    return this.opts.socketPath;
+  }
+
+  /** Creates the socket (0600, in a directory checked by prepareSocketDir) and starts serving. */
+  async start(): Promise<void> {
+    const path = this.opts.socketPath;
+    if (!path.startsWith("/")) throw new Error(`--cni-socket ${JSON.stringify(path)} must be an absolute path`);
+    if (Buffer.byteLength(path) > 107) throw new Error(`--cni-socket ${path} is longer than 107 bytes (the limit of a unix socket path)`);
+    this.createdDir = prepareSocketDir(dirname(path));
+    let existing;
+    try {
+      existing = lstatSync(path);
+    } catch {
+      existing = undefined;
+    }
+    if (existing) {
+      if (!existing.isSocket()) throw new Error(`--cni-socket: ${path} exists and is not a socket; remove it or choose another path`);
+      if (await socketAnswers(path)) throw new Error(`--cni-socket: another process serves ${path} (a second weftd?); stop it or choose another path`);
+      unlinkSync(path); // left by an agent that died
+    }
+    const server = createServer(
+      {
+        requestTimeout: this.receiveTimeoutMs,
+        headersTimeout: this.receiveTimeoutMs,
+        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(this.receiveTimeoutMs / 4))),
+        keepAliveTimeout: 1000,
+      },
+      (req, res) => void this.handle(req, res),
+    );
+    // A client that half-closes after its request (shutdown(SHUT_WR)) still gets its answer: without this, Node's
+    // HTTP server aborts a request still running when the client's FIN arrives (an undocumented but long-standing
+    // switch of http.Server).
+    (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+    server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const timeout = err.code === "ERR_HTTP_REQUEST_TIMEOUT" || err.code === "ERR_HTTP_HEADERS_TIMEOUT";
+      const body = timeout
+        ? errorBody(CniErrorCode.IO_FAILURE, `weftd: the request was not received completely within ${this.receiveTimeoutMs} ms; the client hung or is too slow`)
+        : errorBody(CniErrorCode.DECODING_FAILURE, `weftd: malformed request on the CNI socket: ${err.message}`);
+      const status = timeout ? "408 Request Timeout" : "400 Bad Request";
+      socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    });
+    const old = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(path, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(old);
+    }
+    chmodSync(path, 0o600);
+    this.socketIno = statSync(path).ino;
+    this.server = server;
+    process.once("exit", this.onExit);
+  }
+
+  /** Stops accepting, waits for requests in flight, removes the socket if it is still ours. */
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    process.off("exit", this.onExit);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.removeSocket();
+  }
+
+  /** Unlinks the socket if it is still the one this server made, then the directories start() created if empty. */
+  private removeSocket(): void {
+    try {
+      if (statSync(this.opts.socketPath).ino === this.socketIno) unlinkSync(this.opts.socketPath);
+    } catch {
+      // already gone
+    }
+    const top = this.createdDir;
+    this.createdDir = undefined;
+    if (top === undefined) return;
+    for (let d = dirname(this.opts.socketPath); d.startsWith(top); d = dirname(d)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        return; // not empty (subnet.env lives there): it stays
+      }
+      if (d === top) return;
+    }
+  }
+
+  private send(res: ServerResponse, status: number, body: string, exitCode: number): void {
+    res.writeHead(status, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(body),
+      [EXIT_CODE_HEADER]: String(exitCode),
+      connection: "close",
+    });
+    res.end(body);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === "GET" && req.url === `${CNI_PATH}/status`) {
+      this.send(res, 200, `${JSON.stringify({ inFlight: this.inFlight, served: this.served })}\n`, 0);
+      return;
+    }
+    if (req.method !== "POST" || req.url !== CNI_PATH) {
+      req.resume();
+      this.send(res, 404, errorBody(CniErrorCode.INTERNAL, `weftd: no such endpoint ${req.method} ${req.url} on the CNI socket (POST ${CNI_PATH})`), 1);
+      return;
+    }
+    const declared = Number(req.headers["content-length"] ?? "NaN");
+    const tooLarge = () => errorBody(CniErrorCode.INVALID_NETWORK_CONFIG, `weftd: the CNI request is larger than the ${this.maxBytes}-byte limit; the network config is too large`);
+    if (Number.isFinite(declared) && declared > this.maxBytes) {
+      this.send(res, 413, tooLarge(), 1);
+      req.destroy();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const c of req) {
+        size += (c as Buffer).length;
+        if (size > this.maxBytes) {
+          this.send(res, 413, tooLarge(), 1);
+          req.destroy();
+          return;
+        }
+        chunks.push(c as Buffer);
+      }
+    } catch {
+      return; // the client went away (or timed out: clientError answered it)
+    }
+    let wire: CniWireRequest;
+    try {
+      wire = decodeCniRequest(Buffer.concat(chunks));
+    } catch (err) {
+      this.send(res, 400, errorBody(CniErrorCode.DECODING_FAILURE, `weftd: malformed CNI request: ${(err as Error).message}`), 1);
+      return;
+    }
+    const started = performance.now();
+    this.inFlight++;
+    let outcome;
+    try {
+      const fault = this.opts.faultInjection ? cniArg(wire.env.CNI_ARGS, "WEFT_CNI_FAULT") : undefined;
+      outcome = await runCni(wire.env, wire.stdin, { ...this.opts.deps, ...(fault ? { fault } : {}) });
+    } finally {
+      this.inFlight--;
+      this.served++;
+    }
+    this.send(res, 200, outcome.stdout, outcome.exitCode);
+    if (this.opts.observe) {
+      let code: number | undefined;
+      let msg: string | undefined;
+      if (outcome.exitCode !== 0) {
+        try {
+          const e = JSON.parse(outcome.stdout) as { code?: unknown; msg?: unknown };
+          if (typeof e.code === "number") code = e.code;
+          if (typeof e.msg === "string") msg = e.msg;
+        } catch {
+          code = CniErrorCode.INTERNAL;
+        }
+      }
+      this.opts.observe({
+        command: wire.env.CNI_COMMAND ?? "",
+        seconds: (performance.now() - started) / 1000,
+        exitCode: outcome.exitCode,
+        ...(code !== undefined ? { code } : {}),
+        ...(msg !== undefined ? { msg } : {}),
+        ...(wire.env.CNI_CONTAINERID ? { containerID: wire.env.CNI_CONTAINERID } : {}),
+      });
+    }
+  }
+}
