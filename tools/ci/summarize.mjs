@@ -27,8 +27,10 @@ for (const f of readdirSync(dir).filter((f) => f.endsWith(".json"))) {
   perTier[tier].skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 }
 for (const [tier, t] of Object.entries(perTier)) console.log(`  ${tier}: ${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped`);
-for (const n of notRun) console.log(`  ${n}`);
-console.log(`Tests: ${passed} passed, ${failed} failed, ${skipped} skipped${notRun.length ? `, ${notRun.length} not run (missing kernel feature, listed above)` : ""}`);
+if (notRun.length) console.log(`  not run (missing kernel feature, the only allowed gate): ${notRun.length}`);
+for (const n of notRun) console.log(`    ${n}`);
+// The closing line stays exactly "Tests: N passed, N failed, N skipped" (what CI reads).
+console.log(`Tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 // The real tiers must really have run: none of them may be empty or skipped.
 const hollow = ["netns", "cluster"].filter((t) => !perTier[t] || perTier[t].passed === 0 || perTier[t].skipped > 0);
 if (hollow.length) console.log(`real tier(s) ${hollow.join(", ")} did not fully run (empty or skipped tests): treating the run as failed`);

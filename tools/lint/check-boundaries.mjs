@@ -5,11 +5,10 @@
 //   1. Only packages/kernel (tag scope:kernel) may import execa or node:child_process: one kernel-facing package.
 //   2. packages/core (scope:core) does no I/O: no node:fs/net/http/child_process/dgram/dns, no other @weft package.
 //   3. Backends (scope:backend) may import only core, the kernel port, reconcile and (in tests) the testing kits
-//      and the netns lab (a scope:tools library) —
-//      never the daemon, a subnet store, or the CLI. Outside tests they use the author surface only: not the
-//      store's token (SUBNET_MANAGER), the kernel's adapters, argv builders and output parsers (Linux*, Vici*,
-//      *Runner, register*, parse*, *Args, ...), nor the datapath engine's internals (DatapathEngine,
-//      registerDatapath, wireBackend, AgentCore, ...).
+//      and the netns lab (a scope:tools library) — never the daemon, a subnet store, or the CLI (the store has
+//      no DI token either: a backend cannot resolve it). Outside tests they use the author surface only: not the
+//      kernel's adapters, argv builders and output parsers (Linux*, Vici*, *Runner, register*, parse*, *Args,
+//      ...), nor the datapath engine's internals (DatapathEngine, registerDatapath, wireBackend, AgentCore, ...).
 //   4. No deep imports into another package (`@weft/x/src/...`, `../../packages/...`): use its public index.
 //   5. Every @weft/* import is declared in the importing package's package.json; a source that ships (not a
 //      *.spec.ts / *.spec-helper.ts) may not import a devDependency (keeps the Nx graph and the installs honest).
@@ -150,12 +149,10 @@ const BACKEND_ALLOWED_SCOPES = new Set(["scope:core", "scope:kernel", "scope:rec
 const BACKEND_TEST_ALLOWED_SCOPES = new Set([...BACKEND_ALLOWED_SCOPES, "scope:testing"]);
 /** Rule 3: what a backend's shipped sources may not take from these packages (anything else they export is the author API). */
 const BACKEND_DENIED_NAMES = {
-  "@weft/core": /^SUBNET_MANAGER$/,
   "@weft/kernel": /^(\*|Linux[A-Z]\w*|Vici[A-Z]\w*|NetnsPathKernel|netnsPathRunner|netnsNameOf|ExecaRunner|SpawnRunner|register[A-Z]\w*|parse[A-Z]\w*|classify[A-Z]\w*|validateKernelOp|\w+Args|\w+_ERROR_RULES)$/,
   "@weft/reconcile": /^(\*|DatapathEngine|registerDatapath|EXTRA_RECONCILERS|OWNERSHIP|wireBackend|BackendWiring\w*|podMtu|orderKinds|AgentCore\w*|PeerSet|JoinHooks|LeaseStore)$/,
 };
 const BACKEND_DENIED_WHY = {
-  "@weft/core": "the subnet store is the agent's, not reachable from a backend",
   "@weft/kernel": "a backend uses the kernel's ports (types and tokens), not its adapters, argv builders or output parsers; import the names you use, not *",
   "@weft/reconcile": "a backend contributes reconcilers (ObjectReconciler, RECONCILER_CONTRIBUTION), it does not drive the engine or the agent core; import the names you use, not *",
 };

@@ -7,8 +7,8 @@
 import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { IPSEC, type KernelPort, MANAGED_DAEMONS } from "@weft/kernel";
-import { FakeDaemonTable, FakeIpsec, type FakeKernel, FakeManagedDaemons } from "@weft/kernel-testing";
+import { IPSEC, type KernelPort, MANAGED_DAEMONS, XFRM } from "@weft/kernel";
+import { FakeDaemonTable, FakeIpsec, type FakeKernel, FakeManagedDaemons, FakeXfrm } from "@weft/kernel-testing";
 import type { DependencyContainer } from "tsyringe";
 
 /** A PSK of Flannel's minimum length (test only). */
@@ -23,11 +23,22 @@ export class FakeCharonHost {
     this.table.install("charon", this.ipsec.charonProgram());
   }
 
+  /** Each node's XFRM tables, by its kernel (one namespace per node; a restarted agent gets the same one). */
+  readonly xfrms = new Map<KernelPort | undefined, FakeXfrm>();
+
   /** For startTestAgent / the conformance kit's `ports`. */
   ports = (c: DependencyContainer, kernel?: KernelPort): void => {
     c.register(MANAGED_DAEMONS, { useValue: new FakeManagedDaemons(this.table, kernel ? { kernel: kernel as FakeKernel } : {}) });
     c.register(IPSEC, { useValue: this.ipsec });
+    c.register(XFRM, { useValue: this.xfrmOf(kernel) });
   };
+
+  /** The XFRM tables of the node with `kernel`. */
+  xfrmOf(kernel: KernelPort | undefined): FakeXfrm {
+    let x = this.xfrms.get(kernel);
+    if (!x) this.xfrms.set(kernel, (x = new FakeXfrm()));
+    return x;
+  }
 
   /** The charon processes running now. */
   charons() {

@@ -4,13 +4,14 @@
  * is the BackendModule; importing this package registers nothing anywhere.
  */
 import { BACKEND, type BackendModule, type Family, STATE_DIR } from "@weft/core";
-import { IPSEC, LIBIPSEC_MTU, MANAGED_DAEMONS, PRIVATE_CHARON_PIDFILE_ENV } from "@weft/kernel";
+import { IPSEC, LIBIPSEC_MTU, MANAGED_DAEMONS, PRIVATE_CHARON_PIDFILE_ENV, XFRM } from "@weft/kernel";
 import { RECONCILER_CONTRIBUTION } from "@weft/reconcile";
 import { join } from "node:path";
 import { type DependencyContainer, Lifecycle, instanceCachingFactory } from "tsyringe";
 import { IPSEC_TYPE, type IpsecConfig, ipsecConfigSchema, ipsecOverhead } from "./config.js";
 import { CHARON_HANDLE, IPSEC_RUN_DIR, IpsecBackend, preflightIpsec } from "./ipsec-backend.js";
 import { CharonHandle, CharonReconciler, ConnReconciler, SecretReconciler } from "./reconcilers.js";
+import { XfrmReconciler } from "./xfrm-sweep.js";
 
 export {
   DEFAULT_ESP_PROPOSAL,
@@ -40,6 +41,7 @@ export {
   SecretReconciler,
   type SecretSpec,
 } from "./reconcilers.js";
+export { NO_LEFTOVERS, REQID_TAG, XFRM_KIND, type XfrmLeftovers, XfrmReconciler, isWeftReqid, reqidFor } from "./xfrm-sweep.js";
 
 /**
  * The ipsec BackendModule. `underlayMtu`: outside Mode kernel the pod MTU is capped by libipsec's fixed
@@ -71,6 +73,8 @@ const ipsecModule: BackendModule<IpsecConfig> & { underlayMtu(config: IpsecConfi
     container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new CharonReconciler(charon(c))) });
     container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new SecretReconciler(charon(c))) });
     container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new ConnReconciler(charon(c))) });
+    // Kernel mode only (it lists nothing otherwise): XFRM states/policies with Weft's reqids that charon no longer holds.
+    container.register(RECONCILER_CONTRIBUTION, { useFactory: instanceCachingFactory((c) => new XfrmReconciler(charon(c), c.resolve(XFRM))) });
   },
 };
 

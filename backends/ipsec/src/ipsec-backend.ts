@@ -14,11 +14,13 @@
  *                 <STATE_DIR>/ipsec, detached so an agent restart adopts it with its SAs;
  *   ipsec-secret  the PSK, loaded over VICI (never argv, never logged) from a 0600 file: PSKFile, or a copy of
  *                 the inline PSK in <STATE_DIR>/ipsec/psk.
+ *   ipsec-xfrm    kernel mode only: no XFRM state or policy with Weft's reqids that charon does not hold (what a
+ *                 charon killed with -9 leaves); every CHILD_SA carries reqidFor(peer subnet) (./xfrm-sweep.ts).
  * Per peer (owner = the peer's subnet key):
  *   ipsec-conn    one connection per node pair; the node with the LOWER PublicIP initiates (start_action start),
  *                 the other only responds, so a pair never gets duplicate CHILD_SAs;
  *   route         libipsec only: the peer's subnet dev ipsec0 (after ipsec-charon, which creates ipsec0).
- * Order in a pass: ipsec-charon, then routes (core kinds), then ipsec-secret, then ipsec-conn.
+ * Order in a pass: ipsec-charon, then routes (core kinds), then ipsec-secret and ipsec-xfrm, then ipsec-conn.
  *
  * close("restart") leaves charon and its SAs running for the next agent (restart without traffic loss); a full
  * reconcile then finds everything as desired and writes nothing. close("teardown") retracts everything: the
@@ -33,6 +35,7 @@ import {
   type Backend,
   BACKEND_CONFIG,
   type BackendData,
+  type BackendStatus,
   DATAPATH,
   type Datapath,
   type ExternalInterface,
@@ -55,6 +58,7 @@ import { type CharonDatapath, KernelError, LIBIPSEC_DEVICE, LIBIPSEC_MTU, type I
 import { inject, injectable } from "tsyringe";
 import { IKE_PROPOSAL, IPSEC_TYPE, type IpsecConfig, ipsecOverhead, readPsk } from "./config.js";
 import { CHARON_KIND, CONN_KIND, type CharonHandle, type CharonSpec, type ConnSpec, OWNED_PREFIX, SECRET_KIND, type SecretSpec } from "./reconcilers.js";
+import { NO_LEFTOVERS, XFRM_KIND, reqidFor } from "./xfrm-sweep.js";
 
 /** The agent's CharonHandle (one per agent container; shared by the backend and the three reconcilers). */
 export const CHARON_HANDLE = createToken<CharonHandle>("weft.ipsec.charon");
@@ -63,12 +67,18 @@ const LOCAL_OWNER = "local";
 /** Where the node's charon keeps its files, under STATE_DIR. */
 export const IPSEC_RUN_DIR = "ipsec";
 const PSK_COPY = "psk";
+/** The throw-away connection registerSubnet loads to check the proposals (not a peer's). */
+const PROPOSAL_CHECK = `${OWNED_PREFIX}proposal-check`;
 
-/** The datapath, what decided it, and what the operator sees in /status. */
-export interface IpsecStatus {
+/**
+ * What the operator sees in /status (`backend`) and /metrics: the datapath and what decided it, and three gauges:
+ * `connections_desired` (peers this node has a connection for), `connections_loaded` (Weft's connections charon
+ * has loaded) and `sas_up` (of those, the ones with an ESTABLISHED IKE_SA and an INSTALLED CHILD_SA). A charon that
+ * does not answer loads nothing and has no SA up: both read 0.
+ */
+export interface IpsecStatus extends BackendStatus {
   readonly datapath?: CharonDatapath;
-  readonly reason?: string;
-  readonly connections: number;
+  readonly gauges: { readonly connections_desired: number; readonly connections_loaded: number; readonly sas_up: number };
 }
 
 const ipv4 = (ip: string) => ip.split(".").reduce((n, o) => n * 256 + Number(o), 0);
@@ -80,7 +90,7 @@ export function initiates(local: string, remote: string): boolean {
 
 /** A connection's name: `weft-<peer IP>-<digest of everything in it>`, so any change is a new object. */
 export function connectionName(c: Omit<IpsecConnection, "name">): string {
-  const d = createHash("sha256").update(JSON.stringify([c.localAddr, c.remoteAddr, c.localTs, c.remoteTs, c.ikeProposal, c.espProposal, !!c.encap, !!c.initiator])).digest("hex");
+  const d = createHash("sha256").update(JSON.stringify([c.localAddr, c.remoteAddr, c.localTs, c.remoteTs, c.ikeProposal, c.espProposal, !!c.encap, !!c.initiator, c.reqid])).digest("hex");
   return `${OWNED_PREFIX}${c.remoteAddr}-${d.slice(0, 10)}`;
 }
 
@@ -128,9 +138,30 @@ export class IpsecBackend implements Backend {
     this.peerObjects = new PeerDeclarations(this.datapath);
   }
 
-  /** What /status should show about this backend (the agent has no backend status surface yet; see the docs). */
-  status(): IpsecStatus {
-    return { ...(this.datapathMode ? { datapath: this.datapathMode } : {}), ...(this.modeReason ? { reason: this.modeReason } : {}), connections: this.peerObjects.size };
+  /** The datapath, its reason and the connection/SA gauges (IpsecStatus), read from charon over VICI now. */
+  async status(): Promise<IpsecStatus> {
+    const { loaded, up } = await this.liveCounts();
+    return {
+      ...(this.datapathMode ? { datapath: this.datapathMode } : {}),
+      ...(this.modeReason ? { reason: this.modeReason } : {}),
+      gauges: { connections_desired: this.peerObjects.size, connections_loaded: loaded, sas_up: up },
+    };
+  }
+
+  /** Weft's connections in charon (the start-time proposal check left out) and those with an SA carrying traffic. */
+  private async liveCounts(): Promise<{ loaded: number; up: number }> {
+    if (!this.datapathMode) return { loaded: 0, up: 0 };
+    const socket = this.charon.socket;
+    const ours = (name: string) => name.startsWith(OWNED_PREFIX) && name !== PROPOSAL_CHECK;
+    try {
+      const [conns, sas] = await Promise.all([this.charon.ipsec.listConnections(socket), this.charon.ipsec.listSas(socket)]);
+      const loaded = new Set(conns.map((c) => c.name).filter(ours));
+      const up = new Set(sas.filter((sa) => loaded.has(sa.connection) && sa.state === "ESTABLISHED" && sa.children.some((ch) => ch.state === "INSTALLED")).map((sa) => sa.connection));
+      return { loaded: loaded.size, up: up.size };
+    } catch {
+      // charon not answering (crashed, being restarted): nothing is loaded or up; the reconcile repairs it.
+      return { loaded: 0, up: 0 };
+    }
   }
 
   async registerSubnet(local: LocalLease): Promise<BackendData> {
@@ -145,7 +176,9 @@ export class IpsecBackend implements Backend {
     const datapath = await this.chooseDatapath();
     const secret: SecretSpec = { id: secretId(psk), file: this.pskFile(psk) };
     const charon: CharonSpec = { name: "charon", datapath };
-    this.datapath.declare(LOCAL_OWNER, { extra: { [CHARON_KIND]: [charon], [SECRET_KIND]: [secret] } });
+    // Kernel mode: no XFRM leftovers with Weft's reqids (a charon killed with -9 leaves its states and policies).
+    const xfrm: Record<string, readonly unknown[]> = datapath === "kernel" ? { [XFRM_KIND]: [NO_LEFTOVERS] } : {};
+    this.datapath.declare(LOCAL_OWNER, { extra: { [CHARON_KIND]: [charon], [SECRET_KIND]: [secret], ...xfrm } });
     await this.datapath.flush();
     await this.verifyCharon();
     await this.checkProposals();
@@ -188,6 +221,8 @@ export class IpsecBackend implements Backend {
       espProposal: this.config.espProposal,
       encap: this.config.udpEncap,
       initiator: initiates(this.localAddr, remoteAddr),
+      // Weft's ownership mark on the CHILD_SA's XFRM states and policies (kernel mode; see xfrm-sweep.ts).
+      reqid: reqidFor(subnet.toString()),
     };
     const routes: RouteSpec[] = this.datapathMode === "libipsec" ? [{ family: "v4", dst: subnet.toString(), dev: LIBIPSEC_DEVICE }] : [];
     const conn: ConnSpec = { name: connectionName(spec), ...spec, ...(spec.initiator ? { sa: "start" } : {}) };
@@ -247,7 +282,7 @@ export class IpsecBackend implements Backend {
    */
   private async checkProposals(): Promise<void> {
     const probe: IpsecConnection = {
-      name: `${OWNED_PREFIX}proposal-check`,
+      name: PROPOSAL_CHECK,
       localAddr: this.localAddr!,
       remoteAddr: "198.18.255.254",
       localTs: [this.localSubnet!.toString()],

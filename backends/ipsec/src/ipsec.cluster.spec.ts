@@ -8,11 +8,11 @@
  * charon's PID file is hard-coded to /var/run/charon.pid, shared by every node on this machine: each weftd gets a
  * private one (WEFT_IPSEC_PRIVATE_PIDFILE=1: a bind mount inside the mount namespace `ip netns exec` gives it).
  */
-import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ExecaRunner, ViciIpsec, charonFiles } from "@weft/kernel";
-import { WeftCluster, type WeftNode, etcdHttp } from "@weft/netns-lab";
+import { WeftCluster, type WeftNode, etcdHttp, pidInFile, processAlive as alive, stopDaemons } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { TEST_PSK } from "./fake-charon.spec-helper.js";
@@ -23,18 +23,7 @@ const vici = new ViciIpsec(new ExecaRunner());
 
 const runDir = (n: WeftNode) => join(n.stateDir, "ipsec");
 const socket = (n: WeftNode) => charonFiles(runDir(n)).socket;
-const charonPid = (n: WeftNode): number | undefined => {
-  const f = join(runDir(n), "charon.pid");
-  return existsSync(f) ? Number(readFileSync(f, "utf8").trim()) : undefined;
-};
-const alive = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-};
+const charonPid = (n: WeftNode): number | undefined => pidInFile(join(runDir(n), "charon.pid"));
 const link = async (n: WeftNode, name: string) => JSON.parse((await n.lab.netns.ip(["-j", "link", "show", name], { reject: false })).stdout || "[]")[0] as { mtu: number } | undefined;
 
 async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<number> {
@@ -71,10 +60,7 @@ describeReal(
       // charon outlives its agent by design: end every one this test's agents started, by PID.
       remember();
       await c?.destroy();
-      for (const pid of started) {
-        if (alive(pid) && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("charon")) process.kill(pid, "SIGTERM");
-      }
-      for (let i = 0; i < 50 && [...started].some(alive); i++) await sleep(100);
+      await stopDaemons(started, "charon");
       if (!hostPidFile && existsSync("/var/run/charon.pid") && statSync("/var/run/charon.pid").size === 0) rmSync("/var/run/charon.pid");
     });
 
@@ -99,6 +85,17 @@ describeReal(
       expect(initiated).toBe(3);
       const status = JSON.parse((await c.health(c.nodes[0]!, "/status")).body);
       expect(status.peers.map((p: { state: string }) => p.state)).toEqual(["programmed", "programmed"]);
+      // The datapath and what decided it, with charon's live counts, in /status and /metrics (never the PSK).
+      expect(status.backend).toEqual({
+        datapath: "libipsec",
+        reason: expect.stringMatching(/^auto: kernel lacks ESP/),
+        gauges: { connections_desired: 2, connections_loaded: 2, sas_up: 2 },
+      });
+      const metrics = (await c.health(c.nodes[0]!, "/metrics")).body;
+      expect(metrics).toContain('weft_backend_info{type="ipsec",datapath="libipsec"} 1\n');
+      expect(metrics).toContain('weft_backend_sas_up{type="ipsec"} 2\n');
+      expect(metrics).toContain('weft_backend_connections_loaded{type="ipsec"} 2\n');
+      expect(JSON.stringify(status) + metrics).not.toContain(TEST_PSK);
     });
 
     it("the underlay carries pod traffic only as UDP 4500: no clear packet between pod addresses", async () => {
@@ -128,14 +125,7 @@ describeReal(
     it("kill -9 of an agent during 20 pps pod ping loses nothing; the new agent adopts the same charon", async () => {
       const [n1, n2] = c.nodes as [WeftNode, WeftNode];
       const pid = charonPid(n2)!;
-      const ping = n1.pod!.netns.run("ping", ["-n", "-q", "-c", "100", "-i", "0.05", "-W", "1", n2.pod!.ip], { reject: false });
-      await sleep(1000);
-      await c.stopAgent(n2, "SIGKILL");
-      await sleep(1000);
-      expect(alive(pid)).toBe(true);
-      await c.startAgent(n2);
-      await c.waitReady(n2);
-      const r = await ping;
+      const r = await c.pingThroughAgentKill(n1, n2, () => expect(alive(pid)).toBe(true));
       expect(r.stdout).toMatch(/100 packets transmitted, 100 received/);
       expect(charonPid(n2)).toBe(pid);
       expect(await c.pingMatrix()).toEqual([]);

@@ -41,6 +41,15 @@ async function node(host: FakeCharonHost, n: number, backend: Record<string, unk
   return a;
 }
 
+/** Nodes 1 and 2, each with the other as its peer. */
+async function peeredPair(host: FakeCharonHost): Promise<[TestAgent, TestAgent]> {
+  const a = await node(host, 1);
+  const b = await node(host, 2);
+  await a.addPeer(b.lease);
+  await b.addPeer(a.lease);
+  return [a, b];
+}
+
 const charonOf = (host: FakeCharonHost, a: TestAgent) => {
   const backend = a.backend as IpsecBackend;
   const socket = (backend as unknown as { charon: { socket: string } }).charon.socket;
@@ -151,7 +160,7 @@ describe("ipsec datapath", () => {
     const a = await node(host, 1);
     const b = await node(host, 2);
     await a.addPeer(b.lease);
-    expect((a.backend as IpsecBackend).status()).toMatchObject({ datapath: "libipsec", reason: expect.stringMatching(/^auto: kernel lacks ESP/) });
+    expect(await (a.backend as IpsecBackend).status()).toMatchObject({ datapath: "libipsec", reason: expect.stringMatching(/^auto: kernel lacks ESP/) });
     const k = a.kernel as FakeKernel;
     expect(k.snapshot().links.find((l) => l.name === "ipsec0")).toMatchObject({ mtu: 1400, up: true });
     expect((await k.listRoutes({ family: "v4" })).filter((r) => r.dev === "ipsec0").map((r) => r.dst.toString())).toEqual(["198.19.2.0/24"]);
@@ -163,7 +172,7 @@ describe("ipsec datapath", () => {
     const a = await node(host, 1);
     const b = await node(host, 2);
     await a.addPeer(b.lease);
-    expect((a.backend as IpsecBackend).status().datapath).toBe("kernel");
+    expect((await (a.backend as IpsecBackend).status()).datapath).toBe("kernel");
     expect(charonOf(host, a).libipsec).toBe(false);
     expect((a.kernel as FakeKernel).snapshot().links.map((l) => l.name)).not.toContain("ipsec0");
     expect((await a.kernel.listRoutes({ family: "v4" })).filter((r) => r.dst.toString() === "198.19.2.0/24")).toEqual([]);
@@ -178,10 +187,7 @@ describe("ipsec datapath", () => {
 
   it("one connection per pair: the lower PublicIP initiates, the SA comes up once on both sides", async () => {
     const host = new FakeCharonHost();
-    const a = await node(host, 1);
-    const b = await node(host, 2);
-    await a.addPeer(b.lease);
-    await b.addPeer(a.lease);
+    const [a, b] = await peeredPair(host);
     const ca = charonOf(host, a);
     const cb = charonOf(host, b);
     const conns = (c: typeof ca) => [...c.conns.values()].filter((x) => x.name.startsWith("weft-198.18"));
@@ -219,10 +225,7 @@ describe("ipsec datapath", () => {
 
   it("drift: a connection unloaded by hand is loaded again and initiated by the next full reconcile", async () => {
     const host = new FakeCharonHost();
-    const a = await node(host, 1);
-    const b = await node(host, 2);
-    await a.addPeer(b.lease);
-    await b.addPeer(a.lease);
+    const [a] = await peeredPair(host);
     const ca = charonOf(host, a);
     const name = [...ca.conns.keys()].find((n) => n.startsWith("weft-198.18"))!;
     await host.ipsec.unloadConnection(ca.socket, name);
@@ -233,10 +236,7 @@ describe("ipsec datapath", () => {
 
   it("drift: charon killed -> restarted, key and connections loaded again, ipsec0 routes back", async () => {
     const host = new FakeCharonHost();
-    const a = await node(host, 1);
-    const b = await node(host, 2);
-    await a.addPeer(b.lease);
-    await b.addPeer(a.lease);
+    const [a] = await peeredPair(host);
     const before = charonOf(host, a);
     const pid = host.charons().find((p) => p.env.STRONGSWAN_CONF?.startsWith(before.socket.replace(/charon\.vici$/, "")))!.pid;
     await host.table.crash(pid);
@@ -248,6 +248,28 @@ describe("ipsec datapath", () => {
     expect([...after.conns.values()].map((c) => c.remoteAddr)).toEqual(["198.18.0.2"]);
     expect((await host.ipsec.listSas(after.socket)).map((s) => s.state)).toEqual(["ESTABLISHED"]);
     expect((await a.kernel.listRoutes({ family: "v4" })).filter((r) => r.dev === "ipsec0").map((r) => r.dst.toString())).toEqual(["198.19.2.0/24"]);
+  });
+
+  it("status gauges: connections desired, loaded in charon and with an SA up; a dead charon reads 0 loaded, 0 up", async () => {
+    const host = new FakeCharonHost();
+    const a = await node(host, 1);
+    const b = await node(host, 2);
+    const c = await node(host, 3);
+    const status = () => (a.backend as IpsecBackend).status();
+    expect((await status()).gauges).toEqual({ connections_desired: 0, connections_loaded: 0, sas_up: 0 });
+    await a.addPeer(b.lease);
+    await a.addPeer(c.lease);
+    await b.addPeer(a.lease);
+    // Node 3 has not loaded its side: a's connection to it is loaded but its SA is not up.
+    expect(await status()).toEqual({ datapath: "libipsec", reason: expect.stringMatching(/^auto: /), gauges: { connections_desired: 2, connections_loaded: 2, sas_up: 1 } });
+    await c.addPeer(a.lease);
+    expect((await status()).gauges).toEqual({ connections_desired: 2, connections_loaded: 2, sas_up: 2 });
+    const pid = host.charons().find((p) => p.env.STRONGSWAN_CONF?.startsWith(charonOf(host, a).socket.replace(/charon\.vici$/, "")))!.pid;
+    await host.table.crash(pid);
+    expect((await status()).gauges).toEqual({ connections_desired: 2, connections_loaded: 0, sas_up: 0 });
+    await a.reconcile();
+    expect((await status()).gauges).toEqual({ connections_desired: 2, connections_loaded: 2, sas_up: 2 });
+    expect(JSON.stringify(await status())).not.toContain(TEST_PSK);
   });
 
   it("stale weft- connections in this node's charon are pruned; connections Weft does not own are left alone", async () => {
@@ -263,10 +285,7 @@ describe("ipsec datapath", () => {
 
   it("restart: the new agent adopts the running charon (same PID) and its SAs, and writes nothing", async () => {
     const host = new FakeCharonHost();
-    const a = await node(host, 1);
-    const b = await node(host, 2);
-    await a.addPeer(b.lease);
-    await b.addPeer(a.lease);
+    const [a] = await peeredPair(host);
     const pids = host.charons().map((p) => p.pid);
     const r = await a.restart();
     expect(r.writes).toBe(0);

@@ -11,8 +11,9 @@
  *                           (an example of an extra kind with its own reconciler, see sysctl.ts)
  *   per peer and family (owner = the peer's subnet key):
  *                           route <peer subnet> via <peer Gateway> dev <underlay> [metric <Metric>]
- * The engine applies kinds in a fixed order (links, addresses, neighbours, fdb, routes, then extra kinds)
- * and batches each kind's changes into one kernel call per pass; a backend only says what it wants.
+ * The engine applies kinds in the order their reconcilers declare (links, then addresses, neighbours, fdb,
+ * then routes; the sysctl kind, declaring nothing, after them) and batches each kind's changes into one kernel
+ * call per pass; a backend only says what it wants.
  *
  * HOW A BACKEND WORKS (read this before changing anything):
  *   - It never calls the kernel to change state. It *declares* objects per owner on the Datapath
@@ -94,8 +95,9 @@ export function samplePreflight(_config: SampleConfig, net: NetworkConfig, iface
  * EXTENSION POINT: the Backend class. tsyringe builds it in the agent's child container. Every constructor
  * parameter carries an explicit @inject(TOKEN): Weft's builds emit no decorator metadata, so a parameter
  * without one would fail at resolve time. Tokens a backend may use: DATAPATH, LOGGER, BACKEND_CONFIG (your
- * parsed config), NETWORK_CONFIG, EXTERNAL_INTERFACE, STATE_DIR (from @weft/core); KERNEL_VIEW (reads) and the
- * kernel ports the backend declares (from @weft/kernel). Never PROCESS_RUNNER.
+ * parsed config), NETWORK_CONFIG, EXTERNAL_INTERFACE, STATE_DIR, CLOCK (from @weft/core); KERNEL_VIEW (reads) and
+ * the kernel ports (MANAGED_DAEMONS, WIREGUARD, IPSEC, ETHTOOL, from @weft/kernel). The store, the writable
+ * kernel and the process runner are not in the backend's container.
  */
 @injectable()
 export class SampleBackend implements Backend {

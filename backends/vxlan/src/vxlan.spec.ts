@@ -33,8 +33,8 @@ import {
   isWeftError,
   parseNetworkConfig,
 } from "@weft/core";
-import { ETHTOOL, KERNEL, KERNEL_VIEW, LinuxEthtool, PROCESS_RUNNER, kernelView } from "@weft/kernel";
-import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
+import { ETHTOOL, KERNEL, KERNEL_VIEW, kernelView } from "@weft/kernel";
+import { FakeEthtool, FakeKernel } from "@weft/kernel-testing";
 import { DatapathEngine, registerDatapath } from "@weft/reconcile";
 import { container } from "tsyringe";
 import { afterEach, describe, expect, it } from "vitest";
@@ -60,7 +60,8 @@ interface NodeOptions {
   mode?: FamilyMode;
   kernel?: FakeKernel;
   stateDir?: string;
-  runner?: FakeProcessRunner;
+  /** The agent's EthtoolPort (default: the Linux adapter over the test agent's runner, which has no programs). */
+  ethtool?: FakeEthtool;
   iface?: Partial<TestInterface>;
   subnetOf?: number;
   logger?: MemoryLogger;
@@ -70,6 +71,7 @@ async function node(i: number, o: NodeOptions = {}): Promise<TestAgent> {
   const mode = o.mode ?? "v4";
   const me = T.node(i);
   const sub = T.node(o.subnetOf ?? i);
+  const ethtool = o.ethtool;
   const agent = await startTestAgent({
     backends: [vxlan],
     config: testNetConf({ Type: "vxlan", ...o.backend }, mode),
@@ -81,7 +83,7 @@ async function node(i: number, o: NodeOptions = {}): Promise<TestAgent> {
     leases: { subnet: sub.subnet, ipv6Subnet: sub.ipv6Subnet, nodeName: me.nodeName },
     ...(o.kernel ? { kernel: o.kernel } : {}),
     ...(o.stateDir ? { stateDir: o.stateDir } : {}),
-    ...(o.runner ? { processRunner: o.runner } : {}),
+    ...(ethtool ? { ports: (c) => void c.register(ETHTOOL, { useValue: ethtool }) } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
   });
   agents.push(agent);
@@ -411,38 +413,19 @@ describe("vxlan self-healing", () => {
 });
 
 /**
- * ethtool, simulated against the FakeKernel: features live with the device's ifindex, so a recreated device
- * starts with offload on again, exactly what makes a one-shot workaround insufficient.
+ * ethtool: the EthtoolPort's fake over the FakeKernel. Features live with the device's ifindex, so a recreated
+ * device starts with offload on again, exactly what makes a one-shot workaround insufficient.
  */
 function fakeEthtool(kernel: FakeKernel) {
-  const off = new Set<number>();
-  const index = async (dev: string) => (await kernel.listLinks()).find((l) => l.name === dev)?.index;
-  const runner = new FakeProcessRunner().on("ethtool", async (args) => {
-    const [flag, dev, feature, value] = args;
-    const i = await index(dev!);
-    if (i === undefined) return { exitCode: 1, stderr: `Cannot get device feature names: No such device\n` };
-    if (flag === "--show-features") {
-      return { stdout: `Features for ${dev}:\ntx-checksumming: on\n\ttx-checksum-ipv4: off [fixed]\n\ttx-checksum-ip-generic: ${off.has(i) ? "off" : "on"}\n\ttx-checksum-ipv6: off [fixed]\n` };
-    }
-    if (flag === "--features" && feature === "tx-checksum-ip-generic") {
-      if (value === "off") off.add(i);
-      else off.delete(i);
-      return { stdout: "" };
-    }
-    return { exitCode: 1, stderr: `unexpected ethtool ${args.join(" ")}\n` };
-  });
-  const state = async (dev: string) => {
-    const i = await index(dev);
-    return i === undefined ? "absent" : off.has(i) ? "off" : "on";
-  };
-  return { runner, state };
+  const port = new FakeEthtool({ kernel });
+  return { port, state: (dev: string) => port.stateOf(dev, "tx-checksum-ip-generic") };
 }
 
 describe("vxlan DisableTxChecksumOffload (kind offload)", () => {
   it("turns tx-checksum-ip-generic off on the device and again after the device is recreated", async () => {
     const kernel = new FakeKernel();
     const eth = fakeEthtool(kernel);
-    const a = await node(1, { mode: "dual", kernel, runner: eth.runner, backend: { DisableTxChecksumOffload: true } });
+    const a = await node(1, { mode: "dual", kernel, ethtool: eth.port, backend: { DisableTxChecksumOffload: true } });
     expect([await eth.state("weft.1"), await eth.state("weft-v6.1")]).toEqual(["off", "off"]);
     expect((await a.reconcile()).writes).toBe(0);
     await kernel.apply([{ op: "link.del", name: "weft.1" }]);
@@ -454,7 +437,7 @@ describe("vxlan DisableTxChecksumOffload (kind offload)", () => {
   it("survives a restart without touching anything", async () => {
     const kernel = new FakeKernel();
     const eth = fakeEthtool(kernel);
-    const a = await node(1, { kernel, runner: eth.runner, backend: { DisableTxChecksumOffload: true } });
+    const a = await node(1, { kernel, ethtool: eth.port, backend: { DisableTxChecksumOffload: true } });
     const r = await a.restart();
     expect([r.writes, r.recreated]).toEqual([0, []]);
     expect(await eth.state("weft.1")).toBe("off");
@@ -491,8 +474,7 @@ describe("vxlan DisableTxChecksumOffload (kind offload)", () => {
     c.register(STATE_DIR, { useValue: tempDir() });
     c.register(KERNEL, { useValue: kernel });
     c.register(KERNEL_VIEW, { useValue: kernelView(kernel) });
-    c.register(PROCESS_RUNNER, { useValue: eth.runner });
-    c.register(ETHTOOL, { useValue: new LinuxEthtool(eth.runner) });
+    c.register(ETHTOOL, { useValue: eth.port });
     registerDatapath(c);
     c.register(DATAPATH, { useValue: c.resolve(DatapathEngine) }); // engine first: contributions come too late
     vxlan.register(c);

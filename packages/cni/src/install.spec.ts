@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { FALLBACK_MARKER, FALLBACK_SLOT_SIZE, install, parseInstallArgs, patchShim, UsageError } from "./install.js";
+import { FALLBACK_MARKER, FALLBACK_SLOT_SIZE, install, parseInstallArgs, patchShim, readShimFallback, UsageError } from "./install.js";
 
 const root = mkdtempSync(join(tmpdir(), "weft-install-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -49,6 +49,12 @@ describe("weft-cni install", () => {
         { type: "portmap", capabilities: { portMappings: true } },
       ],
     });
+    // What weftctl doctor reads back: the fallback in the installed shim; an empty slot in the built one; no slot in
+    // the Node plugin.
+    expect(readShimFallback(installed)).toEqual({ fallback: join(binDir, "weft-cni") });
+    expect(readShimFallback(fakeShim)).toEqual({ fallback: undefined });
+    expect(readShimFallback(readFileSync(r.fallback))).toBeUndefined();
+    expect(readShimFallback(Buffer.from(`${FALLBACK_MARKER}\0/run/weft/cni.sock\0`))).toBeUndefined();
     // Atomic: no temporary files are left behind.
     expect(readdirSync(binDir).sort()).toEqual(["weft", "weft-cni"]);
     expect(readdirSync(confDir)).toEqual(["10-weft.conflist"]);

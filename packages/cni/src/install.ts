@@ -51,6 +51,28 @@ export function patchShim(shim: Uint8Array, fallback: string): Buffer {
   throw new UsageError(`the shim has no empty fallback slot (${FALLBACK_MARKER} followed by zeros): rebuild it with \`npm run build\` in packages/cni`);
 }
 
+/**
+ * What an installed `weft` is, read back from its bytes (the inverse of {@link patchShim}, for `weftctl doctor`):
+ * `{ fallback: "/abs/path" }` for the shim with a fallback written into its slot, `{ fallback: undefined }` for the
+ * shim with an empty slot (built but never installed by `weft-cni install`: it has nothing to run when weftd is
+ * down), and undefined when `bin` has no slot at all (not the shim: the Node plugin itself, or another program).
+ */
+export function readShimFallback(bin: Uint8Array): { readonly fallback: string | undefined } | undefined {
+  const buf = Buffer.from(bin.buffer, bin.byteOffset, bin.byteLength);
+  const marker = Buffer.from(FALLBACK_MARKER, "latin1");
+  for (let at = buf.indexOf(marker); at >= 0; at = buf.indexOf(marker, at + 1)) {
+    const rest = buf.subarray(at + marker.length, at + FALLBACK_SLOT_SIZE);
+    if (rest.length !== FALLBACK_SLOT_SIZE - marker.length) continue;
+    const end = rest.indexOf(0);
+    // The slot: an absolute path then zeros to its end, or zeros only. The marker's other copy (the constant the
+    // shim compares with) is followed by a NUL and other strings.
+    if (end < 0 || !rest.subarray(end).every((b) => b === 0)) continue;
+    if (end === 0) return { fallback: undefined };
+    if (rest[0] === 0x2f) return { fallback: rest.subarray(0, end).toString("utf8") };
+  }
+  return undefined;
+}
+
 /** The default network: Flannel's (name cbr0, then portmap) with the weft plugin in place of flannel. */
 export function defaultConflist(): Record<string, unknown> {
   return {

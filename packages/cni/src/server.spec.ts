@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KernelPort } from "@weft/kernel";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { type CniRequestObservation, CniServer, decodeCniRequest, encodeCniRequest } from "./server.js";
+import { type CniRequestObservation, CniServer, decodeCniRequest, encodeCniRequest, requestCniSocket } from "./server.js";
 
 const root = mkdtempSync(join(tmpdir(), "weft-cni-server-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -226,5 +226,69 @@ describe("CNI server", () => {
     expect(JSON.parse(bad.body)).toMatchObject({ code: 6, msg: expect.stringContaining("not a CNI_* variable") });
     const st = await raw(s.socketPath, "GET /cni/v1/status HTTP/1.1\r\nHost: weftd\r\n\r\n");
     expect(JSON.parse(st.body)).toEqual({ inFlight: 0, served: 0 });
+  });
+
+  it("requestCniSocket speaks for the shim, and tells a missing socket, a refusing one and one that never answers apart", async () => {
+    const s = await serve();
+    const v = await requestCniSocket(s.socketPath, { env: { CNI_COMMAND: "VERSION" }, stdin: '{"cniVersion":"1.0.0"}' });
+    expect(v).toMatchObject({ status: 200, exitCode: 0 });
+    expect(JSON.parse(v.body).supportedVersions).toContain("1.1.0");
+    expect(JSON.parse((await requestCniSocket(s.socketPath, "status")).body)).toEqual({ inFlight: 0, served: 1 });
+
+    const dir = join(root, "client");
+    mkdirSync(dir);
+    await expect(requestCniSocket(join(dir, "none.sock"), "status")).rejects.toMatchObject({ code: "ENOENT" });
+    // A socket file nobody listens on (as in the stale-socket test above).
+    const gone = createNetServer();
+    await new Promise<void>((r) => gone.listen(join(dir, "tmp.sock"), r));
+    linkSync(join(dir, "tmp.sock"), join(dir, "stale.sock"));
+    await new Promise<void>((r) => gone.close(() => r()));
+    await expect(requestCniSocket(join(dir, "stale.sock"), "status")).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    // Accepts and never answers: a hung agent.
+    const mute = createNetServer(() => undefined);
+    await new Promise<void>((r) => mute.listen(join(dir, "mute.sock"), r));
+    try {
+      const t0 = Date.now();
+      await expect(requestCniSocket(join(dir, "mute.sock"), "status", 200)).rejects.toMatchObject({ code: "ETIMEDOUT", message: expect.stringContaining("did not answer within 200 ms") });
+      expect(Date.now() - t0).toBeLessThan(2000);
+    } finally {
+      mute.close();
+    }
+  });
+
+  it("close() waits for requests in flight up to its bound, then closes their connections and removes the socket", async () => {
+    const dir = join(root, "drain");
+    mkdirSync(join(dir, "bin"), { recursive: true });
+    writeFileSync(join(dir, "subnet.env"), "FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
+    writeFileSync(join(dir, "bin", "hungbr"), "#!/bin/false\n", { mode: 0o755 });
+    // The delegate (played by the runner) never returns: an ADD stuck on a hung process.
+    let entered!: () => void;
+    const inDelegate = new Promise<void>((r) => (entered = r));
+    const runner = {
+      run: () => {
+        entered();
+        return new Promise<never>(() => undefined);
+      },
+      spawn: () => {
+        throw new Error("no processes");
+      },
+    };
+    const s = new CniServer({ socketPath: join(dir, "cni.sock"), deps: { runner, host: noKernel, container: () => noKernel } });
+    await s.start();
+    const conf = { cniVersion: "1.0.0", name: "cbr0", type: "weft", subnetFile: join(dir, "subnet.env"), dataDir: join(dir, "data"), delegate: { type: "hungbr" } };
+    const add = requestCniSocket(s.socketPath, { env: { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c1", CNI_IFNAME: "eth0", CNI_NETNS: "/run/netns/c1", CNI_PATH: join(dir, "bin") }, stdin: JSON.stringify(conf) }, 10_000);
+    const settled = add.then(
+      () => "answered",
+      (err: NodeJS.ErrnoException) => err.code,
+    );
+    await inDelegate;
+    const t0 = Date.now();
+    await s.close(300);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    // The shim sees the connection closed without an answer: CNI error 11, the runtime retries.
+    expect(await settled).toBe("ECONNRESET");
+    expect(existsSync(s.socketPath)).toBe(false);
+    await s.close(); // a second close is the same, finished close
   });
 });

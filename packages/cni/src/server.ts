@@ -30,7 +30,11 @@ import { CURRENT_VERSION } from "./result.js";
 export const DEFAULT_CNI_SOCKET = "/run/weft/cni.sock";
 /** The shim's limit on stdin (1 MiB) plus its limit on the CNI_* environment (64 KiB). */
 export const MAX_CNI_REQUEST_BYTES = 1024 * 1024 + 64 * 1024;
+/** The endpoint the shim posts to (GET `${CNI_PATH}/status` answers in-flight and served counts). */
 export const CNI_PATH = "/cni/v1";
+/** How long close() waits for requests in flight before it closes their connections (weftd's SIGTERM). */
+export const CNI_DRAIN_TIMEOUT_MS = 5000;
+/** The answer's header carrying the plugin's exit code (0 or 1). */
 export const EXIT_CODE_HEADER = "weft-cni-exit-code";
 
 /** One CNI request as the shim sends it. */
@@ -130,24 +134,76 @@ export function prepareSocketDir(dir: string): string | undefined {
   return created;
 }
 
-/** True when something answers HTTP on the socket at `path` (another agent serving it). */
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = httpRequest({ socketPath: path, path: `${CNI_PATH}/status`, method: "GET", timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(true);
+/** One answer read from the CNI socket by {@link requestCniSocket}. */
+export interface CniSocketAnswer {
+  /** The HTTP status: 200 for an answered request (the plugin's own error or not), 4xx for a refused one. */
+  readonly status: number;
+  /** The plugin's exit code from the `weft-cni-exit-code` header; undefined when the answer has none. */
+  readonly exitCode: number | undefined;
+  /** What the shim would print: the plugin's stdout, a CNI error object, or (for "status") the counts as JSON. */
+  readonly body: string;
+}
+
+/**
+ * The client side of the CNI socket, in TypeScript (the shim is the C side): sends `req` over the unix socket at
+ * `socketPath` as the shim does (POST {@link CNI_PATH}, the {@link encodeCniRequest} body), or, for `"status"`,
+ * GET `${CNI_PATH}/status`, and reads the whole answer. Rejects with the connection's error (its `code`: ENOENT,
+ * ECONNREFUSED, EACCES, ...) or, when the whole exchange takes longer than `timeoutMs`, with an error whose code is
+ * ETIMEDOUT (the connection was accepted: something lives there, but it does not answer). Used by weftd (is another
+ * agent serving this socket?), by `weftctl doctor` and by the tests.
+ */
+export function requestCniSocket(socketPath: string, req: CniWireRequest | "status", timeoutMs = 5000): Promise<CniSocketAnswer> {
+  const body = req === "status" ? undefined : encodeCniRequest(req);
+  return new Promise((resolve, reject) => {
+    const r = httpRequest(
+      {
+        socketPath,
+        path: req === "status" ? `${CNI_PATH}/status` : CNI_PATH,
+        method: req === "status" ? "GET" : "POST",
+        agent: false,
+        headers: { host: "weftd", connection: "close", ...(body ? { "content-type": "application/x-weft-cni", "content-length": body.length } : {}) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => {
+          clearTimeout(timer);
+          const exit = Number(res.headers[EXIT_CODE_HEADER]);
+          resolve({ status: res.statusCode ?? 0, exitCode: Number.isInteger(exit) ? exit : undefined, body: Buffer.concat(chunks).toString("utf8") });
+        });
+      },
+    );
+    const timer = setTimeout(() => {
+      reject(Object.assign(new Error(`${socketPath} accepted the connection but did not answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" }));
+      r.destroy();
+    }, timeoutMs);
+    r.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
     });
-    req.on("timeout", () => {
-      req.destroy();
-      resolve(true); // it accepted the connection: something lives there
-    });
-    req.on("error", () => resolve(false));
-    req.end();
+    r.end(body);
   });
 }
 
+/** True when something answers HTTP on the socket at `path`, or accepts and hangs (another agent serving it). */
+async function socketAnswers(path: string): Promise<boolean> {
+  try {
+    await requestCniSocket(path, "status", 1000);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ETIMEDOUT";
+  }
+}
+
+/**
+ * weftd's side of the `weft` shim: an HTTP/1.1 server on a root-only unix socket that runs each request through
+ * `runCni` with the given ports. `start()` creates the socket, `close()` waits for requests in flight and removes
+ * it. One instance per socket; see the top of this file for the protocol and its bounds.
+ */
 export class CniServer {
   private server: Server | undefined;
+  private closing: Promise<void> | undefined;
   private inFlight = 0;
   private served = 0;
   private socketIno: number | undefined;
@@ -162,6 +218,7 @@ export class CniServer {
     this.receiveTimeoutMs = opts.receiveTimeoutMs ?? 10_000;
   }
 
+  /** The socket this server serves (or will serve). */
   get socketPath(): string {
     return this.opts.socketPath;
   }
@@ -223,14 +280,35 @@ export class CniServer {
     process.once("exit", this.onExit);
   }
 
-  /** Stops accepting, waits for requests in flight, removes the socket if it is still ours. */
-  async close(): Promise<void> {
+  /**
+   * Stops accepting, waits for requests in flight (at most `drainTimeoutMs`, default {@link CNI_DRAIN_TIMEOUT_MS}),
+   * removes the socket if it is still ours. Requests still running at the deadline have their connections closed:
+   * their shims answer CNI error 11 and the runtime retries. Every call returns the same promise, so weftd can
+   * start closing at the signal and wait for the end before it exits.
+   */
+  close(drainTimeoutMs = CNI_DRAIN_TIMEOUT_MS): Promise<void> {
+    if (this.closing) return this.closing;
     const server = this.server;
-    if (!server) return;
+    if (!server) return Promise.resolve();
     this.server = undefined;
-    process.off("exit", this.onExit);
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    this.removeSocket();
+    this.closing = (async () => {
+      // Stop accepting at once (new shims then run the fallback), wait for requests in flight, then clean up. The
+      // exit hook stays until then: a process that exits meanwhile still removes the socket.
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Idle connections (a client that connected and sent nothing) hold up nothing: only requests are awaited.
+        server.closeIdleConnections();
+        timer = setTimeout(() => {
+          server.closeAllConnections();
+          resolve();
+        }, drainTimeoutMs);
+      });
+      clearTimeout(timer);
+      this.removeSocket();
+      process.off("exit", this.onExit);
+    })();
+    return this.closing;
   }
 
   /** Unlinks the socket if it is still the one this server made, then the directories start() created if empty. */

@@ -67,6 +67,28 @@ export interface BackendData {
 export type PeerStatus = { readonly state: "programmed" } | PeerRefusal;
 
 /**
+ * What a backend reports about its own datapath, beyond the peers' states: the agent shows it in `/status`
+ * (`backend`), in `weftctl status`, and as metrics (`weft_backend_info{type,datapath} 1` and one gauge
+ * `weft_backend_<name>{type}` per entry of `gauges`). Never put a secret (key, PSK, password) in it: it is served
+ * unauthenticated.
+ */
+export interface BackendStatus {
+  /**
+   * How the backend carries packets right now, when it has a choice (ipsec: `kernel` or `libipsec`). Letters,
+   * digits, `.`, `_` and `-`, at most 64 characters; anything else is dropped with a warning.
+   */
+  readonly datapath?: string;
+  /** Why that datapath, in one short line (e.g. `auto: kernel lacks ESP`). */
+  readonly reason?: string;
+  /**
+   * Counts the operator can graph or alert on, by snake_case name (`[a-z][a-z0-9_]*`, at most 48 characters, not
+   * `info`): e.g. ipsec's `connections_loaded`, `sas_up`. Each becomes the gauge `weft_backend_<name>{type}`.
+   * Finite numbers only; a name that breaks the rules is dropped with a warning.
+   */
+  readonly gauges?: Readonly<Record<string, number>>;
+}
+
+/**
  * A backend's implementation for one agent, bound to BACKEND by BackendModule.register. The agent calls
  * registerSubnet once, then addPeer/removePeer as leases come and go, then close. A backend describes kernel
  * objects on the Datapath; it never changes the kernel itself.
@@ -85,6 +107,12 @@ export interface Backend {
   removePeer(peer: Lease): Promise<void>;
   /** `restart` leaves the datapath up for the next agent to adopt; `teardown` removes what this backend owns. */
   close(mode: "restart" | "teardown"): Promise<void>;
+  /**
+   * Optional: the backend's own status (datapath, reason, gauges; see BackendStatus). The agent asks for it when
+   * `/status` or `/metrics` is read and on every resync, after registerSubnet; keep it cheap, and never throw for a
+   * datapath that is down (report it in the gauges). No secrets.
+   */
+  status?(): Promise<BackendStatus>;
 }
 
 /**

@@ -3,7 +3,6 @@ import type { Backend, Datapath, ExternalInterface } from "./backend.js";
 import type { Clock } from "./clock.js";
 import type { Logger } from "./logger.js";
 import type { NetworkConfig } from "./network-config.js";
-import type { SubnetManager } from "./subnet-manager.js";
 import { createToken } from "./tokens.js";
 
 /** The agent's Logger. */
@@ -14,8 +13,6 @@ export const NETWORK_CONFIG = createToken<NetworkConfig>("weft.network-config");
 export const BACKEND_CONFIG = createToken<unknown>("weft.backend-config");
 /** The node's chosen underlay interface and addresses. */
 export const EXTERNAL_INTERFACE = createToken<ExternalInterface>("weft.external-interface");
-/** The cluster store (agent-internal: never registered in a backend's container, see wireBackend). */
-export const SUBNET_MANAGER = createToken<SubnetManager>("weft.subnet-manager");
 /** The Datapath a backend declares its kernel objects on. */
 export const DATAPATH = createToken<Datapath>("weft.datapath");
 /** The Backend that BackendModule.register binds. */

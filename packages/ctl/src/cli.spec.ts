@@ -119,12 +119,14 @@ describe("weftctl doctor", () => {
       chmodSync(join(bin, "weft"), 0o755);
       writeFileSync(join(conf, "10-weft.conflist"), JSON.stringify({ name: "cbr0", plugins: [{ type: "weft" }] }));
       writeFileSync(join(dir, "subnet.env"), "FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
-      const args = ["doctor", "--subnet-file", join(dir, "subnet.env"), "--cni-bin-dir", bin, "--cni-conf-dir", conf, "--endpoint", ready];
+      const args = ["doctor", "--subnet-file", join(dir, "subnet.env"), "--cni-bin-dir", bin, "--cni-conf-dir", conf, "--cni-socket", join(dir, "cni.sock"), "--endpoint", ready];
       const kernel = new FakeKernel({ sysctls: { "net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1" } });
       const good = await run(args, kernel);
       expect(good.stdout).toContain("OK    weftd");
       // The fake node has no weft* device: a WARN, not a FAIL.
       expect(good.stdout).toMatch(/^WARN  devices/m);
+      // weftd serves no CNI socket there: the shim would run the fallback (a WARN).
+      expect(good.stdout).toContain(`WARN  cni socket           ${join(dir, "cni.sock")} (--cni-socket) does not exist`);
       expect(good.code).toBe(0);
 
       await kernel.setSysctl("net.ipv4.ip_forward", "0");
@@ -149,6 +151,7 @@ describe("usage", () => {
     expect(d.code).toBe(0);
     expect(d.stdout).toContain("--subnet-file <file>");
     expect(d.stdout).toContain("(default /run/weft/subnet.env)");
+    expect(d.stdout).toContain("--cni-socket <path>");
     expect((await run(["help", "peers"])).stdout).toMatch(/^Usage: weftctl peers/);
     expect((await run(["--version"])).stdout).toBe("weftctl 0.1.0\n");
   });

@@ -75,12 +75,13 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   doctor: {
-    summary: "local checks (subnet.env, forwarding, br_netfilter, CNI plugin and config, weftd, devices, routes, MTU), each with its fix",
-    usage: "weftctl doctor [--subnet-file FILE] [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--endpoint URL] [--json]",
+    summary: "local checks (subnet.env, forwarding, br_netfilter, CNI plugin, config and socket, weftd, devices, routes, MTU), each with its fix",
+    usage: "weftctl doctor [--subnet-file FILE] [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--cni-socket PATH] [--endpoint URL] [--json]",
     options: (env) => ({
       "subnet-file": { kind: "string", placeholder: "file", help: "the subnet.env weftd writes (its --subnet-file)", default: "/run/weft/subnet.env" },
       "cni-bin-dir": { kind: "string", placeholder: "dir", help: "where the container runtime looks for CNI plugins", default: "/opt/cni/bin" },
       "cni-conf-dir": { kind: "string", placeholder: "dir", help: "where the container runtime looks for CNI configs", default: "/etc/cni/net.d" },
+      "cni-socket": { kind: "string", placeholder: "path", help: "weftd's CNI socket (its --cni-socket); default: the weft plugin's agentSocket in the CNI config, else /run/weft/cni.sock" },
       endpoint: endpointOpt(env),
       json: jsonOpt,
       help: helpOpt,
@@ -93,6 +94,7 @@ const COMMANDS: Record<string, Command> = {
         subnetFile: String(v["subnet-file"]),
         cniBinDir: String(v["cni-bin-dir"]),
         cniConfDir: String(v["cni-conf-dir"]),
+        ...(v["cni-socket"] !== undefined ? { cniSocket: String(v["cni-socket"]) } : {}),
         endpoint,
         endpointGiven: given.has("endpoint") || !!io.env.WEFTCTL_ENDPOINT,
       });

@@ -1,14 +1,17 @@
 /**
  * `weftctl doctor`: local checks of what Flannel-class networking needs on a node, each OK / WARN / FAIL with the
  * fix (the things operators trip over, reference/flannel.md §9: subnet.env missing, forwarding off, br_netfilter,
- * the CNI plugin not installed, stale routes, MTU). Kernel state is read only through the KernelPort (the caller
- * passes LinuxKernel in production, FakeKernel in tests); files through node:fs. Nothing is changed.
+ * the CNI plugin not installed, stale routes, MTU), and the path a pod's ADD takes (docs/cni.md): the `weft` shim
+ * and its fallback, weftd's CNI socket (mode, owner, directory) and whether weftd answers on it. Kernel state is
+ * read only through the KernelPort (the caller passes LinuxKernel in production, FakeKernel in tests); files
+ * through node:fs; the CNI socket through @weft/cni's client (requestCniSocket, node:http). Nothing is changed.
  *
  * `runDoctor` gathers, `renderDoctor` is pure.
  */
 import { constants } from "node:fs";
-import { access, readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { access, lstat, readdir, readFile, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { DEFAULT_CNI_SOCKET, readShimFallback, requestCniSocket } from "@weft/cni";
 import { errorMessage, parseSubnetEnv, type SubnetEnv, type Link, WEFT_LINK_PREFIX, WEFT_ROUTE_PROTOCOL } from "@weft/core";
 import type { KernelPort } from "@weft/kernel";
 import { fetchStatus, type StatusReport } from "./status.js";
@@ -33,6 +36,15 @@ export interface DoctorOptions {
   readonly endpointGiven: boolean;
   /** Reads weftd (default: fetchStatus over HTTP). */
   readonly readWeftd?: (endpoint: string) => Promise<StatusReport>;
+  /**
+   * weftd's CNI socket (`--cni-socket`). Default: the `agentSocket` of the weft plugin in the CNI config, else
+   * /run/weft/cni.sock (what the shim uses).
+   */
+  readonly cniSocket?: string;
+  /** Uids that may own the CNI socket and its directory (weftd's user). Default: root and the user running doctor. */
+  readonly cniSocketOwners?: readonly number[];
+  /** How long weftd has to answer on the CNI socket (default 3000 ms). */
+  readonly cniSocketTimeoutMs?: number;
 }
 
 const ok = (name: string, message: string): Check => ({ name, level: "ok", message });
@@ -65,7 +77,18 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
   if (v6) await guard("ipv6 forwarding", () => checkSysctlOne(o.kernel, "ipv6 forwarding", "net.ipv6.conf.all.forwarding", "IPv6 pods on other nodes are unreachable through this node"));
   await guard("br_netfilter", () => checkBridgeNetfilter(o.kernel, { v4, v6 }));
   await guard("cni plugin", () => checkCniPlugin(o.cniBinDir, o.cniConfDir));
-  await guard("cni config", () => checkCniConfig(o.cniConfDir, o.cniBinDir));
+  let agentSocket: string | undefined;
+  await guard("cni config", async () => {
+    const r = await inspectCniConfig(o.cniConfDir, o.cniBinDir);
+    agentSocket = r.agentSocket;
+    return r.check;
+  });
+  const socket = o.cniSocket
+    ? { path: o.cniSocket, from: "--cni-socket" }
+    : agentSocket
+      ? { path: agentSocket, from: "the CNI config's agentSocket" }
+      : { path: DEFAULT_CNI_SOCKET, from: "the default; the CNI config sets no agentSocket" };
+  await guard("cni socket", () => checkCniSocket(socket.path, socket.from, { owners: o.cniSocketOwners, timeoutMs: o.cniSocketTimeoutMs }));
 
   let report: StatusReport | undefined;
   await guard("weftd", async () => {
@@ -163,7 +186,45 @@ export async function checkCniPlugin(binDir: string, confDir: string): Promise<C
   } catch {
     return fail(name, `${path} is not executable`, `chmod +x ${path}, or ${install}`);
   }
-  return ok(name, `${path} is installed`);
+  // The shim (docs/cni.md) forwards to weftd and runs the fallback, whose path `weft-cni install` wrote into it,
+  // when weftd does not answer.
+  const bytes = await readFile(path);
+  const shim = readShimFallback(bytes);
+  if (!shim) {
+    if (bytes.subarray(0, 2).toString("latin1") === "#!") {
+      return warn(name, `${path} is a script (the Node plugin of an older install?), not the weft shim: every pod ADD/DEL starts a Node process (~3x slower, ~42 MB each) and weftd's CNI server is not used`, install);
+    }
+    return fail(name, `${path} is not the weft shim (it has no fallback slot): another program is installed under the weft plugin's name`, install);
+  }
+  const fb = shim.fallback;
+  if (fb === undefined) {
+    return fail(name, `${path} is the weft shim with no fallback written into it: pods work through weftd, but while weftd is down or restarting every ADD/DEL fails with CNI error 11`, install);
+  }
+  const meanwhile = "pods work through weftd, but while weftd is down or restarting every ADD/DEL fails with CNI error 11";
+  let fst;
+  try {
+    fst = await stat(fb);
+  } catch {
+    return fail(name, `${path}'s fallback ${fb} does not exist: ${meanwhile}`, install);
+  }
+  try {
+    if (!fst.isFile()) throw new Error("not a file");
+    await access(fb, constants.X_OK);
+  } catch {
+    return fail(name, `${path}'s fallback ${fb} is not an executable file: ${meanwhile}`, `chmod +x ${fb}, or ${install}`);
+  }
+  // An interpreter pinned with `weft-cni install --node` must exist (`#!/usr/bin/env node` looks node up on the
+  // runtime's PATH, which doctor cannot see).
+  const head = (await readFile(fb)).subarray(0, 256).toString("utf8");
+  const interp = /^#!(\/\S+)/.exec(head)?.[1];
+  if (interp && interp !== "/usr/bin/env") {
+    try {
+      await access(interp, constants.X_OK);
+    } catch {
+      return fail(name, `${path}'s fallback ${fb} runs ${interp}, which does not exist or is not executable: ${meanwhile}`, `install Node.js there, or ${install} --node <path of node>`);
+    }
+  }
+  return ok(name, `${path} is the weft shim; its fallback ${fb} is installed`);
 }
 
 /** Does a CNI config (a .conflist's plugins, or a single .conf) use the `weft` plugin? */
@@ -174,7 +235,19 @@ function namesWeft(conf: unknown): boolean {
   return Array.isArray(c.plugins) && c.plugins.some((p) => typeof p === "object" && p !== null && (p as { type?: unknown }).type === "weft");
 }
 
+/** The `agentSocket` of the weft plugin in a CNI config, if it sets one. */
+function agentSocketOf(conf: unknown): string | undefined {
+  const c = conf as { type?: unknown; agentSocket?: unknown; plugins?: unknown };
+  const plugin = c.type === "weft" ? c : Array.isArray(c.plugins) ? (c.plugins as { type?: unknown; agentSocket?: unknown }[]).find((p) => typeof p === "object" && p !== null && p.type === "weft") : undefined;
+  return typeof plugin?.agentSocket === "string" ? plugin.agentSocket : undefined;
+}
+
 export async function checkCniConfig(confDir: string, binDir: string): Promise<Check> {
+  return (await inspectCniConfig(confDir, binDir)).check;
+}
+
+/** checkCniConfig, and the `agentSocket` the weft plugin's config names (the socket the shim connects to). */
+async function inspectCniConfig(confDir: string, binDir: string): Promise<{ check: Check; agentSocket?: string }> {
   const name = "cni config";
   const install = `run weft-cni install --bin-dir ${binDir} --conf-dir ${confDir}`;
   let files: string[];
@@ -182,27 +255,131 @@ export async function checkCniConfig(confDir: string, binDir: string): Promise<C
     // The runtime (libcni) loads the first of *.conf, *.conflist, *.json in lexical order.
     files = (await readdir(confDir)).filter((f) => /\.(conflist|conf|json)$/.test(f)).sort();
   } catch (err) {
-    return fail(name, `${confDir} cannot be read: ${errorMessage(err)}`, install);
+    return { check: fail(name, `${confDir} cannot be read: ${errorMessage(err)}`, install) };
   }
-  const parsed: { file: string; weft: boolean; valid: boolean }[] = [];
+  const parsed: { file: string; weft: boolean; valid: boolean; agentSocket?: string }[] = [];
   for (const file of files) {
     try {
-      parsed.push({ file, weft: namesWeft(JSON.parse(await readFile(join(confDir, file), "utf8"))), valid: true });
+      const conf: unknown = JSON.parse(await readFile(join(confDir, file), "utf8"));
+      const weft = namesWeft(conf);
+      const agentSocket = weft ? agentSocketOf(conf) : undefined;
+      parsed.push({ file, weft, valid: true, ...(agentSocket !== undefined ? { agentSocket } : {}) });
     } catch {
       parsed.push({ file, weft: false, valid: false });
     }
   }
   const ours = parsed.find((p) => p.weft);
-  if (!ours) return fail(name, `no CNI config in ${confDir} names the weft plugin${files.length ? ` (found ${files.join(", ")})` : ""}`, install);
+  if (!ours) return { check: fail(name, `no CNI config in ${confDir} names the weft plugin${files.length ? ` (found ${files.join(", ")})` : ""}`, install) };
+  const agentSocket = ours.agentSocket !== undefined ? { agentSocket: ours.agentSocket } : {};
   const first = parsed[0]!;
   if (first !== ours) {
-    return warn(
-      name,
-      `${join(confDir, ours.file)} names weft, but the runtime uses ${first.file} first (lexical order)${first.valid ? "" : ", which is not valid JSON"}`,
-      `remove ${join(confDir, first.file)} if it belongs to a network this node no longer runs, or give Weft's file a name that sorts first (--conf-name)`,
+    return {
+      ...agentSocket,
+      check: warn(
+        name,
+        `${join(confDir, ours.file)} names weft, but the runtime uses ${first.file} first (lexical order)${first.valid ? "" : ", which is not valid JSON"}`,
+        `remove ${join(confDir, first.file)} if it belongs to a network this node no longer runs, or give Weft's file a name that sorts first (--conf-name)`,
+      ),
+    };
+  }
+  return { ...agentSocket, check: ok(name, `${join(confDir, ours.file)} names the weft plugin`) };
+}
+
+const octal = (mode: number) => (mode & 0o777).toString(8).padStart(4, "0");
+
+/**
+ * weftd's CNI socket, as the shim sees it (docs/cni.md): "cni socket" checks the file (a socket, mode 0600, owned by
+ * root or weftd's user, in a directory only that user can write), one check per problem; "cni server" checks that
+ * weftd answers a CNI VERSION request on it, through the client the tests use (requestCniSocket). `from` says where
+ * the path came from. A missing or refusing socket is a WARN: the shim then runs the Node fallback, and pods work.
+ */
+export async function checkCniSocket(path: string, from: string, opts: { owners?: readonly number[] | undefined; timeoutMs?: number | undefined } = {}): Promise<Check[]> {
+  const name = "cni socket";
+  const owners = opts.owners ?? [...new Set([0, process.getuid?.() ?? 0])];
+  const ownerText = owners.map((u) => (u === 0 ? "root" : `uid ${u}`)).join(" or ");
+  const fallback = "every pod ADD/DEL runs the Node fallback meanwhile (it works, ~3x slower, ~42 MB per pod)";
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    return [
+      warn(
+        name,
+        `${path} (${from}) does not exist: weftd is not serving the weft shim; ${fallback}`,
+        `start weftd, or look in its log for "not serving the weft CNI shim"; its --cni-socket must be the agentSocket of the CNI config (default ${DEFAULT_CNI_SOCKET})`,
+      ),
+    ];
+  }
+  if (!st.isSocket()) {
+    return [fail(name, `${path} (${from}) exists but is not a socket: weftd will not serve there; ${fallback}`, `remove ${path} and restart weftd`)];
+  }
+  const checks: Check[] = [];
+  const recreate = "restart weftd: it replaces the socket with its own, 0600";
+  if (!owners.includes(st.uid)) {
+    checks.push(fail(name, `${path} is owned by uid ${st.uid}, not ${ownerText}: that user can create and delete pod interfaces and addresses on this node`, `remove ${path} and find what made it; ${recreate}`));
+  }
+  if ((st.mode & 0o077) !== 0) {
+    checks.push(fail(name, `${path} has mode ${octal(st.mode)}: users other than its owner can connect and create or delete pod interfaces`, `chmod 600 ${path}; ${recreate}`));
+  }
+  const dir = dirname(path);
+  const dst = await stat(dir);
+  if (!owners.includes(dst.uid) || (dst.mode & 0o022) !== 0) {
+    const what = !owners.includes(dst.uid) ? `is owned by uid ${dst.uid}, not ${ownerText}` : `has mode ${octal(dst.mode)}, writable by group or others`;
+    checks.push(
+      fail(
+        name,
+        `the socket's directory ${dir} ${what}: someone else can replace the socket and answer the shim in weftd's place`,
+        `chown root ${dir} && chmod go-w ${dir}, then restart weftd (it refuses to serve from such a directory)`,
+      ),
     );
   }
-  return ok(name, `${join(confDir, ours.file)} names the weft plugin`);
+  if (checks.length === 0) checks.push(ok(name, `${path} (${from}): a socket, mode ${octal(st.mode)}, owned by ${st.uid === 0 ? "root" : `uid ${st.uid}`}, in ${dir} (mode ${octal(dst.mode)})`));
+  checks.push(await checkCniServer(path, opts.timeoutMs ?? 3000, fallback));
+  return checks;
+}
+
+async function checkCniServer(path: string, timeoutMs: number, fallback: string): Promise<Check> {
+  const name = "cni server";
+  let answer;
+  try {
+    answer = await requestCniSocket(path, { env: { CNI_COMMAND: "VERSION" }, stdin: '{"cniVersion":"1.0.0"}' }, timeoutMs);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ECONNREFUSED") {
+      return warn(name, `nobody accepts on ${path} (left by a weftd that stopped or died): ${fallback}`, "start weftd (it replaces the stale socket); if it runs, see its log for \"not serving the weft CNI shim\"");
+    }
+    if (code === "ETIMEDOUT") {
+      return fail(
+        name,
+        `${path} accepts connections but weftd does not answer within ${timeoutMs} ms: each pod ADD/DEL waits agentTimeoutSeconds (default 60 s) and fails with CNI error 11; the fallback runs only when nothing accepts`,
+        "see weftd's log and weft_cni_request_duration_seconds in /metrics, then restart weftd (pods run the Node fallback while it is down)",
+      );
+    }
+    if (code === "EACCES" || code === "EPERM") return fail(name, `cannot connect to ${path} (${code})`, "run weftctl doctor as root (only weftd's user may use the socket)");
+    return fail(name, `connecting to ${path} failed: ${errorMessage(err)}`, "see weftd's log; restart weftd");
+  }
+  let versions: unknown;
+  try {
+    versions = (JSON.parse(answer.body) as { supportedVersions?: unknown }).supportedVersions;
+  } catch {
+    versions = undefined;
+  }
+  if (answer.status !== 200 || answer.exitCode !== 0 || !Array.isArray(versions)) {
+    return fail(
+      name,
+      `${path} answers, but not as weftd's CNI server: CNI VERSION got HTTP ${answer.status}, exit code ${answer.exitCode ?? "none"}: ${JSON.stringify(answer.body.slice(0, 100))}`,
+      `find what serves it (ss -xlp | grep ${path}), stop it, and restart weftd`,
+    );
+  }
+  let counts = "";
+  try {
+    const c = JSON.parse((await requestCniSocket(path, "status", timeoutMs)).body) as { inFlight?: unknown; served?: unknown };
+    if (typeof c.inFlight === "number" && typeof c.served === "number") counts = `; ${c.inFlight} in flight, ${c.served} served since it started`;
+  } catch {
+    // the counts are a courtesy: VERSION answered
+  }
+  return ok(name, `weftd answers on ${path} (CNI ${versions.join(", ")})${counts}`);
 }
 
 async function checkWeftd(o: DoctorOptions, env: SubnetEnv | undefined): Promise<{ checks: Check[]; report?: StatusReport }> {

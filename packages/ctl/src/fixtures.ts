@@ -28,3 +28,19 @@ export const NOT_READY_STATUS: WeftStatus = {
   mtu: 1430,
   peers: [{ peer: "198.19.2.0-24", publicIP: "198.18.0.2", state: "failed", reason: "route add 198.19.2.0/24: RTNETLINK answers: Invalid argument" }],
 };
+
+/** An ipsec agent: the backend's own status (datapath, reason, gauges) next to the rest. */
+export const IPSEC_STATUS: WeftStatus = {
+  phase: "running",
+  ready: true,
+  reason: "",
+  subnet: "198.19.1.0/24",
+  publicIP: "198.18.0.1",
+  backendType: "ipsec",
+  backend: { datapath: "libipsec", reason: "auto: kernel lacks ESP", gauges: { connections_desired: 2, connections_loaded: 2, sas_up: 1 } },
+  mtu: 1400,
+  peers: [
+    { peer: "198.19.2.0-24", publicIP: "198.18.0.2", state: "programmed" },
+    { peer: "198.19.3.0-24", publicIP: "198.18.0.3", state: "programmed" },
+  ],
+};

@@ -6,6 +6,6 @@ export { UsageError, parseOptions, type OptionDef, type OptionDefs } from "./arg
 export { DEFAULT_ENDPOINT, EndpointError, httpGet, parseEndpoint } from "./http-client.js";
 export { fetchStatus, parseStatus, peerCounts, renderStatus, type PeerStatus, type StatusReport, type WeftStatus } from "./status.js";
 export { renderPeers, sortPeers } from "./peers.js";
-export { checkCniConfig, checkCniPlugin, checkDevices, checkMtu, checkSubnetFile, doctorFailed, renderDoctor, runDoctor, type Check, type CheckLevel, type DoctorOptions } from "./doctor.js";
+export { checkCniConfig, checkCniPlugin, checkCniSocket, checkDevices, checkMtu, checkSubnetFile, doctorFailed, renderDoctor, runDoctor, type Check, type CheckLevel, type DoctorOptions } from "./doctor.js";
 export { mainHelp, runCli, type CliIO } from "./cli.js";
 export * from "./drift.js";

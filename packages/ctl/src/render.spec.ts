@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { NOT_READY_STATUS, READY_STATUS } from "./fixtures.js";
+import { IPSEC_STATUS, NOT_READY_STATUS, READY_STATUS } from "./fixtures.js";
 import { EndpointError } from "./http-client.js";
 import { renderPeers, sortPeers } from "./peers.js";
 import { parseStatus, peerCounts, renderStatus } from "./status.js";
@@ -30,6 +30,26 @@ describe("renderStatus", () => {
     expect(text).toContain("  subnet:     198.19.1.0/24, 2001:2:0:1::/64\n");
     expect(text).toContain("  public IP:  198.18.0.1, 2001:2::1\n");
     expect(text).toContain("  peers:      1 (1 failed)\n");
+  });
+
+  it("shows the backend's own status: its datapath with the reason, and its gauges", () => {
+    expect(renderStatus({ endpoint: EP, status: IPSEC_STATUS, readyz: { ready: true, reason: "" } })).toBe(
+      [
+        "weftd at http://127.0.0.1:9099",
+        "  phase:      running",
+        "  ready:      yes",
+        "  subnet:     198.19.1.0/24",
+        "  public IP:  198.18.0.1",
+        "  backend:    ipsec",
+        "  datapath:   libipsec (auto: kernel lacks ESP)",
+        "  gauges:     connections_desired 2, connections_loaded 2, sas_up 1",
+        "  MTU:        1400",
+        "  peers:      2 (2 programmed)",
+        "",
+      ].join("\n"),
+    );
+    // A backend without a status shows neither line.
+    expect(renderStatus({ endpoint: EP, status: READY_STATUS, readyz: { ready: true, reason: "" } })).not.toMatch(/datapath:|gauges:/);
   });
 
   it("shows an agent that has no lease yet", () => {
@@ -76,5 +96,8 @@ describe("parseStatus", () => {
     expect(() => parseStatus(EP, "<html>")).toThrow(`weftd at ${EP} answered /status with something that is not JSON`);
     expect(() => parseStatus(EP, JSON.stringify({ phase: "running", ready: true }))).toThrow(/not weftd's status \(phase, ready, peers\)/);
     expect(() => parseStatus(EP, JSON.stringify({ ...READY_STATUS, peers: [{ peer: 1 }] }))).toThrow(/not weftd's status/);
+    expect(parseStatus(EP, JSON.stringify(IPSEC_STATUS))).toEqual(IPSEC_STATUS);
+    expect(() => parseStatus(EP, JSON.stringify({ ...IPSEC_STATUS, backend: { gauges: { sas_up: "2" } } }))).toThrow(/not weftd's status/);
+    expect(() => parseStatus(EP, JSON.stringify({ ...IPSEC_STATUS, backend: "libipsec" }))).toThrow(/not weftd's status/);
   });
 });

@@ -14,6 +14,16 @@ export interface PeerStatus {
   readonly reason?: string;
 }
 
+/** The backend's own status in /status (core BackendStatus, as weftd checked it); only backends that report one. */
+export interface BackendStatusJson {
+  /** How the backend carries packets (ipsec: `kernel` or `libipsec`). */
+  readonly datapath?: string;
+  /** Why that datapath. */
+  readonly reason?: string;
+  /** The backend's gauges by name (ipsec: connections_desired, connections_loaded, sas_up). */
+  readonly gauges?: Readonly<Record<string, number>>;
+}
+
 /** weftd's /status JSON (packages/daemon Agent.status()). */
 export interface WeftStatus {
   readonly phase: string;
@@ -24,8 +34,22 @@ export interface WeftStatus {
   readonly publicIP?: string;
   readonly publicIPv6?: string;
   readonly backendType?: string;
+  readonly backend?: BackendStatusJson;
   readonly mtu?: number;
   readonly peers: readonly PeerStatus[];
+}
+
+/** True when `b` is absent or has the shape of BackendStatusJson. */
+function isBackendStatus(b: unknown): boolean {
+  if (b === undefined) return true;
+  if (typeof b !== "object" || b === null) return false;
+  const o = b as Record<string, unknown>;
+  const gauges = o.gauges;
+  return (
+    (o.datapath === undefined || typeof o.datapath === "string") &&
+    (o.reason === undefined || typeof o.reason === "string") &&
+    (gauges === undefined || (typeof gauges === "object" && gauges !== null && Object.values(gauges).every((v) => typeof v === "number")))
+  );
 }
 
 /** What `status` shows: /status, and /readyz's verdict (which is what kubelet sees). */
@@ -53,6 +77,7 @@ export function parseStatus(endpoint: string, text: string): WeftStatus {
     !Array.isArray(o.peers) ||
     !["subnet", "ipv6Subnet", "publicIP", "publicIPv6", "backendType"].every(str) ||
     (o.mtu !== undefined && typeof o.mtu !== "number") ||
+    !isBackendStatus(o.backend) ||
     !o.peers.every((p: unknown) => typeof p === "object" && p !== null && typeof (p as PeerStatus).peer === "string" && typeof (p as PeerStatus).state === "string")
   ) {
     throw new EndpointError(`weftd at ${endpoint} answered /status with JSON that is not weftd's status (phase, ready, peers): is --endpoint pointing at weftd?`);
@@ -95,8 +120,12 @@ export function renderStatus(r: StatusReport): string {
     `  subnet:     ${both(s.subnet, s.ipv6Subnet)}`,
     `  public IP:  ${both(s.publicIP, s.publicIPv6)}`,
     `  backend:    ${s.backendType ?? "-"}`,
-    `  MTU:        ${s.mtu ?? "-"}`,
   ];
+  const b = s.backend;
+  if (b?.datapath || b?.reason) lines.push(`  datapath:   ${b.datapath ?? "-"}${b.reason ? ` (${b.reason})` : ""}`);
+  const gauges = Object.entries(b?.gauges ?? {});
+  if (gauges.length > 0) lines.push(`  gauges:     ${gauges.map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  lines.push(`  MTU:        ${s.mtu ?? "-"}`);
   const counts = peerCounts(s.peers);
   lines.push(`  peers:      ${s.peers.length === 0 ? "none" : `${s.peers.length} (${counts.map(([k, n]) => `${n} ${k}`).join(", ")})`}`);
   const notOk = s.peers.filter((p) => p.state !== "programmed").length;

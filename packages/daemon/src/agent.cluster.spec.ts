@@ -63,13 +63,7 @@ describeReal(
     it("keeps pod traffic flowing through kill -9 of an agent, and the new agent adopts the datapath", async () => {
       const [n1, n2] = c.nodes as [WeftNode, WeftNode];
       const before = JSON.parse((await n2.lab.netns.ip(["-j", "link", "show", "weft.1"])).stdout)[0];
-      const ping = n1.pod!.netns.run("ping", ["-n", "-q", "-c", "100", "-i", "0.05", "-W", "1", n2.pod!.ip], { reject: false });
-      await sleep(1000);
-      await c.stopAgent(n2, "SIGKILL");
-      await sleep(1000);
-      await c.startAgent(n2);
-      await c.waitReady(n2);
-      const r = await ping;
+      const r = await c.pingThroughAgentKill(n1, n2);
       expect(r.stdout).toMatch(/100 packets transmitted, 100 received/);
       const after = JSON.parse((await n2.lab.netns.ip(["-j", "link", "show", "weft.1"])).stdout)[0];
       expect(after.ifindex).toBe(before.ifindex);
@@ -191,7 +185,7 @@ describeReal(
       ["a bad CIDR", { Network: "198.19.0.0/33", Backend: { Type: "vxlan" } }, [], /Network "198\.19\.0\.0\/33" is not an IPv4 CIDR/],
       ["SubnetLen out of range", { Network: "198.19.0.0/16", SubnetLen: 31, Backend: { Type: "vxlan" } }, [], /SubnetLen 31 is out of range: must be between 18 \(Network \/16 \+ 2\) and 30/],
       ["both families disabled", { EnableIPv4: false, Backend: { Type: "vxlan" } }, [], /enable at least one address family/],
-      ["an unknown backend type", { Network: "198.19.0.0/16", Backend: { Type: "udp" } }, [], /unknown backend type "udp".*known types are host-gw, vxlan/],
+      ["an unknown backend type", { Network: "198.19.0.0/16", Backend: { Type: "udp" } }, [], /unknown backend type "udp".*known types are host-gw, ipsec, vxlan, wireguard;/],
       ["a backend section the backend rejects", { Network: "198.19.0.0/16", Backend: { Type: "vxlan", VNI: 0 } }, [], /^etcd \/weft-bad\/\d+\/network\/config: Backend\.VNI/],
       ["an interface that does not exist", { Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }, ["--iface", "nope0"], /nope0/],
       ["a public IP not on any interface", { Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }, ["--public-ip", "198.18.251.251"], /198\.18\.251\.251/],

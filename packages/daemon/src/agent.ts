@@ -14,6 +14,7 @@
  */
 import "reflect-metadata";
 import {
+  Backoff,
   type BackendModule,
   type BackendRegistry,
   type ExternalInterface,
@@ -30,6 +31,7 @@ import {
 import { type KernelPort, type ProcessRunner } from "@weft/kernel";
 import { AgentCore, type DatapathEngine, type DriftPlan, type PeerSet, type ReconcileReport, podMtu } from "@weft/reconcile";
 import { container as rootContainer } from "tsyringe";
+import { type CheckedBackendStatus, checkBackendStatus } from "./backend-status.js";
 import type { Flags } from "./flags.js";
 import type { AgentMetrics } from "./metrics.js";
 import { readSubnetFile, writeSubnetFile } from "./subnet-file.js";
@@ -103,6 +105,11 @@ export class Agent {
   private firstReconcileDone = false;
   /** The store's running counts as of the last metrics update. */
   private readonly storeCounts = { malformed: 0, reconnects: 0 };
+  /** Backend.Type of the running backend (once wired). */
+  private backendType?: string;
+  /** The backend's last good status (Backend.status), and the status problems already logged. */
+  private lastBackendStatus?: CheckedBackendStatus;
+  private readonly backendStatusLogged = new Set<string>();
   lease?: Lease;
   mtu?: number;
   /** Called after every pass; starts the lease keeper the first time the agent is ready. */
@@ -129,8 +136,12 @@ export class Agent {
     return this.engine && this.phase === "running" ? this.engine.plan() : [];
   }
 
-  /** What /status shows: this node's lease, MTU, readiness, and every peer with its state and reason. */
-  status() {
+  /**
+   * What /status shows: this node's lease, MTU, readiness, the backend's own status (`backend`: datapath, reason,
+   * gauges; only for a backend with Backend.status) and every peer with its state and reason.
+   */
+  async status() {
+    const backend = await this.refreshBackendStatus();
     return {
       phase: this.phase,
       ...this.ready(),
@@ -139,9 +150,42 @@ export class Agent {
       publicIP: this.lease?.attrs.publicIP?.toString(),
       publicIPv6: this.lease?.attrs.publicIPv6?.toString(),
       backendType: this.lease?.attrs.backendType,
+      ...(backend ? { backend } : {}),
       mtu: this.mtu,
       peers: this.peerStatuses(),
     };
+  }
+
+  /** Before /metrics is rendered: the backend's gauges read now (never throws). */
+  async refreshMetrics(): Promise<void> {
+    await this.refreshBackendStatus();
+  }
+
+  /**
+   * The backend's own status (Backend.status), checked (checkBackendStatus), shown as weft_backend_info and the
+   * weft_backend_<gauge> gauges. Undefined before registerSubnet ran and for a backend without Backend.status. If
+   * it fails, the last good status stays shown and the failure is logged once per distinct message.
+   */
+  private async refreshBackendStatus(): Promise<CheckedBackendStatus | undefined> {
+    const backend = this.core?.backend;
+    const type = this.backendType;
+    if (!backend || !type || !this.lease) return undefined;
+    const once = (line: string) => {
+      if (this.backendStatusLogged.has(line)) return;
+      // Bounded: a backend whose errors differ every time is logged again after 100 distinct lines.
+      if (this.backendStatusLogged.size >= 100) this.backendStatusLogged.clear();
+      this.backendStatusLogged.add(line);
+      this.deps.logger.warn(line);
+    };
+    if (backend.status) {
+      try {
+        this.lastBackendStatus = checkBackendStatus(type, await backend.status(), once);
+      } catch (err) {
+        once(`backend ${type}: reading its status failed (showing the last one): ${errorMessage(err)}`);
+      }
+    }
+    this.deps.metrics.backend.set(type, this.lastBackendStatus);
+    return this.lastBackendStatus;
   }
 
   /**
@@ -221,6 +265,7 @@ export class Agent {
     });
     this.core = core;
     this.engine = core.engine;
+    this.backendType = setup.module.type;
     return core;
   }
 
@@ -249,6 +294,7 @@ export class Agent {
     this.lease = lease;
     this.setLeaseMetric(lease);
     await this.flush();
+    await this.refreshBackendStatus();
     return lease;
   }
 
@@ -342,17 +388,18 @@ export class Agent {
    */
   private async watchPeers(core: AgentCore, peers: PeerSet, lease: Lease, signal: AbortSignal, fail: (err: unknown) => void): Promise<void> {
     const { logger, subnetManager: sm } = this.deps;
-    let backoff = 100;
+    const backoff = new Backoff({ minMs: 100, maxMs: 5_000, jitter: 0 });
     while (!signal.aborted) {
       try {
         for await (const ev of sm.watchLeases(lease, signal)) {
-          backoff = 100;
+          backoff.reset();
           const changed = await peers.apply(ev);
           if (ev.type === "snapshot" && !this.firstReconcileDone) {
             await this.reconcile(true);
             this.firstReconcileDone = true;
             this.phase = "running";
             this.onReady();
+            await this.refreshBackendStatus();
             const counts = peers.counts();
             const waiting = (counts.pending ?? 0) + (counts.skipped ?? 0) + (counts.unreachable ?? 0) + (counts.failed ?? 0);
             logger.info(
@@ -369,9 +416,9 @@ export class Agent {
       } catch (err) {
         if (signal.aborted) return;
         if (isWeftError(err) && !err.transient) return fail(err);
-        logger.warn(`lease watch failed, retrying in ${backoff} ms: ${errorMessage(err)}`);
-        await sleep(backoff, signal);
-        backoff = Math.min(backoff * 2, 5000);
+        const delay = backoff.next();
+        logger.warn(`lease watch failed, retrying in ${delay} ms: ${errorMessage(err)}`);
+        await sleep(delay, signal);
       }
     }
   }
@@ -392,6 +439,7 @@ export class Agent {
           logger.warn("traffic rules had drifted and were rewritten");
         }
         this.updatePeerMetrics();
+        await this.refreshBackendStatus();
       } catch (err) {
         logger.error(`resync failed: ${errorMessage(err)}`);
       }

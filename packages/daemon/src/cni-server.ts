@@ -30,7 +30,10 @@ export interface CniServerWiring {
   readonly deps: CniServerOptions["deps"];
   readonly metrics: AgentMetrics;
   readonly logger: Logger;
-  /** The server closes (and removes its socket) when this aborts. */
+  /**
+   * The server stops accepting when this aborts, lets the requests in flight finish (at most CNI_DRAIN_TIMEOUT_MS)
+   * and then removes its socket; await the returned server's close() for the end (weftd does before it exits).
+   */
   readonly signal?: AbortSignal;
   /** Test-only (see CniServerOptions.faultInjection). */
   readonly faultInjection?: boolean;

@@ -4,9 +4,12 @@ import type { AgentMetrics } from "./metrics.js";
 
 export interface HealthSource {
   ready(): { ready: boolean; reason: string };
+  /** The /status JSON (may be read live, e.g. the backend's status). */
   status?(): unknown;
   /** What a full reconcile would change now (read-only). */
   drift?(): Promise<unknown>;
+  /** Brings gauges read on demand (the backend's status) up to date before /metrics is rendered; must not throw. */
+  refreshMetrics?(): Promise<void>;
 }
 
 export async function startHealthServer(host: string, port: number, health: HealthSource, metrics: AgentMetrics): Promise<Server> {
@@ -22,17 +25,25 @@ export async function startHealthServer(host: string, port: number, health: Heal
       const r = health.ready();
       res.writeHead(r.ready ? 200 : 503, { "Content-Type": "text/plain" }).end(r.ready ? "weftd is ready\n" : `weftd is not ready: ${r.reason}\n`);
     } else if (url === "/status" && health.status) {
-      res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(health.status(), null, 2) + "\n");
+      Promise.resolve()
+        .then(() => health.status!())
+        .then(
+          (s) => res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(s, null, 2) + "\n"),
+          (err) => res.writeHead(500, { "Content-Type": "text/plain" }).end(`reading the status failed: ${String(err)}\n`),
+        );
     } else if (url === "/drift" && health.drift) {
       health.drift().then(
         (d) => res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(d, null, 2) + "\n"),
         (err) => res.writeHead(500, { "Content-Type": "text/plain" }).end(`reading kernel state failed: ${String(err)}\n`),
       );
     } else if (url === "/metrics") {
-      metrics.registry.metrics().then(
-        (text) => res.writeHead(200, { "Content-Type": metrics.registry.contentType }).end(text),
-        (err) => res.writeHead(500).end(String(err)),
-      );
+      Promise.resolve(health.refreshMetrics?.())
+        .catch(() => undefined)
+        .then(() => metrics.registry.metrics())
+        .then(
+          (text) => res.writeHead(200, { "Content-Type": metrics.registry.contentType }).end(text),
+          (err) => res.writeHead(500).end(String(err)),
+        );
     } else {
       res.writeHead(404, { "Content-Type": "text/plain" }).end("not found: try /healthz, /readyz, /status, /drift or /metrics\n");
     }

@@ -69,11 +69,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
 
   const metrics = new AgentMetrics();
   let server: Awaited<ReturnType<typeof startHealthServer>> | undefined;
+  let cni: Awaited<ReturnType<typeof startCniServer>>;
   try {
     // The weft CNI shim's server (docs/cni.md): node side through one warm `ip -batch` coprocess, pod side one
     // `ip` process per pod; SpawnRunner, not execa, for those per-pod processes (docs/adr/0006-cni-latency.md).
     const cniRunner = new SpawnRunner();
-    await startCniServer({
+    cni = await startCniServer({
       socketPath: cniSocketPath(flags),
       metrics,
       logger,
@@ -113,7 +114,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     return 1;
   } finally {
     server?.close();
-    await Promise.resolve();
+    // The CNI socket stopped accepting at the signal (new shims run the fallback); ADDs and DELs in flight finish
+    // (bounded: CNI_DRAIN_TIMEOUT_MS) before weftd exits, then the socket is removed.
+    await cni?.close();
   }
 }
 

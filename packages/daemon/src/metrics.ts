@@ -2,6 +2,7 @@
  * Prometheus metrics (flanneld has none). Names are part of the operator contract; see docs/operations.md.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { BackendStatusMetrics } from "./backend-status.js";
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -51,4 +52,6 @@ export class AgentMetrics {
     registers: [this.registry],
   });
   readonly ready = new Gauge({ name: "weft_ready", help: "1 once the lease is held, subnet.env written and every known peer programmed", registers: [this.registry] });
+  /** weft_backend_info{type,datapath} and the backend's own gauges (Backend.status; ./backend-status.ts). */
+  readonly backend = new BackendStatusMetrics(this.registry);
 }

@@ -5,7 +5,7 @@
  */
 import "reflect-metadata";
 import { LOGGER, type Logger, STATE_DIR } from "@weft/core";
-import { ETHTOOL, IPSEC, KERNEL, type KernelPort, LinuxEthtool, LinuxManagedDaemons, LinuxWireGuard, MANAGED_DAEMONS, type ProcessRunner, ViciIpsec, WIREGUARD, linuxNetfilter } from "@weft/kernel";
+import { KERNEL, type KernelPort, type ProcessRunner, linuxNetfilter, registerLinuxPorts } from "@weft/kernel";
 import { DatapathEngine, registerDatapath } from "@weft/reconcile";
 import { container as rootContainer } from "tsyringe";
 import { BUILTIN_BACKENDS } from "./builtins.js";
@@ -18,10 +18,7 @@ export async function teardown(deps: { flags: Flags; logger: Logger; kernel: Ker
   c.register(LOGGER, { useValue: deps.logger });
   c.register(KERNEL, { useValue: deps.kernel });
   c.register(STATE_DIR, { useValue: deps.flags["state-dir"] });
-  c.register(MANAGED_DAEMONS, { useValue: new LinuxManagedDaemons({ runner: deps.runner, logger: deps.logger }) });
-  c.register(WIREGUARD, { useValue: new LinuxWireGuard({ runner: deps.runner, logger: deps.logger }) });
-  c.register(IPSEC, { useValue: new ViciIpsec(deps.runner) });
-  c.register(ETHTOOL, { useValue: new LinuxEthtool(deps.runner) });
+  registerLinuxPorts(c, deps.runner, deps.logger);
   // The built-in backends' own kinds go too, through their reconcilers (wireguard's wg-device ends its
   // wireguard-go by the PID in the state dir). Registering binds their reconcilers; no backend is started.
   for (const m of BUILTIN_BACKENDS) m.register(c);

@@ -37,7 +37,7 @@ describeReal(
     it("refuses the type when the operator has not named the module on the command line", async () => {
       await expect(
         WeftCluster.start({ nodes: 1, weftd, backend: { Type: "lab-route" }, pods: false, name: "wg" }),
-      ).rejects.toThrow(/unknown backend type \\?"lab-route\\?".*known types are host-gw, vxlan.*--backend-module/s);
+      ).rejects.toThrow(/unknown backend type \\?"lab-route\\?".*known types are host-gw, ipsec, vxlan, wireguard;.*--backend-module/s);
     });
 
     it("runs a 3-node cluster on it and carries pod traffic", async () => {

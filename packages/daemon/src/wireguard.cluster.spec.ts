@@ -8,10 +8,10 @@
  * so every weftd gets a private socket directory (WEFT_WIREGUARD_PRIVATE_SOCKET_DIR=1: a bind mount inside the
  * mount namespace `ip netns exec` gives it; docs/adr/0008-wireguard-go.md).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { WeftCluster, type WeftNode } from "@weft/netns-lab";
+import { WeftCluster, type WeftNode, pidInFile, processAlive as alive, stopDaemons } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
@@ -19,19 +19,7 @@ const weftd = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "main.
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The wireguard-go PID the node's agent recorded. */
-const wgPid = (n: WeftNode): number | undefined => {
-  const f = join(n.stateDir, "weft-wg.pid");
-  return existsSync(f) ? Number(readFileSync(f, "utf8").trim()) : undefined;
-};
-/** Alive and not a zombie (a detached wireguard-go is reaped by init, not by us). */
-const alive = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-};
+const wgPid = (n: WeftNode): number | undefined => pidInFile(join(n.stateDir, "weft-wg.pid"));
 const link = async (n: WeftNode, name: string) => JSON.parse((await n.lab.netns.ip(["-j", "link", "show", name], { reject: false })).stdout || "[]")[0] as { ifindex: number; mtu: number } | undefined;
 
 describeReal(
@@ -57,12 +45,7 @@ describeReal(
         if (p) started.add(p);
       }
       await c?.destroy();
-      for (const pid of started) {
-        if (!alive(pid)) continue;
-        const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-        if (cmd.includes("wireguard-go")) process.kill(pid, "SIGTERM");
-      }
-      for (let i = 0; i < 50 && [...started].some(alive); i++) await sleep(100);
+      await stopDaemons(started, "wireguard-go");
     });
 
     it("advertises MTU − 80, each node runs its own weft-wg, and every pod reaches every pod", async () => {
@@ -84,14 +67,7 @@ describeReal(
       const [n1, n2] = c.nodes as [WeftNode, WeftNode];
       const pid = wgPid(n2)!;
       const before = await link(n2, "weft-wg");
-      const ping = n1.pod!.netns.run("ping", ["-n", "-q", "-c", "100", "-i", "0.05", "-W", "1", n2.pod!.ip], { reject: false });
-      await sleep(1000);
-      await c.stopAgent(n2, "SIGKILL");
-      await sleep(1000);
-      expect(alive(pid)).toBe(true);
-      await c.startAgent(n2);
-      await c.waitReady(n2);
-      const r = await ping;
+      const r = await c.pingThroughAgentKill(n1, n2, () => expect(alive(pid)).toBe(true));
       expect(r.stdout).toMatch(/100 packets transmitted, 100 received/);
       expect(wgPid(n2)).toBe(pid);
       expect((await link(n2, "weft-wg"))?.ifindex).toBe(before?.ifindex);

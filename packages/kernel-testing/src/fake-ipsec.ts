@@ -23,8 +23,11 @@ export interface FakeCharon {
   readonly conns: Map<string, IpsecConnection>;
   /** Shared keys by id: a digest of the secret (the fake keeps no secret either). */
   readonly keys: Map<string, string>;
-  /** Connections with an IKE_SA (initiated here, or answered here). */
-  readonly sas: Map<string, { initiator: boolean }>;
+  /**
+   * Connections with an IKE_SA (initiated here, or answered here); `spis` (in, out) once its CHILD_SA is up, new
+   * ones for every SA (a restarted charon's SAs never reuse the old SPIs).
+   */
+  readonly sas: Map<string, { initiator: boolean; spis?: readonly [number, number] }>;
 }
 
 /** Algorithm keywords charon knows, enough for the proposals Weft and its tests use. */
@@ -50,6 +53,8 @@ export class FakeIpsec implements IpsecPort {
   /** Every charon ever served, by socket path. */
   readonly charons = new Map<string, FakeCharon>();
   private readonly esp: boolean;
+  /** SPIs handed out to CHILD_SAs, counting up (charon's come from the kernel; these only need to be unique). */
+  private nextSpi = 0xc0000001;
 
   constructor(options: FakeIpsecOptions = {}) {
     this.esp = options.kernelEsp ?? false;
@@ -139,6 +144,7 @@ export class FakeIpsec implements IpsecPort {
       const peer = this.mirror(c, conn);
       const up = peer !== undefined;
       if (up && !peer.charon.sas.has(peer.conn.name)) peer.charon.sas.set(peer.conn.name, { initiator: false });
+      if (up && !sa.spis) sa.spis = [this.nextSpi++, this.nextSpi++];
       out.push({
         connection: name,
         state: up ? "ESTABLISHED" : "CONNECTING",
@@ -146,7 +152,18 @@ export class FakeIpsec implements IpsecPort {
         remoteAddr: conn.remoteAddr,
         initiator: sa.initiator,
         children: up
-          ? [{ name, state: "INSTALLED", localTs: [...conn.localTs], remoteTs: [...conn.remoteTs], encap: c.libipsec || peer.charon.libipsec || !!conn.encap || !!peer.conn.encap }]
+          ? [
+              {
+                name,
+                state: "INSTALLED",
+                localTs: [...conn.localTs],
+                remoteTs: [...conn.remoteTs],
+                encap: c.libipsec || peer.charon.libipsec || !!conn.encap || !!peer.conn.encap,
+                ...(conn.reqid !== undefined ? { reqid: conn.reqid } : {}),
+                spiIn: sa.spis![0],
+                spiOut: sa.spis![1],
+              },
+            ]
           : [],
       });
     }

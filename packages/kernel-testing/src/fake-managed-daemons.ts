@@ -13,23 +13,21 @@
  * Tests assert on the table (`processes`, `running()`), not on calls.
  */
 import { appendFileSync, chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Backoff, type BackoffOptions, type Clock, WeftError, systemClock } from "@weft/core";
+import { type BackoffOptions, type Clock, WeftError, systemClock } from "@weft/core";
 import {
   DEFAULT_DAEMON_BACKOFF,
-  DEFAULT_READY_TIMEOUT_MS,
   DEFAULT_STOP_GRACE_MS,
   type DaemonState,
   type ManagedDaemonPort,
   type ManagedDaemonRef,
   type ManagedDaemonSpec,
-  type StartFailures,
+  StartFailureLog,
   argvMatches,
-  backoffError,
+  awaitDaemonReady,
   cutLogTail,
   daemonLogFile,
   daemonPidFile,
-  exitedError,
-  notReadyError,
+  readPidFile,
 } from "@weft/kernel";
 import type { FakeKernel } from "./fake-kernel.js";
 
@@ -202,11 +200,10 @@ const POLL_MS = 5;
 /** The ManagedDaemonPort of one agent over a FakeDaemonTable (see the file comment). */
 export class FakeManagedDaemons implements ManagedDaemonPort {
   private readonly clock: Clock;
-  private readonly backoff: BackoffOptions;
   private readonly stopGraceMs: number;
   /** What this instance started (an agent restart is a new instance: it adopts instead). */
   private readonly started = new Map<string, number>();
-  private readonly failures = new Map<string, StartFailures>();
+  private readonly failures: StartFailureLog;
 
   constructor(
     /** The machine's processes (share it between instances to model agent restarts). */
@@ -214,7 +211,7 @@ export class FakeManagedDaemons implements ManagedDaemonPort {
     private readonly options: FakeManagedDaemonsOptions = {},
   ) {
     this.clock = options.clock ?? systemClock;
-    this.backoff = options.backoff ?? DEFAULT_DAEMON_BACKOFF;
+    this.failures = new StartFailureLog(this.clock, options.backoff ?? DEFAULT_DAEMON_BACKOFF);
     this.stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
   }
 
@@ -226,8 +223,7 @@ export class FakeManagedDaemons implements ManagedDaemonPort {
 
   async ensure(spec: ManagedDaemonSpec): Promise<DaemonState> {
     const key = keyOf(spec);
-    const failed = this.failures.get(key);
-    if (failed && this.clock.now() < failed.notBefore) throw backoffError(spec, failed, this.clock.now());
+    this.failures.check(spec);
     const found = await this.find(spec);
     if (found.running) {
       if (!spec.ready || (await spec.ready())) return found;
@@ -240,30 +236,13 @@ export class FakeManagedDaemons implements ManagedDaemonPort {
     this.started.set(key, proc.pid);
     writeFileSync(daemonPidFile(spec), `${proc.pid}\n`, { mode: 0o600 });
     await proc.startup;
-    const timeoutMs = spec.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
-    const deadline = this.clock.now() + timeoutMs;
-    for (;;) {
-      if (proc.ended) {
-        rmSync(daemonPidFile(spec), { force: true });
-        throw this.failed(key, exitedError(spec, proc.ended, await this.logTail(spec)));
-      }
-      let ready: boolean;
-      try {
-        ready = spec.ready ? await spec.ready() : true;
-      } catch (err) {
-        await this.table.signal(proc.pid, "SIGKILL");
-        rmSync(daemonPidFile(spec), { force: true });
-        throw this.failed(key, err instanceof Error ? err : new Error(String(err)));
-      }
-      if (ready && !proc.ended) break;
-      if (!ready && this.clock.now() >= deadline) {
-        await this.table.signal(proc.pid, "SIGKILL");
-        rmSync(daemonPidFile(spec), { force: true });
-        throw this.failed(key, notReadyError(spec, timeoutMs, await this.logTail(spec)));
-      }
-      if (!ready) await this.clock.sleep(POLL_MS);
+    const started = { ended: () => proc.ended, kill: async () => void (await this.table.signal(proc.pid, "SIGKILL")) };
+    try {
+      await awaitDaemonReady(spec, started, { clock: this.clock, pollMs: POLL_MS, logTail: () => this.logTail(spec) });
+    } catch (err) {
+      throw this.failures.record(spec, err as Error);
     }
-    this.failures.delete(key);
+    this.failures.clear(spec);
     return { name: spec.name, running: true, pid: proc.pid, adopted: false };
   }
 
@@ -287,22 +266,9 @@ export class FakeManagedDaemons implements ManagedDaemonPort {
     }
   }
 
-  private failed<E extends Error>(key: string, err: E): E {
-    const before = this.failures.get(key);
-    const backoff = before?.backoff ?? new Backoff(this.backoff);
-    this.failures.set(key, { count: (before?.count ?? 0) + 1, notBefore: this.clock.now() + backoff.next(), message: err.message, backoff });
-    return err;
-  }
-
   private recordedPid(spec: ManagedDaemonRef): number | undefined {
-    let text: string;
-    try {
-      text = readFileSync(daemonPidFile(spec), "utf8");
-    } catch {
-      return undefined;
-    }
-    const pid = Number(text.trim());
-    return Number.isInteger(pid) && pid > 1 && this.isDaemon(pid, spec) ? pid : undefined;
+    const pid = readPidFile(spec);
+    return pid !== undefined && this.isDaemon(pid, spec) ? pid : undefined;
   }
 
   private isDaemon(pid: number, spec: Pick<ManagedDaemonSpec, "command" | "args">): boolean {

@@ -17,11 +17,11 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import {
   KernelError,
   type ManagedDaemonSpec,
-  WIREGUARD_GO_READY_TIMEOUT_MS,
   type WgDump,
   type WireGuardDeviceConfig,
   type WireGuardPeerChange,
   type WireGuardPort,
+  wireguardGoDaemonSpec,
 } from "@weft/kernel";
 import type { FakeKernel } from "./fake-kernel.js";
 import { FakeDaemonTable, type FakeDaemonProcess, FakeManagedDaemons, type FakeManagedDaemonsOptions } from "./fake-managed-daemons.js";
@@ -193,16 +193,7 @@ export class FakeWireGuard implements WireGuardPort {
   }
 
   daemonSpec(device: string, runDir: string): ManagedDaemonSpec {
-    return {
-      name: device,
-      command: "wireguard-go",
-      args: ["-f", device],
-      runDir,
-      detached: true,
-      readyTimeoutMs: WIREGUARD_GO_READY_TIMEOUT_MS,
-      readiness: "its UAPI socket answered",
-      ready: async () => this.host.devices.has(device),
-    };
+    return wireguardGoDaemonSpec(device, runDir, async () => this.host.devices.has(device));
   }
 
   async usePrivateSocketDir(dir: string): Promise<void> {

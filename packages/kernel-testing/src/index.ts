@@ -13,3 +13,4 @@ export { FakeIpsec, type FakeCharon, type FakeIpsecOptions } from "./fake-ipsec.
 export { FakeNetfilter } from "./fake-netfilter.js";
 export { FakeXtables } from "./fake-xtables.js";
 export { NetnsRunner, RecordingRunner } from "./netns-runner.js";
+export { FakeXfrm } from "./fake-xfrm.js";

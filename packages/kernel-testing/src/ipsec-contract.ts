@@ -72,6 +72,11 @@ export function describeIpsecPortContract(name: string, factory: () => Promise<I
       expect(await fx.port.listConnections(fx.socket)).toEqual([]);
     });
 
+    it("takes a fixed reqid for the CHILD_SA (Weft's XFRM ownership mark) without refusing the connection", async () => {
+      await fx.port.loadConnection(fx.socket, { ...CONTRACT_CONN, reqid: 0x57c64d02 });
+      expect((await fx.port.listConnections(fx.socket)).map((c) => c.name)).toEqual(["weft-contract"]);
+    });
+
     it("unloading a connection charon does not have is KERNEL_NOT_FOUND", async () => {
       expect(await codeOf(fx.port.unloadConnection(fx.socket, "weft-none"))).toBe("KERNEL_NOT_FOUND");
     });

@@ -36,6 +36,10 @@ interface Coprocess {
   stdout: string;
 }
 
+/**
+ * A ProcessRunner that serves `ip [-n <netns>] -force -batch -` runs from one warm coprocess and hands every other
+ * run to `base` (see the top of this file). Give it to LinuxKernel as its runner.
+ */
 export class IpCoprocessRunner implements ProcessRunner {
   private proc: Coprocess | undefined;
   private tail: Promise<unknown> = Promise.resolve();

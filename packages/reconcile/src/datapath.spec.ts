@@ -61,6 +61,37 @@ function state(k: FakeKernel) {
   };
 }
 
+/**
+ * An engine with a "tun-maker" kind ordered before links: like wireguard-go, "starting" a device creates its TUN
+ * behind the links kind's back. `started` lists the devices it made.
+ */
+function withTunMaker(kernel: FakeKernel): { engine: DatapathEngine; started: string[] } {
+  const started: string[] = [];
+  const tunMaker: ObjectReconciler<{ dev: string }, string> = {
+    kind: "tun-maker",
+    before: ["links"],
+    key: (o) => o.dev,
+    listOwned: async () => (await kernel.listLinks()).filter((l) => l.kind === "tun").map((l) => ({ dev: l.name })),
+    drift: () => undefined,
+    addOps: (o) => [o.dev],
+    updateOps: (o) => [o.dev],
+    removeOps: () => [],
+    apply: async (ops) => {
+      for (const dev of ops) {
+        started.push(dev);
+        kernel.addExternalLink({ name: dev, kind: "tun", tun: { mode: "tun" }, mtu: 1420, up: true });
+      }
+      return ops.map(() => ({ ok: true as const }));
+    },
+  };
+  const c = container.createChildContainer();
+  c.register(RECONCILER_CONTRIBUTION, { useValue: tunMaker });
+  c.register(KERNEL, { useValue: kernel });
+  c.register(LOGGER, { useValue: new MemoryLogger() });
+  registerDatapath(c);
+  return { engine: c.resolve(DatapathEngine), started };
+}
+
 describe("DatapathEngine", () => {
   it("converges declared objects, marks routes as Weft's, and a second pass writes nothing", async () => {
     const { kernel, engine } = setup();
@@ -337,31 +368,7 @@ describe("DatapathEngine", () => {
 
   it("a kind ordered before links (a process that makes its own TUN) writes first, and the links kind then sees the device", async () => {
     const kernel = underlay();
-    const started: string[] = [];
-    // Like wireguard-go: "starting" the device creates the TUN behind the links kind's back.
-    const tunMaker: ObjectReconciler<{ dev: string }, string> = {
-      kind: "tun-maker",
-      before: ["links"],
-      key: (o) => o.dev,
-      listOwned: async () => (await kernel.listLinks()).filter((l) => l.kind === "tun").map((l) => ({ dev: l.name })),
-      drift: () => undefined,
-      addOps: (o) => [o.dev],
-      updateOps: (o) => [o.dev],
-      removeOps: () => [],
-      apply: async (ops) => {
-        for (const dev of ops) {
-          started.push(dev);
-          kernel.addExternalLink({ name: dev, kind: "tun", tun: { mode: "tun" }, mtu: 1420, up: true });
-        }
-        return ops.map(() => ({ ok: true as const }));
-      },
-    };
-    const c = container.createChildContainer();
-    c.register(RECONCILER_CONTRIBUTION, { useValue: tunMaker });
-    c.register(KERNEL, { useValue: kernel });
-    c.register(LOGGER, { useValue: new MemoryLogger() });
-    registerDatapath(c);
-    const engine = c.resolve(DatapathEngine);
+    const { engine, started } = withTunMaker(kernel);
     await engine.reconcile({ prune: false });
     engine.declare("local", { extra: { "tun-maker": [{ dev: "weft-t0" }] } });
     await engine.flush();
@@ -376,26 +383,7 @@ describe("DatapathEngine", () => {
   });
   it("a process-made device and the links kind in ONE pass: the kind before links writes, links reads again and adopts it", async () => {
     const kernel = underlay();
-    const tunMaker: ObjectReconciler<{ dev: string }, string> = {
-      kind: "tun-maker",
-      before: ["links"],
-      key: (o) => o.dev,
-      listOwned: async () => (await kernel.listLinks()).filter((l) => l.kind === "tun").map((l) => ({ dev: l.name })),
-      drift: () => undefined,
-      addOps: (o) => [o.dev],
-      updateOps: (o) => [o.dev],
-      removeOps: () => [],
-      apply: async (ops) => {
-        for (const dev of ops) kernel.addExternalLink({ name: dev, kind: "tun", tun: { mode: "tun" }, mtu: 1420, up: true });
-        return ops.map(() => ({ ok: true as const }));
-      },
-    };
-    const c = container.createChildContainer();
-    c.register(RECONCILER_CONTRIBUTION, { useValue: tunMaker });
-    c.register(KERNEL, { useValue: kernel });
-    c.register(LOGGER, { useValue: new MemoryLogger() });
-    registerDatapath(c);
-    const engine = c.resolve(DatapathEngine);
+    const { engine } = withTunMaker(kernel);
     await engine.reconcile({ prune: false });
     engine.declare("local", {
       links: [{ name: "weft-t0", kind: "tun", tun: { mode: "tun" }, mtu: 1400, up: true }],

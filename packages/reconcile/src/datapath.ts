@@ -27,6 +27,7 @@ import {
   LOGGER,
   type Logger,
   type RouteSpec,
+  SerialQueue,
   WEFT_ROUTE_PROTOCOL,
   createToken,
   routeTable,
@@ -41,7 +42,7 @@ export const EXTRA_RECONCILERS = createToken<readonly ObjectReconciler<unknown, 
 /**
  * One reconciler for an extra kind, contributed by whoever brings the kind (a backend's `register`, the
  * agent's traffic rules). Register it any number of times, before or after registerDatapath; the engine
- * gets every contribution after the `extraReconcilers` passed to registerDatapath.
+ * gets every contribution when it is first resolved.
  */
 export const RECONCILER_CONTRIBUTION = createToken<ObjectReconciler<unknown, unknown>>("weft.reconciler-contribution");
 /**
@@ -155,7 +156,8 @@ export class DatapathEngine implements Datapath {
   /** Reports list kinds in registration order (core kinds first), whatever the apply order. */
   private readonly reportOrder: Map<string, number>;
   private readonly linkReconciler: LinkReconciler;
-  private queue: Promise<unknown> = Promise.resolve();
+  /** Passes, teardown and plans run one at a time. */
+  private readonly queue = new SerialQueue();
   /** What the kernel holds of each kind as of the last pass (owned objects by key), and whether to trust it. */
   private readonly known = new Map<string, Map<string, unknown>>();
   private knownValid = false;
@@ -217,7 +219,7 @@ export class DatapathEngine implements Datapath {
    * so anything that changed behind Weft's back is still found within --resync-interval.
    */
   flush(): Promise<void> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       await this.pass(false, true);
     }).then(() => undefined);
   }
@@ -227,7 +229,7 @@ export class DatapathEngine implements Datapath {
    * removes only what was retracted, like flush.
    */
   reconcile(options: { prune: boolean }): Promise<ReconcileReport> {
-    return this.serialize(() => this.pass(options.prune, false));
+    return this.queue.run(() => this.pass(options.prune, false));
   }
 
   /**
@@ -236,7 +238,7 @@ export class DatapathEngine implements Datapath {
    * what `weftctl drift` shows.
    */
   plan(): Promise<DriftPlan[]> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const out: DriftPlan[] = [];
       for (const r of this.reconcilers) {
         const desired = this.desired(r.kind);
@@ -261,7 +263,7 @@ export class DatapathEngine implements Datapath {
    * compares after teardown. Reads only. (The core kinds are read through the KernelPort directly.)
    */
   snapshotKinds(): Promise<{ readonly kind: string; readonly state: unknown[] }[]> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const out: { kind: string; state: unknown[] }[] = [];
       for (const r of this.reconcilers) {
         if ((CORE_OBJECT_KINDS as readonly string[]).includes(r.kind)) continue;
@@ -291,12 +293,6 @@ export class DatapathEngine implements Datapath {
         set.add(r.key(o));
       }
     }
-  }
-
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
   private async pass(prune: boolean, useCache: boolean): Promise<ReconcileReport> {
@@ -440,15 +436,12 @@ function normalize(objs: KernelObjects): KernelObjects {
 }
 
 /** Registers the datapath engine and its defaults in an agent's (or a test's) child container. */
-export function registerDatapath(container: DependencyContainer, options: { ownership?: OwnershipPolicy; extraReconcilers?: readonly AnyReconciler[] } = {}): void {
-  if (!container.isRegistered(OWNERSHIP, true)) container.register(OWNERSHIP, { useValue: options.ownership ?? prefixOwnership() });
+export function registerDatapath(container: DependencyContainer): void {
+  if (!container.isRegistered(OWNERSHIP, true)) container.register(OWNERSHIP, { useValue: prefixOwnership() });
   if (!container.isRegistered(EXTRA_RECONCILERS, true)) {
     // A factory, so contributions registered after this call are still seen when the engine is first resolved.
     container.register(EXTRA_RECONCILERS, {
-      useFactory: instanceCachingFactory((c) => [
-        ...(options.extraReconcilers ?? []),
-        ...(c.isRegistered(RECONCILER_CONTRIBUTION, true) ? c.resolveAll(RECONCILER_CONTRIBUTION) : []),
-      ]),
+      useFactory: instanceCachingFactory((c) => (c.isRegistered(RECONCILER_CONTRIBUTION, true) ? c.resolveAll(RECONCILER_CONTRIBUTION) : [])),
     });
   }
   if (!container.isRegistered(ENGINE_LINK_KINDS, true)) {

@@ -25,8 +25,9 @@ export type Drift = string | undefined;
  * describe contributes a reconciler for it (RECONCILER_CONTRIBUTION) and declares its objects under
  * `KernelObjects.extra[kind]`.
  *
- * `Op` is KernelOp for every kind the kernel port can write. A kind whose writes are not kernel-port ops (an
- * ethtool feature through the ProcessRunner, say) names its own op type and supplies `apply`.
+ * `Op` is KernelOp for every kind the kernel port can write. A kind whose writes go through another port (an
+ * ethtool feature through the EthtoolPort, a WireGuard peer through the WireGuardPort, say) names its own op
+ * type and supplies `apply`.
  */
 export interface ObjectReconciler<T, Op = KernelOp> {
   readonly kind: string;

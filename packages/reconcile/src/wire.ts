@@ -31,22 +31,7 @@ import {
   WeftError,
   systemClock,
 } from "@weft/core";
-import {
-  ETHTOOL,
-  KERNEL,
-  KERNEL_VIEW,
-  type KernelPort,
-  LINK_KINDS,
-  LinuxEthtool,
-  LinuxManagedDaemons,
-  LinuxWireGuard,
-  IPSEC,
-  ViciIpsec,
-  MANAGED_DAEMONS,
-  type ProcessRunner,
-  WIREGUARD,
-  kernelView,
-} from "@weft/kernel";
+import { KERNEL, KERNEL_VIEW, type KernelPort, LINK_KINDS, type ProcessRunner, kernelView, registerLinuxPorts } from "@weft/kernel";
 import type { DependencyContainer } from "tsyringe";
 import { DatapathEngine, registerDatapath } from "./datapath.js";
 
@@ -65,9 +50,9 @@ export interface BackendWiringInput {
   /** The Clock backends wait on (CLOCK); default systemClock. */
   readonly clock?: Clock;
   /**
-   * Binds ports before the module registers, replacing the Linux adapters bound by default (MANAGED_DAEMONS,
-   * WIREGUARD over `runner`): the test kit binds fakes here. Called once per wiring, so an agent restart gets
-   * new port instances (which must adopt what the previous agent left running).
+   * Binds ports before the module registers, replacing the Linux adapters bound by default (registerLinuxPorts:
+   * MANAGED_DAEMONS, WIREGUARD, IPSEC, ETHTOOL over `runner`): the test kit binds fakes here. Called once per
+   * wiring, so an agent restart gets new port instances (which must adopt what the previous agent left running).
    */
   readonly ports?: (container: DependencyContainer) => void;
   /** The Datapath the backend sees; default the engine itself (the test kit wraps it to record passes). */
@@ -97,10 +82,7 @@ export function wireBackend(parent: DependencyContainer, o: BackendWiringInput):
   c.register(STATE_DIR, { useValue: o.stateDir });
   c.register(CLOCK, { useValue: o.clock ?? systemClock });
   // The kernel ports backends declare, as Linux adapters over the runner (a test binds fakes through `ports`).
-  c.register(MANAGED_DAEMONS, { useValue: new LinuxManagedDaemons({ runner: o.runner, logger: o.logger }) });
-  c.register(WIREGUARD, { useValue: new LinuxWireGuard({ runner: o.runner, logger: o.logger }) });
-  c.register(IPSEC, { useValue: new ViciIpsec(o.runner) });
-  c.register(ETHTOOL, { useValue: new LinuxEthtool(o.runner) });
+  registerLinuxPorts(c, o.runner, o.logger);
   o.ports?.(c);
   // The link kinds the module contributes: the engine compares links with them (LINK_KINDS).
   if (o.module.linkKinds?.length) c.register(LINK_KINDS, { useValue: o.module.linkKinds });

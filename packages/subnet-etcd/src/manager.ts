@@ -23,6 +23,7 @@ import {
   type LeaseEvent,
   type Logger,
   type NetworkConfig,
+  SerialQueue,
   type SubnetManager,
   WeftError,
   encodeLeaseAttrs,
@@ -155,7 +156,7 @@ export class EtcdSubnetManager implements SubnetManager {
   private config: NetworkConfig | undefined;
   private readonly owned = new Map<string, OwnedLease>();
   /** Serializes writes to our own key (renewal vs updateLease) so neither overwrites the other's attrs. */
-  private ownChain: Promise<unknown> = Promise.resolve();
+  private readonly ownChain = new SerialQueue();
   private reachability: "unknown" | "up" | "down" = "unknown";
   private readonly malformedSeen = new Map<string, bigint>();
 
@@ -245,12 +246,6 @@ export class EtcdSubnetManager implements SubnetManager {
     } catch (e) {
       this.log.debug(`could not revoke etcd lease ${id} (it expires by itself): ${errorMessage(e)}`);
     }
-  }
-
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.ownChain.then(fn, fn);
-    this.ownChain = run.catch(() => undefined);
-    return run;
   }
 
   // ---------------------------------------------------------------- config
@@ -412,7 +407,7 @@ export class EtcdSubnetManager implements SubnetManager {
   async updateLease(lease: Lease, attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease> {
     const own = this.ownedFor(lease);
     const value = encodeLeaseAttrs(attrs);
-    return this.exclusive(async () => {
+    return this.ownChain.run(async () => {
       // "keep": the key stays on its etcd lease (or stays lease-less if it is a reservation).
       const r = await this.retry(`update ${own.key}`, () => this.store.replace(own.key, value, { createRevision: own.createRevision }, "keep"), signal);
       if (!r.ok) throw leaseLost(own.key, "is gone (expired or deleted)");
@@ -489,7 +484,7 @@ export class EtcdSubnetManager implements SubnetManager {
     let failing = false;
     for (;;) {
       try {
-        const ok = await this.exclusive(async () => {
+        const ok = await this.ownChain.run(async () => {
           const newId = await this.store.grantLease(this.ttlSeconds);
           const r = await this.store.replace(own.key, encodeLeaseAttrs(own.attrs), { createRevision: own.createRevision }, { lease: newId });
           if (!r.ok) {

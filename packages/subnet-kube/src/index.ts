@@ -2,7 +2,6 @@ export { DEFAULT_ANNOTATION_PREFIX, type KubeAnnotations, kubeAnnotations, norma
 export { DEFAULT_SERVICE_ACCOUNT_DIR, KubeApiError, type KubeConnectionOptions, KubeNodeClient, isKubeApiError, loadKubeConfig } from "./kube-client.js";
 export {
   DEFAULT_NET_CONF_PATH,
-  KUBE_SUBNET_MANAGER_OPTIONS,
   KubeSubnetManager,
   type KubeSubnetManagerOptions,
   type KubeSubnetManagerStats,

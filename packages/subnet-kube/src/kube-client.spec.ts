@@ -9,7 +9,6 @@
  * end to end: server URL from the env, the CA file as the only trusted root, the bearer token read from the
  * token file. Not covered here: the 60 s re-read of a rotated token (client-node's timer, not ours).
  */
-import "reflect-metadata";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { type IncomingMessage, type Server, type ServerResponse, createServer as createHttpServer, request } from "node:http";
 import { createServer as createHttpsServer } from "node:https";

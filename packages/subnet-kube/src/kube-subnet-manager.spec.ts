@@ -3,7 +3,6 @@
  * Assertions are on the server's final state (node annotations and conditions, its request log) and on the
  * lease stream, never on internal calls.
  */
-import "reflect-metadata";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

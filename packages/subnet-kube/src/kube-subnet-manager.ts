@@ -17,7 +17,6 @@
  * (Flannel ignores podCIDR changes; the API makes podCIDR immutable once set, so this only matters for
  * recreated nodes seen through a re-list); a peer whose annotations become malformed is removed.
  */
-import "reflect-metadata";
 import { readFile } from "node:fs/promises";
 import type { V1Node } from "@kubernetes/client-node";
 import {
@@ -25,7 +24,6 @@ import {
   ConfigError,
   type IPAddress,
   type JsonValue,
-  LOGGER,
   type Lease,
   type LeaseAttrs,
   type LeaseEvent,
@@ -33,13 +31,11 @@ import {
   type NetworkConfig,
   type SubnetManager,
   WeftError,
-  createToken,
   errorMessage,
   parseNetworkConfig,
   sameSubnets,
   sleep,
 } from "@weft/core";
-import { inject, injectable } from "tsyringe";
 import { DEFAULT_ANNOTATION_PREFIX, type KubeAnnotations, kubeAnnotations } from "./annotations.js";
 import { KubeApiError, KubeNodeClient, isKubeApiError, loadKubeConfig } from "./kube-client.js";
 import { type Families, annotationPatch, desiredAnnotations, localSubnets, nodePublicIPs, nodeToLease } from "./node-lease.js";
@@ -84,8 +80,6 @@ export interface KubeSubnetManagerOptions {
   readonly requestTimeoutMs?: number;
 }
 
-export const KUBE_SUBNET_MANAGER_OPTIONS = createToken<KubeSubnetManagerOptions>("weft.subnet-kube.options");
-
 export interface KubeSubnetManagerStats extends ReflectorStats {
   /** Peer nodes skipped as malformed; each (node, resourceVersion) counts once. */
   malformedPeers: number;
@@ -100,7 +94,6 @@ function annotationsOf(node: V1Node): Record<string, string> {
   return node.metadata?.annotations ?? {};
 }
 
-@injectable()
 export class KubeSubnetManager implements SubnetManager {
   readonly annotations: KubeAnnotations;
   /** Counters of the peer watch (watchLeases) and of annotation publishing. */
@@ -115,8 +108,8 @@ export class KubeSubnetManager implements SubnetManager {
   private config?: NetworkConfig;
 
   constructor(
-    @inject(KUBE_SUBNET_MANAGER_OPTIONS) private readonly options: KubeSubnetManagerOptions,
-    @inject(LOGGER) private readonly logger: Logger,
+    private readonly options: KubeSubnetManagerOptions,
+    private readonly logger: Logger,
   ) {
     this.annotations = kubeAnnotations(options.annotationPrefix ?? DEFAULT_ANNOTATION_PREFIX);
     this.env = options.env ?? process.env;

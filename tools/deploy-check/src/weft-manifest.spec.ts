@@ -224,8 +224,11 @@ describe("install-cni, run for real", () => {
       const r = await new ExecaRunner().run(process.execPath, [bin, ...mapped], { reject: false, timeoutMs: 20_000 });
       expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stderr).toContain("installed weft as");
-      const plugin = readFileSync(join(root, "opt/cni/bin/weft"), "utf8");
+      // `weft` is the C shim (it forwards to weftd); `weft-cni`, the Node plugin, is its fallback and carries the #!.
+      const plugin = readFileSync(join(root, "opt/cni/bin/weft-cni"), "utf8");
       expect(plugin.slice(0, plugin.indexOf("\n"))).toBe(`#!${parseInstallArgs((installCni.args ?? []).slice(1)).node}`);
+      expect(statSync(join(root, "opt/cni/bin/weft-cni")).mode & 0o111).not.toBe(0);
+      expect(readFileSync(join(root, "opt/cni/bin/weft")).subarray(0, 4).toString("latin1")).toBe("\x7fELF");
       expect(statSync(join(root, "opt/cni/bin/weft")).mode & 0o111).not.toBe(0);
       expect(JSON.parse(readFileSync(join(root, "etc/cni/net.d/10-weft.conflist"), "utf8"))).toEqual(JSON.parse(cm.data!["cni-conf.json"]!));
     } finally {

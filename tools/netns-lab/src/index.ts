@@ -9,3 +9,4 @@ export { labRunner } from "./runner.js";
 export * from "./etcd.js";
 export * from "./lab.js";
 export * from "./weft-cluster.js";
+export * from "./processes.js";

@@ -13,8 +13,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { IPNet, IPPrefix, parseSubnetEnv, type SubnetEnv } from "@weft/core";
-import type { ChildHandle } from "@weft/kernel";
+import { IPNet, IPPrefix, parseSubnetEnv, type SubnetEnv, sleep } from "@weft/core";
+import type { ChildHandle, RunResult } from "@weft/kernel";
 import { type FakeApiServer, kubeconfigFor, startFakeApiServer } from "@weft/kube-testing";
 import { registerCleanup } from "./cleanup.js";
 import { type EtcdServer, etcdHttp, etcdPut, startEtcd } from "./etcd.js";
@@ -231,6 +231,23 @@ export class WeftCluster {
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`node ${n.lab.index}: weftd not ready after ${timeoutMs} ms; log:\n${this.log(n).slice(-3000)}${this.childLogs(n)}`);
+  }
+
+  /**
+   * kill -9 of `n`'s weftd while `from`'s pod pings `n`'s pod (100 pings at 20 pps): killed after 1 s, started
+   * again 1 s later and awaited ready. `whileDown` runs between the kill and the restart (e.g. to see that a
+   * daemon outlived its agent). Resolves to ping's result, to count what was lost.
+   */
+  async pingThroughAgentKill(from: WeftNode, n: WeftNode, whileDown?: () => void | Promise<void>): Promise<RunResult> {
+    if (!from.pod || !n.pod) throw new Error("pingThroughAgentKill: the cluster has no pods; start it with pods");
+    const ping = from.pod.netns.run("ping", ["-n", "-q", "-c", "100", "-i", "0.05", "-W", "1", n.pod.ip], { reject: false });
+    await sleep(1000);
+    await this.stopAgent(n, "SIGKILL");
+    await sleep(1000);
+    await whileDown?.();
+    await this.startAgent(n);
+    await this.waitReady(n);
+    return ping;
   }
 
   /** The logs of processes weftd started (wireguard-go's <state-dir>/<dev>.log), for a failure message. */

@@ -4,10 +4,9 @@
  * only what differs. This file decides what is wanted and reports what changed; the port (in @weft/kernel)
  * owns the tools, their syntax and their errors.
  */
-import { type Family, type Logger, silentLogger } from "@weft/core";
+import { type Family, type Logger, SerialQueue, silentLogger } from "@weft/core";
 import { type NetfilterPort, type NetfilterRuleset, netsOf } from "@weft/kernel";
 import { type TrafficPlan, type TrafficReport, type TrafficRules, checkPlan, forwardRules, masqueradeRules, previousDiffers } from "./model.js";
-import { SerialQueue } from "./queue.js";
 
 /** Masquerade and forward rules through a NetfilterPort (see TrafficRules). */
 export class NetfilterTrafficRules implements TrafficRules {

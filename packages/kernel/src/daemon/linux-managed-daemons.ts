@@ -14,22 +14,20 @@
  *     is what lets a restarted agent adopt it.
  */
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Backoff, type BackoffOptions, type Clock, type Logger, errorMessage, isWeftError, systemClock } from "@weft/core";
+import { type BackoffOptions, type Clock, type Logger, errorMessage, isWeftError, systemClock } from "@weft/core";
 import { KernelError } from "../port.js";
 import type { ChildHandle, ProcessRunner } from "../process.js";
 import {
   DEFAULT_DAEMON_BACKOFF,
-  DEFAULT_READY_TIMEOUT_MS,
   DEFAULT_STOP_GRACE_MS,
-  type StartFailures,
+  StartFailureLog,
   argvMatches,
-  backoffError,
+  awaitDaemonReady,
   cutLogTail,
   daemonLogFile,
   daemonPidFile,
   describeDaemon,
-  exitedError,
-  notReadyError,
+  readPidFile,
 } from "./files.js";
 import type { DaemonState, ManagedDaemonPort, ManagedDaemonRef, ManagedDaemonSpec } from "./port.js";
 
@@ -61,11 +59,10 @@ export class LinuxManagedDaemons implements ManagedDaemonPort {
   private readonly runner: ProcessRunner;
   private readonly logger: Logger | undefined;
   private readonly clock: Clock;
-  private readonly backoff: BackoffOptions;
   private readonly stopGraceMs: number;
   /** Processes this instance started, by run dir + name: stopped (and reaped) through their handle. */
   private readonly children = new Map<string, Child>();
-  private readonly failures = new Map<string, StartFailures>();
+  private readonly failures: StartFailureLog;
   /** One ensure/stop at a time per daemon. */
   private readonly queues = new Map<string, Promise<unknown>>();
 
@@ -73,7 +70,7 @@ export class LinuxManagedDaemons implements ManagedDaemonPort {
     this.runner = options.runner;
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
-    this.backoff = { ...DEFAULT_DAEMON_BACKOFF, ...options.backoff };
+    this.failures = new StartFailureLog(this.clock, { ...DEFAULT_DAEMON_BACKOFF, ...options.backoff });
     this.stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
   }
 
@@ -101,8 +98,7 @@ export class LinuxManagedDaemons implements ManagedDaemonPort {
 
   private async ensureNow(spec: ManagedDaemonSpec): Promise<DaemonState> {
     const key = keyOf(spec);
-    const failed = this.failures.get(key);
-    if (failed && this.clock.now() < failed.notBefore) throw backoffError(spec, failed, this.clock.now());
+    this.failures.check(spec);
 
     const found = await this.find(spec);
     if (found.running) {
@@ -127,7 +123,7 @@ export class LinuxManagedDaemons implements ManagedDaemonPort {
     } catch (err) {
       // Not installed: permanent, no backoff (the error names the Debian package).
       if (isWeftError(err) && err.code === "PROCESS_MISSING") throw err;
-      throw this.failed(spec, new KernelError("KERNEL_FAILED", `${describeDaemon(spec)} could not be started: ${errorMessage(err)}`, undefined, { cause: err }));
+      throw this.failures.record(spec, new KernelError("KERNEL_FAILED", `${describeDaemon(spec)} could not be started: ${errorMessage(err)}`, undefined, { cause: err }));
     }
     const child: Child = { handle };
     this.children.set(key, child);
@@ -137,48 +133,21 @@ export class LinuxManagedDaemons implements ManagedDaemonPort {
     });
     writeFileSync(daemonPidFile(spec), `${handle.pid}\n`, { mode: 0o600 });
 
-    const timeoutMs = spec.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
-    const deadline = this.clock.now() + timeoutMs;
-    for (;;) {
-      // Checked before asking `ready`: a socket left by a predecessor must not pass for this one.
-      if (child.ended) {
-        rmSync(daemonPidFile(spec), { force: true });
-        throw this.failed(spec, exitedError(spec, child.ended, await this.logTail(spec)));
-      }
-      let ready: boolean;
-      try {
-        ready = spec.ready ? await spec.ready() : true;
-      } catch (err) {
-        // The check itself failed (its tool is missing, say): nothing half-started is left behind.
+    const started = {
+      ended: () => child.ended,
+      kill: async () => {
         handle.kill("SIGKILL");
         await handle.exited;
-        rmSync(daemonPidFile(spec), { force: true });
-        throw this.failed(spec, err instanceof Error ? err : new Error(String(err)));
-      }
-      if (ready) {
-        if (!child.ended) break;
-        continue;
-      }
-      if (this.clock.now() >= deadline) {
-        handle.kill("SIGKILL");
-        await handle.exited;
-        rmSync(daemonPidFile(spec), { force: true });
-        throw this.failed(spec, notReadyError(spec, timeoutMs, await this.logTail(spec)));
-      }
-      await this.clock.sleep(POLL_MS);
+      },
+    };
+    try {
+      await awaitDaemonReady(spec, started, { clock: this.clock, pollMs: POLL_MS, logTail: () => this.logTail(spec) });
+    } catch (err) {
+      throw this.failures.record(spec, err as Error);
     }
-    this.failures.delete(key);
+    this.failures.clear(spec);
     this.logger?.info("managed daemon started", { daemon: spec.name, pid: handle.pid, log });
     return { name: spec.name, running: true, pid: handle.pid, adopted: false };
-  }
-
-  /** Records a failed start (the backoff grows) and returns its error. */
-  private failed<E extends Error>(spec: ManagedDaemonSpec, err: E): E {
-    const key = keyOf(spec);
-    const before = this.failures.get(key);
-    const backoff = before?.backoff ?? new Backoff(this.backoff);
-    this.failures.set(key, { count: (before?.count ?? 0) + 1, notBefore: this.clock.now() + backoff.next(), message: err.message, backoff });
-    return err;
   }
 
   private async stopNow(spec: ManagedDaemonRef): Promise<void> {
@@ -215,15 +184,8 @@ export class LinuxManagedDaemons implements ManagedDaemonPort {
 
   /** The PID in the daemon's PID file when it is alive and still this daemon; undefined otherwise. */
   private recordedPid(spec: ManagedDaemonRef): number | undefined {
-    let text: string;
-    try {
-      text = readFileSync(daemonPidFile(spec), "utf8");
-    } catch {
-      return undefined;
-    }
-    const pid = Number(text.trim());
-    if (!Number.isInteger(pid) || pid <= 1) return undefined;
-    return this.isDaemon(pid, spec) ? pid : undefined;
+    const pid = readPidFile(spec);
+    return pid !== undefined && this.isDaemon(pid, spec) ? pid : undefined;
   }
 
   /** Is `pid` alive (not a zombie) and running `spec`'s program with its arguments? */

@@ -14,12 +14,12 @@
  * Weft's strongswan.conf loads an explicit plugin list (load_modular = no) so the machine's /etc/strongswan.d
  * changes nothing, and contains no secret (the PSK goes over VICI only).
  */
-import { existsSync, mkdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { basename, delimiter, dirname, join } from "node:path";
 import { WeftError } from "@weft/core";
 import type { ManagedDaemonSpec } from "../daemon/port.js";
+import { bindMount, isMountPoint, requireOwnMountNamespace } from "../mount-ns.js";
 import type { ProcessRunner } from "../process.js";
-import { toolError } from "../tool-errors.js";
 
 /** Where Debian and other distributions install charon, after PATH (Flannel's list, reference/flannel.md §3.4.2). */
 export const CHARON_LOCATIONS = ["/usr/lib/ipsec/charon", "/usr/libexec/ipsec/charon", "/usr/lib/strongswan/charon", "/usr/libexec/strongswan/charon"] as const;
@@ -148,32 +148,19 @@ export const PRIVATE_CHARON_PIDFILE_ENV = "WEFT_IPSEC_PRIVATE_PIDFILE";
  * which it ignores); it truncates and rewrites the file instead, and truncates it when it exits.
  */
 export async function usePrivateCharonPidFile(runDir: string, runner: ProcessRunner): Promise<void> {
-  const ns = (pid: number | "self") => {
-    try {
-      return readlinkSync(`/proc/${pid}/ns/mnt`);
-    } catch {
-      return undefined;
-    }
-  };
-  const own = ns("self");
-  const shared = [process.ppid, 1].find((pid) => ns(pid) === own);
-  if (own === undefined || ns(process.ppid) === undefined || shared !== undefined) {
-    throw new WeftError(
-      "CONFIG_INVALID",
-      `${PRIVATE_CHARON_PIDFILE_ENV}=1 but the agent is not in a mount namespace of its own (it shares ${shared === 1 ? "PID 1's" : "its parent's"}, or it cannot tell): ` +
-        `binding over ${CHARON_PID_FILE} would change it for the whole machine; run the agent in its own mount namespace (ip netns exec gives it one) or unset ${PRIVATE_CHARON_PIDFILE_ENV}`,
-    );
-  }
+  requireOwnMountNamespace(
+    (shares) =>
+      `${PRIVATE_CHARON_PIDFILE_ENV}=1 but the agent is not in a mount namespace of its own (it shares ${shares}, or it cannot tell): ` +
+      `binding over ${CHARON_PID_FILE} would change it for the whole machine; run the agent in its own mount namespace (ip netns exec gives it one) or unset ${PRIVATE_CHARON_PIDFILE_ENV}`,
+  );
   const dir = realpathSync(dirname(CHARON_PID_FILE));
   const target = join(dir, basename(CHARON_PID_FILE));
-  // mountinfo field 5 is the mount point. Already bound (an agent restarted in the same namespace): done.
-  if (readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === target)) return;
+  // Already bound (an agent restarted in the same namespace): done.
+  if (isMountPoint(target)) return;
   // A bind needs an existing target: an empty file is what charon itself leaves after a clean exit.
   if (!existsSync(target)) writeFileSync(target, "", { mode: 0o644 });
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const source = join(runDir, "charon.pid.private");
   if (!existsSync(source)) writeFileSync(source, "", { mode: 0o644 });
-  const args = ["--bind", source, target];
-  const r = await runner.run("mount", args, { reject: false });
-  if (r.exitCode !== 0) throw toolError("mount", args, r);
+  await bindMount(runner, source, target);
 }

@@ -35,6 +35,12 @@ export interface IpsecConnection {
   readonly initiator?: boolean;
   /** Seconds between dead-peer checks (default 10); a dead peer's SA is restarted by the initiator. */
   readonly dpdDelay?: number;
+  /**
+   * A fixed reqid for the CHILD_SA (charon's `reqid`; default: one charon allocates, counting from 1). In kernel
+   * mode it is on every XFRM state and policy template of the CHILD_SA: how their owner finds them again. Desired
+   * only, charon does not report it back with the connection (it does with each CHILD_SA).
+   */
+  readonly reqid?: number;
 }
 
 /** A CHILD_SA as charon reports it. */
@@ -46,6 +52,11 @@ export interface IpsecChildSa {
   readonly remoteTs: readonly string[];
   /** ESP in UDP (NAT-T or forced encapsulation; always with kernel-libipsec). */
   readonly encap: boolean;
+  /** The reqid its XFRM states and policy templates carry (kernel mode). */
+  readonly reqid?: number;
+  /** Its inbound and outbound SPIs (the XFRM states' `spi`), when charon reports them. */
+  readonly spiIn?: number;
+  readonly spiOut?: number;
 }
 
 /** An IKE_SA as charon reports it, with its CHILD_SAs. */

@@ -45,6 +45,7 @@ export function connectionMessage(c: IpsecConnection): ViciMessage {
           close_action: initiator ? "start" : "none",
           dpd_action: "restart",
           rekey_time: "1h",
+          ...(c.reqid !== undefined ? { reqid: String(c.reqid) } : {}),
         },
       },
     },
@@ -77,8 +78,35 @@ async function call(socket: string, command: string, body: ViciMessage, what: st
   return r;
 }
 
+/** The events of a streamed command (`list-conns` sends `list-conn` events, ...). */
+async function stream(socket: string, command: string, event: string, what: string): Promise<ViciMessage[]> {
+  try {
+    return (await viciStream(socket, command, event)).events;
+  } catch (err) {
+    throw viciError(socket, what, err);
+  }
+}
+
+/** A VICI number: reqid is decimal, spi-in/spi-out are 8 hex digits without 0x; undefined when absent. */
+const uint = (v: ViciValue | undefined, radix: 10 | 16): number | undefined => {
+  const n = Number.parseInt(str(v), radix);
+  return Number.isFinite(n) ? n : undefined;
+};
+
 function parseChild(c: ViciMessage): IpsecChildSa {
-  return { name: str(c.name), state: str(c.state), localTs: list(c["local-ts"]), remoteTs: list(c["remote-ts"]), encap: str(c.encap) === "yes" };
+  const reqid = uint(c.reqid, 10);
+  const spiIn = uint(c["spi-in"], 16);
+  const spiOut = uint(c["spi-out"], 16);
+  return {
+    name: str(c.name),
+    state: str(c.state),
+    localTs: list(c["local-ts"]),
+    remoteTs: list(c["remote-ts"]),
+    encap: str(c.encap) === "yes",
+    ...(reqid !== undefined ? { reqid } : {}),
+    ...(spiIn !== undefined ? { spiIn } : {}),
+    ...(spiOut !== undefined ? { spiOut } : {}),
+  };
 }
 
 /** Addresses used for the ESP probe (RFC 2544 benchmarking range, never routed; the state is deleted at once). */
@@ -109,12 +137,7 @@ export class ViciIpsec implements IpsecPort {
   }
 
   async listConnections(socket: string): Promise<IpsecConnection[]> {
-    let events: ViciMessage[];
-    try {
-      ({ events } = await viciStream(socket, "list-conns", "list-conn"));
-    } catch (err) {
-      throw viciError(socket, "list IPsec connections", err);
-    }
+    const events = await stream(socket, "list-conns", "list-conn", "list IPsec connections");
     const out: IpsecConnection[] = [];
     for (const e of events) {
       for (const [name, v] of Object.entries(e)) {
@@ -134,12 +157,7 @@ export class ViciIpsec implements IpsecPort {
   }
 
   async listSas(socket: string): Promise<IpsecSa[]> {
-    let events: ViciMessage[];
-    try {
-      ({ events } = await viciStream(socket, "list-sas", "list-sa"));
-    } catch (err) {
-      throw viciError(socket, "list IPsec SAs", err);
-    }
+    const events = await stream(socket, "list-sas", "list-sa", "list IPsec SAs");
     const out: IpsecSa[] = [];
     for (const e of events) {
       for (const [connection, v] of Object.entries(e)) {

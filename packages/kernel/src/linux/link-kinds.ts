@@ -2,7 +2,8 @@
  * Link kinds as definitions (LinkKindDefinition, @weft/core): the built-in ones (bridge, veth, vxlan, tun,
  * wireguard, dummy) and any a backend package contributes. LinuxKernel builds `ip link add` lines and reads links
  * back through them, the FakeKernel models them, the links reconciler compares through them. A backend's kind
- * reaches all three through the LINK_KINDS token (registered from `BackendModule.linkKinds` by the agent).
+ * reaches the two kernels through their `linkKinds` option (linkKindsOf the loaded modules) and the reconciler
+ * through the LINK_KINDS token (registered from `BackendModule.linkKinds` by the agent).
  */
 import { type LinkArgChecks, type LinkKindDefinition, type LinkSpec, type VxlanAttrs, createToken } from "@weft/core";
 import * as v from "./validate.js";
@@ -155,8 +156,8 @@ export const BUILTIN_LINK_KIND_SET = new LinkKinds();
 
 /**
  * The link kind definitions backends contribute (e.g. `BackendModule.linkKinds` of the loaded module).
- * registerLinuxKernel, the FakeKernel users and the datapath engine read it when it is registered; the
- * built-in kinds need no registration.
+ * The datapath engine reads it when it is registered (LinuxKernel and FakeKernel take the kinds as their
+ * `linkKinds` option); the built-in kinds need no registration.
  */
 export const LINK_KINDS = createToken<readonly LinkKindDefinition[]>("weft.link-kinds");
 

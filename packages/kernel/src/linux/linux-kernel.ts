@@ -9,13 +9,12 @@
  * this process shows its own namespace; without `netns` /proc/sys is read and written directly.
  */
 import { readFile, writeFile } from "node:fs/promises";
-import type { DependencyContainer } from "tsyringe";
 import type { FdbSpec, Family, Link, LinkKindDefinition, RouteSpec } from "@weft/core";
-import { type Address, KERNEL, KernelError, type KernelOp, type KernelPort, type Neighbour, type OpResult, type RouteLookup, type RouteQuery } from "../port.js";
-import { PROCESS_RUNNER, type ProcessRunner, type RunResult } from "../process.js";
+import { type Address, KernelError, type KernelOp, type KernelPort, type Neighbour, type OpResult, type RouteLookup, type RouteQuery } from "../port.js";
+import type { ProcessRunner, RunResult } from "../process.js";
 import { BatchExecutor } from "./batch.js";
 import { classifyKernelMessage } from "./classify.js";
-import { BUILTIN_LINK_KIND_SET, LINK_KINDS, LinkKinds } from "./link-kinds.js";
+import { BUILTIN_LINK_KIND_SET, LinkKinds } from "./link-kinds.js";
 import type { Tool } from "./commands.js";
 import { parseAddresses, parseFdb, parseJsonArray, parseLinks, parseNeighbours, parseRouteGet, parseRoutes } from "./parse.js";
 import * as v from "./validate.js";
@@ -194,21 +193,4 @@ function errnoText(err: unknown): string {
     default:
       return err instanceof Error ? err.message : String(err);
   }
-}
-
-/**
- * Registers a LinuxKernel under KERNEL in `container` (one instance, created on first resolve). The runner
- * defaults to whatever PROCESS_RUNNER resolves to in that container, the contributed link kinds to LINK_KINDS
- * when it is registered there by then.
- */
-export function registerLinuxKernel(container: DependencyContainer, opts: Partial<LinuxKernelOptions> = {}): void {
-  let instance: LinuxKernel | undefined;
-  container.register(KERNEL, {
-    useFactory: (c) =>
-      (instance ??= new LinuxKernel({
-        ...opts,
-        runner: opts.runner ?? c.resolve(PROCESS_RUNNER),
-        linkKinds: opts.linkKinds ?? (c.isRegistered(LINK_KINDS, true) ? c.resolve(LINK_KINDS) : []),
-      })),
-  });
 }

@@ -25,7 +25,7 @@
  *   - `iptables-save -t <table>` on iptables-nft lists the built-in chains even when the table does not
  *     exist, and does not create it.
  */
-import { type Family, IPNet, type Logger, WeftError, errorMessage, silentLogger } from "@weft/core";
+import { type Family, IPNet, type Logger, SerialQueue, WeftError, errorMessage, silentLogger } from "@weft/core";
 import type { ProcessRunner } from "../process.js";
 import {
   NETFILTER_HOOKS,
@@ -40,7 +40,7 @@ import {
   type UnrecognisedRule,
   validateRuleset,
 } from "./port.js";
-import { NetfilterTool, SerialQueue } from "./run.js";
+import { NetfilterTool } from "./run.js";
 
 export type IptablesTable = "nat" | "filter";
 

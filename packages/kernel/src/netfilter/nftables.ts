@@ -19,7 +19,7 @@
  * verdicts are `{"return": null}`; `masquerade` is `null` without flags and `{"flags": "fully-random"}` with.
  * Named priorities are printed as numbers (srcnat = 100, filter = 0).
  */
-import { type Family, IPAddress, IPNet, type Logger, WeftError, errorMessage, silentLogger } from "@weft/core";
+import { type Family, IPAddress, IPNet, type Logger, SerialQueue, WeftError, errorMessage, silentLogger } from "@weft/core";
 import type { ProcessRunner } from "../process.js";
 import {
   NETFILTER_HOOKS,
@@ -34,7 +34,7 @@ import {
   type UnrecognisedRule,
   validateRuleset,
 } from "./port.js";
-import { NetfilterTool, SerialQueue, netfilterError } from "./run.js";
+import { NetfilterTool, netfilterError } from "./run.js";
 
 export type NftFamily = "ip" | "ip6";
 

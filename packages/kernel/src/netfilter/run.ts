@@ -56,17 +56,3 @@ export function netfilterError(file: string, args: readonly string[], r: RunResu
   }
   return toolError(file, args, r, { rules: RULES, suffix });
 }
-
-/**
- * Runs calls one after another: an apply overlapping a remove (a resync timer firing during shutdown) would
- * otherwise plan against a state the other is changing, and fail its restore/transaction.
- */
-export class SerialQueue {
-  private tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(task, task);
-    this.tail = next.catch(() => undefined);
-    return next;
-  }
-}

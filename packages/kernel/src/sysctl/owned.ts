@@ -14,7 +14,7 @@
  */
 import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createToken } from "@weft/core";
+import { SerialQueue } from "@weft/core";
 import { KernelError, type KernelPort } from "../port.js";
 import { InvalidValue, sysctlKey } from "../linux/validate.js";
 
@@ -103,7 +103,7 @@ export function canonicalSysctlKey(key: string): string {
 
 /** Sets sysctls on a KernelPort and restores what they were before. One per agent (per state dir). */
 export class OwnedSysctls {
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(
     private readonly kernel: KernelPort,
@@ -120,7 +120,7 @@ export class OwnedSysctls {
    * already at `value` is left alone (and not recorded).
    */
   set(key: string, value: string): Promise<void> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const k = canonicalSysctlKey(key);
       const current = (await this.kernel.getSysctl(k)).trim();
       if (current === value.trim()) return;
@@ -135,7 +135,7 @@ export class OwnedSysctls {
 
   /** Puts `key` back to the value recorded before Weft first changed it, and forgets the record. No record: nothing. */
   restore(key: string): Promise<void> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const k = canonicalSysctlKey(key);
       const records = await this.records.load();
       const original = records[k];
@@ -159,18 +159,9 @@ export class OwnedSysctls {
       .sort()
       .map((key) => ({ key, original: records[key]! }));
   }
-
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
 }
 
 /** The OwnedSysctls of an agent: over its KernelPort, with the records in its state dir. */
 export function ownedSysctls(kernel: KernelPort, stateDir: string): OwnedSysctls {
   return new OwnedSysctls(kernel, new FileSysctlRecords(stateDir));
 }
-
-/** The agent's OwnedSysctls, for code that resolves it from a container. */
-export const OWNED_SYSCTLS = createToken<OwnedSysctls>("weft.owned-sysctls");

@@ -3,9 +3,10 @@
  * with argv arrays. Reads with `wg show <dev> dump` (parsed in wg-dump.ts), writes with ONE `wg set` per call,
  * keys as files. Errors are classified once, here, by the shared tool-error rules plus wg's own texts.
  */
-import { mkdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
-import { type Logger, WeftError } from "@weft/core";
+import { mkdirSync, realpathSync } from "node:fs";
+import type { Logger } from "@weft/core";
 import type { ManagedDaemonSpec } from "../daemon/port.js";
+import { bindMount, isMountPoint, requireOwnMountNamespace } from "../mount-ns.js";
 import type { ProcessRunner } from "../process.js";
 import { type ToolErrorRules, toolError } from "../tool-errors.js";
 import { WIREGUARD_SOCKET_DIR, type WireGuardDeviceConfig, type WireGuardPeerChange, type WireGuardPeerConfig, type WireGuardPort } from "./port.js";
@@ -19,6 +20,24 @@ export const WG_ERROR_RULES: ToolErrorRules = [[/Unable to (access|modify) inter
 
 /** How long wireguard-go may take to open its socket (53–70 ms measured; linux-lab §5). */
 export const WIREGUARD_GO_READY_TIMEOUT_MS = 5000;
+
+/**
+ * The managed daemon that runs `device` (WireGuardPort.daemonSpec): wireguard-go in the foreground (our child,
+ * reaped by us, not left a zombie for init), detached into its own session so the tunnel outlives the agent,
+ * with its PID file and log in `runDir`. `ready` is the adapter's check that its UAPI socket answers.
+ */
+export function wireguardGoDaemonSpec(device: string, runDir: string, ready: () => Promise<boolean>): ManagedDaemonSpec {
+  return {
+    name: device,
+    command: "wireguard-go",
+    args: ["-f", device],
+    runDir,
+    detached: true,
+    readyTimeoutMs: WIREGUARD_GO_READY_TIMEOUT_MS,
+    readiness: "its UAPI socket answered",
+    ready,
+  };
+}
 
 /** Options of LinuxWireGuard. */
 export interface LinuxWireGuardOptions {
@@ -73,45 +92,21 @@ export class LinuxWireGuard implements WireGuardPort {
   }
 
   daemonSpec(device: string, runDir: string): ManagedDaemonSpec {
-    return {
-      name: device,
-      command: "wireguard-go",
-      // Foreground: our child (reaped by us, not left a zombie for init), detached into its own session.
-      args: ["-f", device],
-      runDir,
-      detached: true,
-      readyTimeoutMs: WIREGUARD_GO_READY_TIMEOUT_MS,
-      readiness: "its UAPI socket answered",
-      ready: async () => (await this.runner.run("wg", ["show", device, "listen-port"], { reject: false })).exitCode === 0,
-    };
+    return wireguardGoDaemonSpec(device, runDir, async () => (await this.runner.run("wg", ["show", device, "listen-port"], { reject: false })).exitCode === 0);
   }
 
   async usePrivateSocketDir(dir: string): Promise<void> {
-    // Its own mount namespace: not the one of its parent, nor of PID 1 (when this container lets us see it).
-    const ns = (pid: number | "self") => {
-      try {
-        return readlinkSync(`/proc/${pid}/ns/mnt`);
-      } catch {
-        return undefined;
-      }
-    };
-    const own = ns("self");
-    const shared = [process.ppid, 1].find((pid) => ns(pid) === own);
-    if (own === undefined || ns(process.ppid) === undefined || shared !== undefined) {
-      throw new WeftError(
-        "CONFIG_INVALID",
-        `a private WireGuard socket directory was asked for, but the agent is not in a mount namespace of its own (it shares ${shared === 1 ? "PID 1's" : "its parent's"}, or it cannot tell): ` +
-          `binding over ${WIREGUARD_SOCKET_DIR} would hide this machine's WireGuard sockets; run the agent in its own mount namespace (ip netns exec gives it one)`,
-      );
-    }
+    requireOwnMountNamespace(
+      (shares) =>
+        `a private WireGuard socket directory was asked for, but the agent is not in a mount namespace of its own (it shares ${shares}, or it cannot tell): ` +
+        `binding over ${WIREGUARD_SOCKET_DIR} would hide this machine's WireGuard sockets; run the agent in its own mount namespace (ip netns exec gives it one)`,
+    );
     mkdirSync(WIREGUARD_SOCKET_DIR, { recursive: true, mode: 0o755 });
     const target = realpathSync(WIREGUARD_SOCKET_DIR);
-    // mountinfo field 5 is the mount point. Already bound (an agent restarted in the same namespace): done.
-    if (readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === target)) return;
+    // Already bound (an agent restarted in the same namespace): done.
+    if (isMountPoint(target)) return;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const args = ["--bind", dir, target];
-    const r = await this.runner.run("mount", args, { reject: false });
-    if (r.exitCode !== 0) throw toolError("mount", args, r);
+    await bindMount(this.runner, dir, target);
     this.logger?.info("wireguard: private UAPI socket directory", { dir, mountedOn: target });
   }
 
