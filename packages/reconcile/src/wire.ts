@@ -51,7 +51,7 @@ export interface BackendWiringInput {
   readonly clock?: Clock;
   /**
    * Binds ports before the module registers, replacing the Linux adapters bound by default (registerLinuxPorts:
-   * MANAGED_DAEMONS, WIREGUARD, IPSEC, ETHTOOL over `runner`): the test kit binds fakes here. Called once per
+   * MANAGED_DAEMONS, WIREGUARD, IPSEC, XFRM, ETHTOOL over `runner`, registerLinuxPorts): the test kit binds fakes here. Called once per
    * wiring, so an agent restart gets new port instances (which must adopt what the previous agent left running).
    */
   readonly ports?: (container: DependencyContainer) => void;

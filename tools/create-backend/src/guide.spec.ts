@@ -10,13 +10,14 @@
  * a FakeDaemonTable), teardown of every kind included, plus its own test; then the same package without the
  * guide's `retract("tund")` must FAIL the suite's teardown check.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { ExecaRunner } from "@weft/kernel";
 import { describe, expect, it } from "vitest";
 // @ts-expect-error: a plain .mjs script without type declarations
 import { WORKSPACE_ROOT } from "./create-backend.mjs";
+import { insertBefore, linkFileDependencies } from "./generated.spec-helper.js";
 
 const runner = new ExecaRunner();
 const GUIDE_PATH = join(WORKSPACE_ROOT, "docs", "writing-a-backend.md");
@@ -52,30 +53,6 @@ const norm = (s: string): string[] =>
     .split("\n")
     .map((l) => l.trim())
     .filter(Boolean);
-
-/** Inserts `text` before the first `anchor` in `file`; fails when the generated package has no such place. */
-function insertBefore(file: string, anchor: string, text: string): void {
-  const src = readFileSync(file, "utf8");
-  const at = src.indexOf(anchor);
-  expect(at, `${file} has no "${anchor}": the sample changed, update the guide's example and this test`).toBeGreaterThanOrEqual(0);
-  writeFileSync(file, src.slice(0, at) + text + src.slice(at));
-}
-
-/** What `npm install` does for `file:` directory dependencies: a symlink per package in node_modules. */
-function linkFileDependencies(pkgDir: string): string[] {
-  const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8"));
-  const linked: string[] = [];
-  for (const [name, spec] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies } as Record<string, string>)) {
-    if (!spec.startsWith("file:")) continue;
-    const target = resolve(pkgDir, spec.slice(5));
-    expect(existsSync(join(target, "package.json")), `${name} -> ${target}`).toBe(true);
-    const at = join(pkgDir, "node_modules", name);
-    mkdirSync(dirname(at), { recursive: true });
-    symlinkSync(target, at, "dir");
-    linked.push(name);
-  }
-  return linked;
-}
 
 /** The text of a template literal `const NAME = \`...\`` in `source`, as the program sees it (`NAME` bound). */
 function templateValue(source: string, name: string, bindings: Record<string, string>): string {

@@ -12,13 +12,14 @@
  * this checkout's own copies, so the backend, the agent and the kit share one tsyringe. gre itself is not in
  * this machine's kernel (`ip link add ... type gre`: "Unknown device type"), so the fake is the only kernel here.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { ExecaRunner } from "@weft/kernel";
 import { describe, expect, it } from "vitest";
 // @ts-expect-error: a plain .mjs script without type declarations
 import { WORKSPACE_ROOT } from "./create-backend.mjs";
+import { insertBefore, linkFileDependencies } from "./generated.spec-helper.js";
 
 const runner = new ExecaRunner();
 const NAME = "gre-tunnel";
@@ -87,30 +88,6 @@ describe("the gre tunnel kind", () => {
   });
 });
 `;
-
-/** Inserts `text` before the first `anchor` in `file`; fails the test when the template has no such place. */
-function insertBefore(file: string, anchor: string, text: string): void {
-  const src = readFileSync(file, "utf8");
-  const at = src.indexOf(anchor);
-  expect(at, `${file} has no "${anchor}": the sample changed, update this test's patch`).toBeGreaterThanOrEqual(0);
-  writeFileSync(file, src.slice(0, at) + text + src.slice(at));
-}
-
-/** What `npm install` does for `file:` directory dependencies: a symlink per package in node_modules. */
-function linkFileDependencies(pkgDir: string): string[] {
-  const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8"));
-  const linked: string[] = [];
-  for (const [name, spec] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies } as Record<string, string>)) {
-    if (!spec.startsWith("file:")) continue;
-    const target = resolve(pkgDir, spec.slice(5));
-    expect(existsSync(join(target, "package.json")), `${name} -> ${target}`).toBe(true);
-    const at = join(pkgDir, "node_modules", name);
-    mkdirSync(dirname(at), { recursive: true });
-    symlinkSync(target, at, "dir");
-    linked.push(name);
-  }
-  return linked;
-}
 
 describe("create-backend: a backend with a link kind of its own, outside the workspace", () => {
   it(
