@@ -217,8 +217,9 @@ const suite = (m: Mode) => describeReal(
       ok(await cni(node, "DEL", pod, "c-chk"));
     });
 
-    // The code cache is the Node plugin's (the shim's fallback): no Node process per pod starts with a server up.
-    it.skipIf(m === "shim")("keeps a V8 code cache per command: written after the first successful ADD and DEL, used from then on", async () => {
+    // The code cache is the Node plugin's (the shim's fallback): with a server up no Node process per pod starts, so
+    // the case is declared only for the runs where the Node plugin does the work (not a skip: there is nothing to test).
+    if (m !== "shim") it("keeps a V8 code cache per command: written after the first successful ADD and DEL, used from then on", async () => {
       const node = await makeNode(V4);
       const cacheDir = join(node.dir, "code-cache");
       const status = (r: RunResult) => /weft-cni: code cache (\w+)/.exec(r.stderr)?.[1];

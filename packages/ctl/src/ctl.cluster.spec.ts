@@ -2,11 +2,11 @@
  * The built weftctl against a real two-node vxlan cluster (real weftd processes, real etcd, real devices), run
  * inside node 1's namespace the way an operator runs it on a node or in the weft pod.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { HEALTH_PORT, WeftCluster, type WeftNode } from "@weft/netns-lab";
+import { HEALTH_PORT, WeftCluster, type WeftNode, labRunner } from "@weft/netns-lab";
 import { describeReal } from "@weft/netns-lab/vitest";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
@@ -21,17 +21,21 @@ describeReal("weftctl on a real cluster (vxlan, 2 nodes)", () => {
   let n1: WeftNode;
   let cni: string;
   const ctl = (args: string[]) => n1.lab.netns.run(process.execPath, [weftctl, ...args], { reject: false, timeoutMs: 30_000 });
-  const doctorArgs = () => ["doctor", "--subnet-file", n1.subnetFile, "--cni-bin-dir", join(cni, "bin"), "--cni-conf-dir", join(cni, "net.d"), "--endpoint", endpoint];
+  // weftd serves the shim on cni.sock beside its --subnet-file (its --cni-socket default).
+  const doctorArgs = () => [
+    "doctor", "--subnet-file", n1.subnetFile, "--cni-bin-dir", join(cni, "bin"), "--cni-conf-dir", join(cni, "net.d"),
+    "--cni-socket", join(dirname(n1.subnetFile), "cni.sock"), "--endpoint", endpoint,
+  ];
 
   beforeAll(async () => {
     for (const f of [weftd, weftctl, cniBundle]) if (!existsSync(f)) throw new Error(`${f} not found: run npm run build at the repository root first`);
-    // The CNI plugin installed the way weft-cni install lays it out, so the doctor's CNI checks pass.
+    // The CNI plugin installed by `weft-cni install` itself (the shim as `weft`, the Node fallback beside it, the
+    // conflist), as the DaemonSet's init container does, so the doctor's CNI checks pass.
     cni = mkdtempSync(join(tmpdir(), "weftctl-cni-"));
-    mkdirSync(join(cni, "bin"));
-    mkdirSync(join(cni, "net.d"));
-    copyFileSync(cniBundle, join(cni, "bin", "weft"));
-    chmodSync(join(cni, "bin", "weft"), 0o755);
-    writeFileSync(join(cni, "net.d", "10-weft.conflist"), JSON.stringify({ name: "cbr0", cniVersion: "1.0.0", plugins: [{ type: "weft" }, { type: "portmap", capabilities: { portMappings: true } }] }));
+    const conflist = join(cni, "weft.conflist");
+    writeFileSync(conflist, JSON.stringify({ name: "cbr0", cniVersion: "1.0.0", plugins: [{ type: "weft" }, { type: "portmap", capabilities: { portMappings: true } }] }));
+    const inst = await labRunner.run(process.execPath, [cniBundle, "install", "--bin-dir", join(cni, "bin"), "--conf-dir", join(cni, "net.d"), "--conflist", conflist, "--node", process.execPath], { reject: false });
+    if (inst.exitCode !== 0) throw new Error(`weft-cni install failed: ${inst.stderr}`);
     // A long resync, so drift planted by the test stays until weftctl has seen it.
     c = await WeftCluster.start({ nodes: 2, weftd, backend: { Type: "vxlan" }, resyncInterval: 300, pods: false });
     n1 = c.nodes[0]!;

@@ -431,6 +431,8 @@ describe("watchLeases", () => {
     const rvAtSnapshot = mgr.stats.resourceVersion;
     for (let i = 0; i < 3; i++) server.addPod({ metadata: { name: `p${i}`, namespace: "default" } }); // no Node events
     if (sendBookmark) {
+      // The snapshot comes from the list; the watch opens after it. A bookmark sent before it opens reaches nobody.
+      await waitFor("the node watch", () => server.watchCount > 0);
       server.sendBookmarks();
       await waitFor("bookmark", () => mgr.stats.resourceVersion === server.resourceVersion);
       expect(Number(mgr.stats.resourceVersion)).toBeGreaterThan(Number(rvAtSnapshot));
