@@ -13,6 +13,7 @@ import { describe, expect, it } from "vitest";
 import { type Clock, abortReason, systemClock } from "@weft/core";
 import { EtcdSubnetManager, type EtcdSubnetManagerOptions } from "./manager.js";
 import { MemoryStore } from "./memory-store.js";
+import type { LeaseChoice } from "./store.js";
 
 /** A clock that moves only when the test says so. */
 class FakeClock implements Clock {
@@ -187,6 +188,33 @@ describe("EtcdSubnetManager acquireLease", () => {
     expect(subnets.size).toBe(50);
     expect(store.snapshot(SUBNETS).size).toBe(50);
     expect(managers.reduce((n, m) => n + m.stats.raceRetries, 0)).toBeGreaterThan(0);
+  });
+
+  it("dual-stack: a node that took the same IPv4 subnet as an earlier key (with another IPv6 subnet) steps back and allocates anew", async () => {
+    // Two agents list at the same moment and pick the same IPv4 subnet with different IPv6 subnets: the two keys
+    // differ, so both creates succeed. Here the rival's create lands just before ours.
+    const DUAL = '{"Network":"198.19.0.0/16","EnableIPv6":true,"IPv6Network":"2001:2::/48","Backend":{"Type":"vxlan"}}';
+    class RacingStore extends MemoryStore {
+      rival?: string;
+      override async create(key: string, value: string, lease: LeaseChoice): Promise<{ ok: boolean; revision: bigint }> {
+        if (this.rival === undefined && key.includes("&")) {
+          this.rival = `${key.slice(0, key.indexOf("&"))}&2001:2:0:ffff::-64`;
+          await super.create(this.rival, encodeLeaseAttrs(attrs("198.18.0.9")), { lease: await this.grantLease(60) });
+        }
+        return super.create(key, value, lease);
+      }
+    }
+    const store = new RacingStore();
+    store.put(`${PREFIX}/config`, DUAL);
+    const m = mk(store);
+    const lease = await m.acquireLease({ ...attrs("198.18.0.1"), publicIPv6: IPAddress.parse("2001:2:0:100::1") }, signal());
+    const rivalV4 = store.rival!.slice(SUBNETS.length, store.rival!.indexOf("&"));
+    expect(lease.subnet!.toString()).not.toBe(rivalV4.replace("-", "/"));
+    const keys = [...store.snapshot(SUBNETS).keys()].map((k) => k.slice(SUBNETS.length));
+    // The rival keeps its key; ours is the only other one, with an IPv4 subnet of its own.
+    expect(keys).toHaveLength(2);
+    expect(new Set(keys.map((k) => k.slice(0, k.indexOf("&")))).size).toBe(2);
+    expect(m.stats.raceRetries).toBeGreaterThan(0);
   });
 
   it("fails with SUBNETS_EXHAUSTED when the network is full, and never takes a reservation", async () => {

@@ -356,9 +356,35 @@ export class EtcdSubnetManager implements SubnetManager {
         }
         createRevision = kv.createRevision;
       }
+      // A dual-stack key names both subnets, so the create above only guards the PAIR: two nodes that listed at
+      // the same moment can take the same IPv4 subnet with different IPv6 ones (two keys, both creates succeed).
+      // Look again: the key created first keeps the subnet, a later one steps back and allocates anew.
+      if (nets.subnet && nets.ipv6Subnet) {
+        const rival = await this.earlierOverlap(key, nets, createRevision, signal);
+        if (rival) {
+          await this.retry(`delete ${key}`, () => this.store.deleteIf(key, { createRevision }), signal);
+          await this.revokeQuietly(leaseId);
+          this.log.debug(`${key} overlaps ${rival}, which was created first; allocating again`, { attempt: attempt + 1 });
+          continue;
+        }
+      }
       const how = [alloc.source.v4 ? `${alloc.source.v4} IPv4` : "", alloc.source.v6 ? `${alloc.source.v6} IPv6` : ""].filter(Boolean).join(", ");
       return this.took(key, nets, createRevision, createRevision, leaseId, attrs, `a new subnet (${how})`);
     }
+  }
+
+  /** Another subnet key, created before `createRevision`, that shares a subnet (of either family) with `nets`. */
+  private async earlierOverlap(key: string, nets: { subnet?: IPNet; ipv6Subnet?: IPNet }, createRevision: bigint, signal: AbortSignal): Promise<string | undefined> {
+    const listing = await this.retry(`list ${this.subnetsPrefix}`, () => this.store.list(this.subnetsPrefix), signal);
+    for (const kv of listing.kvs) {
+      if (kv.key === key || kv.createRevision >= createRevision) continue;
+      const other = toExisting(kv, this.subnetsPrefix);
+      if (!other) continue;
+      const v4 = nets.subnet && other.subnet?.overlaps(nets.subnet);
+      const v6 = nets.ipv6Subnet && other.ipv6Subnet?.overlaps(nets.ipv6Subnet);
+      if (v4 || v6) return kv.key;
+    }
+    return undefined;
   }
 
   /**
