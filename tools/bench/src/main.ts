@@ -102,7 +102,7 @@ async function datapath() {
     `Target ${targetRows.length === 0 ? "not measured (no vxlan or host-gw row)" : targetRows.every((r) => r.gbps / base >= 0.9) ? "met" : "not met"} in this run. ` +
       "Why pod to pod is below node to node here: the underlay path crosses one veth pair and the lab bridge, a pod path adds a veth pair, a bridge " +
       "and a forwarding decision on each node, and sender, receiver and all softirq work share the same 2 vCPUs. The \"by hand, no Weft\" rows " +
-      "build the same topology with plain ip commands (linux-lab.md §2–§3): Weft's paths are at or above them, so the gap is the topology on " +
+      "build the same topology with plain ip commands (linux-lab.md §2–§3): Weft's paths are within a few percent of them (either side, run to run), so the gap is the topology on " +
       "this VM, not a cost Weft adds (it adds no per-packet work: kernel vxlan, kernel routes). Turning on veth GRO made it worse; Weft's " +
       "forward rules made no measurable difference.",
   ].join("\n");
