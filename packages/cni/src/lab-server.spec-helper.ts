@@ -8,15 +8,24 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { labRunner } from "@weft/netns-lab";
+import { afterAll } from "vitest";
 
 const SERVE_SRC = fileURLToPath(new URL("./serve.spec-helper.ts", import.meta.url));
 let script: Promise<string> | undefined;
 
-/** The server fixture as one CommonJS file (removed when this process exits). */
+let scriptDir: string | undefined;
+
+// Removed after the importing test file: a vitest worker may end without emitting process "exit".
+afterAll(() => {
+  if (scriptDir) rmSync(scriptDir, { recursive: true, force: true });
+  scriptDir = undefined;
+  script = undefined;
+});
+
+/** The server fixture as one CommonJS file (removed after the test file that imports this helper). */
 function serverScript(): Promise<string> {
   script ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), "weft-cni-serve-"));
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const dir = (scriptDir = mkdtempSync(join(tmpdir(), "weft-cni-serve-")));
     const out = join(dir, "serve.cjs");
     await build({ entryPoints: [SERVE_SRC], bundle: true, platform: "node", target: "node20", format: "cjs", conditions: ["@weft/source"], outfile: out, logLevel: "warning" });
     return out;

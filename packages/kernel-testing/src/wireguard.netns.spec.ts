@@ -34,16 +34,19 @@ describeReal(
       const ns = await createNetns("wwg");
       const dir = mkdtempSync(join(tmpdir(), "weft-wg-"));
       const started: ChildHandle[] = [];
+      const device = uniqueName("wgc");
       return {
         wireguard: new LinuxWireGuard({ runner }),
         daemons: new LinuxManagedDaemons({ runner: spawnIn(ns.name, started) }),
         kernel: new LinuxKernel({ runner, netns: ns.name }),
         dir,
-        device: uniqueName("wgc"),
+        device,
         cleanup: async () => {
-          // By the handles of what this test started (never by name); their TUNs go with them.
+          // By the handles of what this test started (never by name); their TUNs go with them. A wireguard-go
+          // ended by SIGKILL leaves its UAPI socket file in the machine's /var/run/wireguard: remove this test's.
           for (const h of started) h.kill("SIGKILL");
           await Promise.all(started.map((h) => h.exited));
+          rmSync(join("/var/run/wireguard", `${device}.sock`), { force: true });
           await ns.destroy();
           rmSync(dir, { recursive: true, force: true });
         },
