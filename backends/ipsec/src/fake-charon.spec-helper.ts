@@ -9,7 +9,10 @@ import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { IPSEC, type KernelPort, MANAGED_DAEMONS, XFRM } from "@weft/kernel";
 import { FakeDaemonTable, FakeIpsec, type FakeKernel, FakeManagedDaemons, FakeXfrm } from "@weft/kernel-testing";
+import { type TestAgent, startTestAgent, testNetConf } from "@weft/backend-testkit";
 import type { DependencyContainer } from "tsyringe";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import ipsec from "./index.js";
 
 /** A PSK of Flannel's minimum length (test only). */
 export const TEST_PSK = "0123456789abcdef".repeat(6);
@@ -60,3 +63,44 @@ export function fakeCharonOnPath(): () => void {
     process.env.PATH = before;
   };
 }
+
+/**
+ * The scaffold every ipsec spec file uses: the fake charon on PATH for the file, and `node(host, n)` — node n
+ * (underlay 198.18.0.n, pods 198.19.n.0/24) on `host` — whose agents are closed ("restart") after each test.
+ */
+export function useFakeCharonNodes(): {
+  node(host: FakeCharonHost, n: number, backend?: Record<string, unknown>, extra?: { kernel?: FakeKernel; stateDir?: string }): Promise<TestAgent>;
+  /** Closes an agent the test started itself after the test, as `node`'s are. */
+  track(a: TestAgent): TestAgent;
+} {
+  let restorePath: () => void;
+  beforeAll(() => {
+    restorePath = fakeCharonOnPath();
+  });
+  afterAll(() => restorePath());
+  const agents: TestAgent[] = [];
+  afterEach(async () => {
+    for (const a of agents.splice(0)) await a.close("restart").catch(() => undefined);
+  });
+  const track = (a: TestAgent): TestAgent => {
+    agents.push(a);
+    return a;
+  };
+  return {
+    track,
+    async node(host, n, backend = {}, extra = {}) {
+      const a = await startTestAgent({
+        backends: [ipsec],
+        config: testNetConf({ Type: "ipsec", PSK: TEST_PSK, ...backend }, "v4"),
+        iface: { address: `198.18.0.${n}/24` },
+        leases: { subnet: `198.19.${n}.0/24`, nodeName: `node-${n}` },
+        ports: host.ports,
+        ...extra,
+      });
+      return track(a);
+    },
+  };
+}
+
+/** The VICI socket of the charon `a`'s backend talks to. */
+export const charonSocketOf = (a: TestAgent): string => (a.backend as unknown as { charon: { socket: string } }).charon.socket;

@@ -12,34 +12,11 @@ import { MemoryLogger, errorMessage } from "@weft/core";
 import { CHARON_PACKAGES, type IpsecConnection, locateCharon } from "@weft/kernel";
 import { FakeKernel } from "@weft/kernel-testing";
 import { orderKinds } from "@weft/reconcile";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { FakeCharonHost, TEST_PSK, fakeCharonOnPath } from "./fake-charon.spec-helper.js";
+import { describe, expect, it } from "vitest";
+import { FakeCharonHost, TEST_PSK, charonSocketOf, useFakeCharonNodes } from "./fake-charon.spec-helper.js";
 import ipsec, { CHARON_KIND, CONN_KIND, CharonReconciler, ConnReconciler, type IpsecBackend, SECRET_KIND, SecretReconciler, ipsecConfigSchema } from "./index.js";
 
-let restorePath: () => void;
-beforeAll(() => {
-  restorePath = fakeCharonOnPath();
-});
-afterAll(() => restorePath());
-
-const agents: TestAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close("restart").catch(() => undefined);
-});
-
-/** Node n (underlay 198.18.0.n, pods 198.19.n.0/24) on `host`. */
-async function node(host: FakeCharonHost, n: number, backend: Record<string, unknown> = {}, extra: { kernel?: FakeKernel; stateDir?: string } = {}): Promise<TestAgent> {
-  const a = await startTestAgent({
-    backends: [ipsec],
-    config: testNetConf({ Type: "ipsec", PSK: TEST_PSK, ...backend }, "v4"),
-    iface: { address: `198.18.0.${n}/24` },
-    leases: { subnet: `198.19.${n}.0/24`, nodeName: `node-${n}` },
-    ports: host.ports,
-    ...extra,
-  });
-  agents.push(a);
-  return a;
-}
+const { node, track } = useFakeCharonNodes();
 
 /** Nodes 1 and 2, each with the other as its peer. */
 async function peeredPair(host: FakeCharonHost): Promise<[TestAgent, TestAgent]> {
@@ -51,9 +28,7 @@ async function peeredPair(host: FakeCharonHost): Promise<[TestAgent, TestAgent]>
 }
 
 const charonOf = (host: FakeCharonHost, a: TestAgent) => {
-  const backend = a.backend as IpsecBackend;
-  const socket = (backend as unknown as { charon: { socket: string } }).charon.socket;
-  return host.ipsec.charons.get(socket)!;
+  return host.ipsec.charons.get(charonSocketOf(a))!;
 };
 
 async function failure(p: Promise<unknown>): Promise<string> {
@@ -313,7 +288,7 @@ describe("ipsec datapath", () => {
     const host = new FakeCharonHost();
     const logger = new MemoryLogger();
     const a = await startTestAgent({ backends: [ipsec], config: testNetConf({ Type: "ipsec", PSK: TEST_PSK }, "v4"), iface: { address: "198.18.0.1/24" }, ports: host.ports, logger });
-    agents.push(a);
+    track(a);
     expect(JSON.stringify(logger.records)).not.toContain(TEST_PSK);
     for (const p of host.charons()) expect(JSON.stringify([p.args, p.env])).not.toContain(TEST_PSK);
     const socket = charonOf(host, a).socket;

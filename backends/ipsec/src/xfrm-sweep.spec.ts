@@ -5,38 +5,15 @@
  * install XFRM objects itself: each test puts in what a real charon (alive, or killed with -9) would have left,
  * and asserts on the tables afterwards.
  */
-import { type TestAgent, startTestAgent, testNetConf } from "@weft/backend-testkit";
 import type { XfrmPolicy, XfrmState } from "@weft/kernel";
 import type { FakeXfrm } from "@weft/kernel-testing";
 import { orderKinds } from "@weft/reconcile";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { FakeCharonHost, TEST_PSK, fakeCharonOnPath } from "./fake-charon.spec-helper.js";
+import { describe, expect, it } from "vitest";
+import { FakeCharonHost, charonSocketOf, useFakeCharonNodes } from "./fake-charon.spec-helper.js";
 import ipsec, { CHARON_KIND, CONN_KIND, ConnReconciler, CharonReconciler, type IpsecBackend, SecretReconciler, XFRM_KIND, XfrmReconciler, isWeftReqid, reqidFor } from "./index.js";
 
-let restorePath: () => void;
-beforeAll(() => {
-  restorePath = fakeCharonOnPath();
-});
-afterAll(() => restorePath());
-
-const agents: TestAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close("restart").catch(() => undefined);
-});
-
-async function node(host: FakeCharonHost, n: number, backend: Record<string, unknown> = {}): Promise<TestAgent> {
-  const a = await startTestAgent({
-    backends: [ipsec],
-    config: testNetConf({ Type: "ipsec", PSK: TEST_PSK, ...backend }, "v4"),
-    iface: { address: `198.18.0.${n}/24` },
-    leases: { subnet: `198.19.${n}.0/24`, nodeName: `node-${n}` },
-    ports: host.ports,
-  });
-  agents.push(a);
-  return a;
-}
-
-const socketOf = (a: TestAgent) => (a.backend as unknown as { charon: { socket: string } }).charon.socket;
+const { node } = useFakeCharonNodes();
+const socketOf = charonSocketOf;
 const R2 = reqidFor("198.19.2.0/24");
 /** A peer that is gone (its lease removed while charon was dead). */
 const R9 = reqidFor("198.19.9.0/24");
