@@ -1,0 +1,2 @@
+import { weftProject } from "../../vitest.shared.ts";
+export default weftProject("fuzz");
