@@ -34,6 +34,9 @@ export async function createSubnetManager(flags: Flags, logger: Logger): Promise
     };
   }
   const etcd = await import("@weft/subnet-etcd");
+  // etcd refuses a TTL above its maximum with OUT_OF_RANGE at every grant, which would look like an unreachable
+  // store forever: one clear line at start instead. (Endpoints are checked by the store's constructor below.)
+  etcd.checkLeaseTtl(flags["etcd-lease-ttl"], "--etcd-lease-ttl");
   const prev = readSubnetFile(flags["subnet-file"]).env;
   const manager = new etcd.EtcdSubnetManager(
     {

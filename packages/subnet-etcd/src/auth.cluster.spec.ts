@@ -57,6 +57,19 @@ describeReal(
       expect(m.name).not.toContain(PASSWORD);
     });
 
+    it("works with user:password@ in the endpoints (with and without a scheme), and never shows the password", async () => {
+      const hostPort = new URL(etcd.endpoint).host;
+      for (const endpoint of [`http://weft:${PASSWORD}@${hostPort}`, `weft:${PASSWORD}@${hostPort}`]) {
+        const log = new MemoryLogger();
+        const m = new EtcdSubnetManager({ endpoints: [endpoint], leaseTtlSeconds: 60 }, log);
+        managers.push(m);
+        const got = await Promise.race([m.getNetworkConfig(never()).catch((e) => e), new Promise((r) => setTimeout(() => r("still retrying"), 10_000))]);
+        expect(got, `${endpoint.replace(PASSWORD, "***")}: ${String(got)}`).toHaveProperty("v4");
+        expect(m.name).toBe(`etcd http://${hostPort} /weft.io/network`);
+        expect(JSON.stringify(log.records)).not.toContain(PASSWORD);
+      }
+    });
+
     it("fails once with a clear, permanent error on a wrong password", async () => {
       const log = new MemoryLogger();
       const m = new EtcdSubnetManager({ endpoints: etcd.endpoints, username: "weft", password: "wrong-Weft-pw" }, log);

@@ -1,5 +1,5 @@
-import { ConfigError } from "@weft/core";
-import { describe, expect, it } from "vitest";
+import { ConfigError, WeftError, clearRegisteredSecrets } from "@weft/core";
+import { afterEach, describe, expect, it } from "vitest";
 import { EtcdStore, redactEndpoint, tlsProblem } from "./etcd-store.js";
 
 const base = { requestTimeoutMs: 1000, dialTimeoutMs: 1000, watchBackoffMinMs: 100, watchBackoffMaxMs: 5000 };
@@ -11,6 +11,20 @@ describe("EtcdStore options", () => {
     const s = new EtcdStore({ ...base, endpoints: ["http://u:pw@127.0.0.1:1"] });
     expect(s.label).toBe("etcd http://127.0.0.1:1");
     void s.close();
+  });
+
+  it("shows no credentials in its label for endpoints without a scheme or with @ and / in the password", () => {
+    const bare = new EtcdStore({ ...base, endpoints: ["weft:pw-Bare1@127.0.0.1:1"] });
+    expect(bare.label).toBe("etcd http://127.0.0.1:1");
+    void bare.close();
+    const odd = new EtcdStore({ ...base, endpoints: ["http://weft:p@ss/w0rd@127.0.0.1:1"] });
+    expect(odd.label).toBe("etcd http://127.0.0.1:1");
+    void odd.close();
+  });
+
+  it("refuses endpoints that can never work, at construction, with one line", () => {
+    expect(() => new EtcdStore({ ...base, endpoints: ["ftp://127.0.0.1:2379"] })).toThrow(/unsupported scheme "ftp:\/\/"/);
+    expect(() => new EtcdStore({ ...base, endpoints: ["garbage"] })).toThrow(ConfigError);
   });
 
   it("needs a client certificate and key together", () => {
@@ -29,6 +43,28 @@ describe("EtcdStore options", () => {
   it("needs a username and password together, and at least one endpoint", () => {
     expect(() => new EtcdStore({ ...base, endpoints: ["http://127.0.0.1:1"], username: "weft" })).toThrow(/username and password go together/);
     expect(() => new EtcdStore({ ...base, endpoints: [] })).toThrow(/no etcd endpoints given/);
+  });
+});
+
+describe("EtcdStore errors", () => {
+  afterEach(() => clearRegisteredSecrets());
+
+  it("never carries endpoint credentials in an error text, a cause or a watch error", async () => {
+    // Two credentialed endpoints, both refusing connections (port 1 on loopback).
+    const s = new EtcdStore({ ...base, endpoints: ["http://weft:Secret-One@127.0.0.1:1", "http://weft:Secret-One@127.0.0.2:1"] });
+    try {
+      const err = await s.get("/weft.io/network/config").catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WeftError);
+      expect((err as WeftError).code).toBe("STORE_UNAVAILABLE");
+      const all = (e: unknown): string => (e instanceof Error ? `${e.message} ${e.stack ?? ""} ${all(e.cause)}` : String(e ?? ""));
+      expect(all(err)).not.toContain("Secret-One");
+      const watchErr = await new Promise<unknown>((resolve) => {
+        s.watch("/weft.io/network/subnets/", true, 1n, { onEvents() {}, onConnected() {}, onDisconnected: resolve, onCanceled: resolve });
+      });
+      expect(all(watchErr)).not.toContain("Secret-One");
+    } finally {
+      await s.close();
+    }
   });
 });
 

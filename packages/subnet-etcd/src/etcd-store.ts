@@ -13,7 +13,20 @@
  * - An EventEmitter `error` without a listener throws, so the listener is attached before anything else.
  * - The client's default per-host circuit breaker fails every call fast for 5 s after three failures,
  *   which would keep a restarted etcd unreachable for up to 5 s. We replace it with a pass-through policy and
- *   do our own backoff (100 ms to 5 s) in the manager.
+ *   do our own backoff (100 ms to 1 s) in the manager.
+ * - grpc-js shares subchannels between channels by default, so the fresh channel etcd3 makes after a failure
+ *   inherited the old connection attempt, hung or in grpc's own backoff (1 s growing to 120 s): agents took
+ *   20-35 s to reach an etcd that was up. We use a local subchannel pool, a 100 ms-1 s reconnect backoff, and a
+ *   short first deadline while etcd has not answered (CONNECT_DEADLINE_MS), so an agent is ready within ~1 s
+ *   of etcd answering however its first attempts went.
+ * - etcd3 passes an endpoint to grpc-js after stripping only `http(s)://`: `user:pass@host:port` became the
+ *   gRPC target, never resolved, and was echoed in every error. Endpoints are parsed first (endpoints.ts):
+ *   credentials leave the URL and become the client's auth; error text from the client is redacted too.
+ * - etcd3 fetches a new auth token only when a unary call fails with "invalid auth token"; a watch stream keeps
+ *   the token it was opened with, and etcd cancels every watch created on it once that token is refused (TTL
+ *   expiry, a restart). We drop the cached token and end the stream so a new one is opened with a fresh token
+ *   (renewWatchAuth); and cancel() of a watch whose create etcd refused never settles, so close() does not
+ *   wait for it (that once kept a SIGTERM'd agent alive).
  * - Calls have no deadline by default; a stopped (SIGSTOP) etcd would hang them forever. Unary calls get
  *   `requestTimeoutMs`, and the connection sends keepalive pings so a silent watch stream is noticed.
  * - A failed TLS handshake is not an error of its own in grpc-js: the call fails with `14 UNAVAILABLE: No
@@ -22,10 +35,11 @@
  *   operator can fix (a CA that does not match, a client certificate etcd refuses) into CONFIG_INVALID.
  */
 import { readFileSync } from "node:fs";
-import { ConfigError, WeftError, errorMessage } from "@weft/core";
+import { ConfigError, WeftError, errorMessage, redactCredentials, registerSecret } from "@weft/core";
 import {
   Etcd3,
   EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
   EtcdPermissionDeniedError,
   EtcdUserNotFoundError,
   GRPCUnauthenticatedError,
@@ -33,6 +47,7 @@ import {
   type IOptions,
   type Watcher,
 } from "etcd3";
+import { parseEndpoints, redactEndpoint } from "./endpoints.js";
 import type { KeyCondition, LeaseChoice, StoreEvent, StoredKV, StoreWatch, SubnetStore, WatchHandlers } from "./store.js";
 
 export interface EtcdTlsOptions {
@@ -45,6 +60,7 @@ export interface EtcdTlsOptions {
 }
 
 export interface EtcdConnectionOptions {
+  /** See endpoints.ts: `user:password@` in an endpoint becomes the client's auth, never part of its URL. */
   readonly endpoints: readonly string[];
   readonly tls?: EtcdTlsOptions;
   readonly username?: string;
@@ -56,10 +72,10 @@ export interface EtcdConnectionOptions {
   readonly watchBackoffMaxMs: number;
 }
 
-/** Endpoints for logs: any `user:password@` part removed. */
-export function redactEndpoint(endpoint: string): string {
-  return endpoint.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, "$1");
-}
+export { redactEndpoint };
+
+/** The first deadline of a call while etcd is not known to be reachable (doubled per consecutive miss). */
+const CONNECT_DEADLINE_MS = 1_500;
 
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandling"]>["host"]>>;
 type WatchBackoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;
@@ -128,6 +144,20 @@ export function tlsProblem(message: string, tls: EtcdTlsOptions): { permanent: b
   return undefined;
 }
 
+/**
+ * The client's error as a cause that is safe to print: same class name and gRPC code, the redacted message, no
+ * stack (which repeats the message). An error that says nothing secret is kept as it is.
+ */
+function redactedCause(e: unknown, redactedText: string): unknown {
+  if (!(e instanceof Error) || e.message === redactedText) return e;
+  const out = new Error(redactedText);
+  out.name = e.name;
+  const code = (e as { code?: unknown }).code;
+  if (code !== undefined) (out as { code?: unknown }).code = code;
+  out.stack = `${e.name}: ${redactedText}`;
+  return out;
+}
+
 function toKV(kv: IKeyValue): StoredKV {
   return {
     key: kv.key.toString(),
@@ -142,9 +172,16 @@ export class EtcdStore implements SubnetStore {
   readonly label: string;
   private readonly client: Etcd3;
   private readonly username: string | undefined;
+  /** Never logged; only used to redact it from third-party error text. */
+  private readonly password: string | undefined;
   private readonly tls: EtcdTlsOptions;
   private readonly secure: boolean;
   private readonly watches = new Set<EtcdWatch>();
+  private lastWatchAuthRenewal = 0;
+  /** A unary call succeeded and none has failed as unavailable since (see the connect deadline). */
+  private reachable = false;
+  /** Consecutive unavailable calls while not reachable. */
+  private misses = 0;
 
   constructor(options: EtcdConnectionOptions) {
     if (options.endpoints.length === 0) throw new ConfigError("etcd options", "endpoints", "no etcd endpoints given: pass at least one, e.g. http://127.0.0.1:2379");
@@ -155,11 +192,20 @@ export class EtcdStore implements SubnetStore {
     if ((options.username === undefined) !== (options.password === undefined)) {
       throw new ConfigError("etcd options", "username", "etcd username and password go together: set both or neither");
     }
-    this.username = options.username;
+    registerSecret(options.password);
+    // Credentials leave the URLs here: the client dials clean targets (so no gRPC error can echo them) and
+    // authenticates with the username/password the endpoints or the options gave.
+    const parsed = parseEndpoints(options.endpoints, {
+      ...(options.username !== undefined ? { username: options.username } : {}),
+      ...(options.password !== undefined ? { password: options.password } : {}),
+    });
+    const endpoints = parsed.endpoints.map((e) => e.url);
+    this.username = parsed.username;
+    this.password = parsed.password;
     this.tls = tls;
     const secure = !!tls.caFile || !!tls.certFile;
     // etcd3 uses TLS with the system roots for https:// endpoints when no credentials are given.
-    this.secure = secure || options.endpoints.some((e) => /^https:/i.test(e));
+    this.secure = secure || parsed.endpoints.some((e) => e.scheme === "https");
     const credentials = secure
       ? {
           // grpc-js's createSsl takes null for "the system roots".
@@ -170,27 +216,40 @@ export class EtcdStore implements SubnetStore {
       : undefined;
     const timeout = options.requestTimeoutMs;
     this.client = new Etcd3({
-      hosts: [...options.endpoints],
+      hosts: endpoints,
       ...(credentials ? { credentials } : {}),
-      ...(options.username !== undefined ? { auth: { username: options.username, password: options.password ?? "" } } : {}),
+      ...(parsed.username !== undefined ? { auth: { username: parsed.username, password: parsed.password ?? "" } } : {}),
       dialTimeout: options.dialTimeoutMs,
       // HTTP/2 pings find a half-open connection (a partition, a frozen etcd) that would otherwise leave the
       // watch stream silent forever. etcd accepts pings every 5 s or slower (--grpc-keepalive-min-time).
-      grpcOptions: { "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, "grpc.keepalive_permit_without_calls": 1 },
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      grpcOptions: {
+        "grpc.keepalive_time_ms": 30_000,
+        "grpc.keepalive_timeout_ms": 10_000,
+        "grpc.keepalive_permit_without_calls": 1,
+        // A subchannel of our own: grpc-js's global pool would hand a reset channel the same connection attempt,
+        // hung or backing off (1 s growing to 120 s), instead of a fresh one.
+        "grpc.use_local_subchannel_pool": 1,
+        "grpc.initial_reconnect_backoff_ms": 100,
+        "grpc.max_reconnect_backoff_ms": 1_000,
+      },
+      // While etcd has not answered yet (or stopped answering), a call gets a short deadline, so a connect that
+      // hangs is abandoned and retried on a fresh connection well within the 2 s readiness bound; each
+      // consecutive miss doubles it (an etcd that is up but slow still gets through), capped at the timeout.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + (this.reachable ? timeout : Math.min(timeout, CONNECT_DEADLINE_MS * 2 ** Math.min(this.misses, 4))) }),
       faultHandling: {
         host: () => passThroughPolicy,
         watchBackoff: exponentialBackoff(options.watchBackoffMinMs, options.watchBackoffMaxMs),
       },
     });
-    this.label = `etcd ${options.endpoints.map(redactEndpoint).join(",")}`;
+    this.label = `etcd ${endpoints.join(",")}`;
   }
 
   /** Turns an etcd3/grpc error into a WeftError: credentials and TLS problems are permanent, the rest transient. */
   private classify(op: string, e: unknown): WeftError {
     if (e instanceof WeftError) return e;
-    const tls = this.secure ? tlsProblem(errorMessage(e), this.tls) : undefined;
-    if (tls) return new WeftError(tls.permanent ? "CONFIG_INVALID" : "STORE_UNAVAILABLE", `${this.label}: ${op} failed: ${tls.text}`, { cause: e });
+    const text = this.redact(errorMessage(e));
+    const tls = this.secure ? tlsProblem(text, this.tls) : undefined;
+    if (tls) return new WeftError(tls.permanent ? "CONFIG_INVALID" : "STORE_UNAVAILABLE", `${this.label}: ${op} failed: ${tls.text}`, { cause: redactedCause(e, text) });
     if (
       e instanceof EtcdAuthenticationFailedError ||
       e instanceof EtcdUserNotFoundError ||
@@ -199,18 +258,31 @@ export class EtcdStore implements SubnetStore {
     ) {
       return new WeftError(
         "CONFIG_INVALID",
-        `${this.label} refused ${op} for user ${JSON.stringify(this.username ?? "")}: ${errorMessage(e)}; check the etcd username/password options and the user's role on the prefix`,
-        { cause: e },
+        `${this.label} refused ${op} for user ${JSON.stringify(this.username ?? "")}: ${text}; check the etcd username/password options and the user's role on the prefix`,
+        { cause: redactedCause(e, text) },
       );
     }
-    return new WeftError("STORE_UNAVAILABLE", `${this.label}: ${op} failed: ${errorMessage(e)}`, { cause: e });
+    return new WeftError("STORE_UNAVAILABLE", `${this.label}: ${op} failed: ${text}`, { cause: redactedCause(e, text) });
+  }
+
+  /** Third-party error text without credentials (a second line of defence: the URLs carry none). */
+  private redact(text: string): string {
+    return redactCredentials(text, [this.password]);
   }
 
   private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      const out = await fn();
+      this.reachable = true;
+      this.misses = 0;
+      return out;
     } catch (e) {
-      throw this.classify(op, e);
+      const err = this.classify(op, e);
+      if (err.code === "STORE_UNAVAILABLE") {
+        if (!this.reachable) this.misses++;
+        this.reachable = false;
+      }
+      throw err;
     }
   }
 
@@ -281,9 +353,42 @@ export class EtcdStore implements SubnetStore {
   }
 
   watch(key: string, prefix: boolean, fromRevision: bigint, handlers: WatchHandlers): StoreWatch {
-    const w = new EtcdWatch(this.client, key, prefix, fromRevision, handlers, (x) => this.watches.delete(x));
+    const w = new EtcdWatch(
+      this.client,
+      key,
+      prefix,
+      fromRevision,
+      handlers,
+      (x) => this.watches.delete(x),
+      (e) => redactedCause(e, this.redact(errorMessage(e))),
+      () => this.renewWatchAuth(),
+    );
     this.watches.add(w);
     return w;
+  }
+
+  /**
+   * A watch stream's token was refused (see isAuthRejection). etcd3 fetches a new token only when a unary call
+   * fails with "invalid auth token", and a stream keeps the metadata it was opened with: so drop the cached
+   * token, and end the current stream so that etcd3 opens a new one (after its watch backoff) with a fresh
+   * token. Watchers on it see a disconnect and resume from their revision; the refused one was canceled and is
+   * re-created by the manager's resync. At most once a second: every watcher on the stream reports it.
+   */
+  private renewWatchAuth(): void {
+    if (this.username === undefined) return;
+    const now = Date.now();
+    if (now - this.lastWatchAuthRenewal < 1_000) return;
+    this.lastWatchAuthRenewal = now;
+    const internals = this.client as unknown as {
+      pool?: { authenticator?: { invalidateMetadata?: () => void } };
+      watchManager?: { state?: number; handleError?: (e: Error) => void };
+    };
+    internals.pool?.authenticator?.invalidateMetadata?.();
+    const wm = internals.watchManager;
+    // State 2 is etcd3's WatchManager "Connected" (1.1.2); in other states the next connect fetches the token.
+    if (wm?.state === 2 && typeof wm.handleError === "function") {
+      wm.handleError(new WeftError("STORE_UNAVAILABLE", "etcd refused the watch stream's auth token; reconnecting with a new one"));
+    }
   }
 
   async close(): Promise<void> {
@@ -306,6 +411,10 @@ class EtcdWatch implements StoreWatch {
     fromRevision: bigint,
     private readonly handlers: WatchHandlers,
     private readonly onClose: (w: EtcdWatch) => void,
+    /** The stream's errors reach the handlers (and their log lines) only through this. */
+    redact: (e: unknown) => unknown,
+    /** etcd refused the stream's auth token: fetch a new one and open a new stream (see the file comment). */
+    onAuthRejected: () => void,
   ) {
     this.next = fromRevision;
     const b = client.watch();
@@ -313,10 +422,11 @@ class EtcdWatch implements StoreWatch {
     this.watcher = b.watcher();
     const w = this.watcher;
     w.on("error", (err) => {
+      if (isAuthRejection(err)) onAuthRejected();
       if (this.closed) return;
       this.closed = true;
       this.onClose(this);
-      handlers.onCanceled(err);
+      handlers.onCanceled(redact(err));
     });
     w.on("connected", () => {
       if (!this.closed) handlers.onConnected();
@@ -324,7 +434,8 @@ class EtcdWatch implements StoreWatch {
     w.on("disconnected", (err) => {
       // Resume exactly after the last delivered event (see the file comment).
       (w.request as { start_revision?: string | number }).start_revision = this.next.toString();
-      if (!this.closed) handlers.onDisconnected(err);
+      if (isAuthRejection(err)) onAuthRejected();
+      if (!this.closed) handlers.onDisconnected(redact(err));
     });
     w.on("data", (res) => {
       if (this.closed || res.events.length === 0) return;
@@ -344,10 +455,39 @@ class EtcdWatch implements StoreWatch {
     if (this.closed) return;
     this.closed = true;
     this.onClose(this);
+    // etcd3's cancel() of a watcher whose create request is in flight waits for "connected" or "disconnected";
+    // when etcd answers that request with a cancellation (an expired auth token) it emits "error" instead and
+    // cancel() never settles, which once kept a SIGTERM'd agent alive. Whichever comes first ends the wait; the
+    // bound is a last resort.
+    let timer: NodeJS.Timeout | undefined;
+    let onError: (() => void) | undefined;
     try {
-      await this.watcher.cancel();
-    } catch {
-      // The stream is gone already; nothing to cancel.
+      await Promise.race([
+        this.watcher.cancel().catch(() => undefined), // the stream is gone already: nothing to cancel
+        new Promise<void>((resolve) => {
+          onError = resolve;
+          this.watcher.once("error", onError);
+        }),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, CLOSE_BOUND_MS);
+          timer.unref?.();
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (onError) this.watcher.off("error", onError);
     }
   }
+}
+
+/** How long close() waits for etcd to confirm a watch's cancellation. */
+const CLOSE_BOUND_MS = 3_000;
+
+/**
+ * etcd refused the auth token a watch stream was opened with: "invalid auth token" (a simple token expired by
+ * --auth-token-ttl or lost in a restart, a JWT past its TTL), as a stream error or as the cancel reason of a
+ * watch create request. A permission error for the user is not one (a new token would not help).
+ */
+function isAuthRejection(err: unknown): boolean {
+  return err instanceof EtcdInvalidAuthTokenError || /invalid auth token|code = Unauthenticated/i.test(errorMessage(err));
 }

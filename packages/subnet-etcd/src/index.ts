@@ -23,3 +23,4 @@ export {
 export { decodePeer, type DecodedPeer } from "./peers.js";
 export { MemoryStore } from "./memory-store.js";
 export type { SubnetStore, StoredKV, StoreEvent, StoreWatch, WatchHandlers, KeyCondition, LeaseChoice } from "./store.js";
+export { parseEndpoint, parseEndpoints, checkLeaseTtl, MAX_ETCD_LEASE_TTL_SECONDS, type ParsedEndpoint, type EndpointSet } from "./endpoints.js";
