@@ -7,7 +7,7 @@
  * The PSK is a secret: no error, warning or log line carries it or a piece of it.
  */
 import { readFileSync } from "node:fs";
-import { ConfigError, type Family, WeftError, getKeyInsensitive, showValue, splitSchemaPath, type Schema } from "@weft/core";
+import { ConfigError, type Family, WeftError, getKeyInsensitive, showValue, splitSchemaPath, type Schema, foldKey, unknownKeysPhrase } from "@weft/core";
 
 export const IPSEC_TYPE = "ipsec";
 /** Flannel's minimum PSK length ("config error, password is too short"). */
@@ -132,10 +132,10 @@ export const ipsecConfigSchema: Schema<IpsecConfig> = {
     const mode = typeof modeRaw === "string" ? (modeRaw.toLowerCase() as IpsecMode) : undefined;
     if (!mode || !MODES.includes(mode)) fail("Mode", `${at("Mode")} ${showValue(modeRaw)} is not an ipsec mode: use one of ${MODES.join(", ")}`);
 
-    const known = new Set<string>(KNOWN.map((k) => k.toLowerCase()));
-    const warnings = Object.keys(obj)
-      .filter((k) => !known.has(k.toLowerCase()))
-      .map((k) => `${source}: unknown key ${at(k)} is ignored by ipsec (known keys: ${KNOWN.join(", ")})`);
+    const known = new Set<string>(KNOWN.map((k) => foldKey(k)));
+    const unknown = Object.keys(obj).filter((k) => !known.has(foldKey(k)));
+    // One line for all unknown keys, bounded (issue 15 #12).
+    const warnings = unknown.length === 0 ? [] : [`${source}: ${unknownKeysPhrase(unknown, at)} ignored by ipsec (known keys: ${KNOWN.join(", ")})`];
     return Object.freeze({
       ...(psk !== undefined ? { psk } : {}),
       ...(pskFile !== undefined ? { pskFile } : {}),

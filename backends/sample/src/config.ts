@@ -14,7 +14,7 @@
  * or be misconfigured. Validate it with a schema of its own; a peer whose data does not parse is skipped with
  * a reason, never thrown on.
  */
-import { ConfigError, type Family, IPAddress, type JsonValue, type Schema, WeftError, getKeyInsensitive, showValue, splitSchemaPath } from "@weft/core";
+import { ConfigError, type Family, IPAddress, type JsonValue, type Schema, WeftError, getKeyInsensitive, showValue, splitSchemaPath, foldKey, unknownKeysPhrase } from "@weft/core";
 
 /** The Backend.Type this backend answers to (matched case-insensitively; kebab-case by convention). */
 export const SAMPLE_TYPE = "sample";
@@ -57,10 +57,10 @@ export const sampleConfigSchema: Schema<SampleConfig> = {
       fail(`${jsonPath}.LooseReversePathFilter`, `${jsonPath}.LooseReversePathFilter ${showValue(looseRaw)} must be true or false for ${SAMPLE_TYPE}`);
     }
 
-    const known = new Set<string>(KNOWN.map((k) => k.toLowerCase()));
-    const warnings = Object.keys(obj)
-      .filter((k) => !known.has(k.toLowerCase()))
-      .map((k) => `${source}: unknown key ${jsonPath}.${k} is ignored by ${SAMPLE_TYPE} (known keys: ${KNOWN.join(", ")})`);
+    const known = new Set<string>(KNOWN.map((k) => foldKey(k)));
+    const unknown = Object.keys(obj).filter((k) => !known.has(foldKey(k)));
+    // One line for all unknown keys, bounded.
+    const warnings = unknown.length === 0 ? [] : [`${source}: ${unknownKeysPhrase(unknown, (k) => `${jsonPath}.${k}`)} ignored by ${SAMPLE_TYPE} (known keys: ${KNOWN.join(", ")})`];
 
     return Object.freeze({ metric, looseReversePathFilter: looseRaw === true, warnings });
   },

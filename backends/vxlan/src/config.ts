@@ -6,7 +6,7 @@
  * ignored; any other unknown key becomes a warning the agent logs (a typo like "DirectRoute" would
  * otherwise silently do nothing).
  */
-import { type Family, type JsonValue, ConfigError, type Schema, WeftError, getKeyInsensitive, normalizeMac, showValue, splitSchemaPath } from "@weft/core";
+import { type Family, type JsonValue, ConfigError, type Schema, WeftError, getKeyInsensitive, normalizeMac, showValue, splitSchemaPath, foldKey, unknownKeysPhrase } from "@weft/core";
 
 export const VXLAN_TYPE = "vxlan";
 /** Linux's VXLAN port when none is given (the pre-IANA one; Flannel's default too). */
@@ -76,10 +76,10 @@ export const vxlanConfigSchema: Schema<VxlanConfig> = {
     const mtu = int("MTU", 0, 0, 65535, "must be the underlay MTU (576..65535), or 0 for the interface's MTU");
     if (mtu !== 0 && mtu < 576) fail("MTU", `${at("MTU")} ${mtu} is out of range for vxlan: must be the underlay MTU (576..65535), or 0 for the interface's MTU`);
 
-    const known = new Set<string>([...KNOWN, ...WINDOWS_ONLY].map((k) => k.toLowerCase()));
-    const warnings = Object.keys(obj)
-      .filter((k) => !known.has(k.toLowerCase()))
-      .map((k) => `${source}: unknown key ${at(k)} is ignored by vxlan (known keys: ${KNOWN.join(", ")})`);
+    const known = new Set<string>([...KNOWN, ...WINDOWS_ONLY].map((k) => foldKey(k)));
+    const unknown = Object.keys(obj).filter((k) => !known.has(foldKey(k)));
+    // One line for all unknown keys, bounded (issue 15 #12).
+    const warnings = unknown.length === 0 ? [] : [`${source}: ${unknownKeysPhrase(unknown, at)} ignored by vxlan (known keys: ${KNOWN.join(", ")})`];
 
     return Object.freeze({
       vni,

@@ -5,7 +5,7 @@
  * a Flannel net-conf.json works unchanged. Unknown keys become warnings the agent logs once. The PSK is a
  * secret: errors about it name Backend.PSK and the expected form, never the value.
  */
-import { ConfigError, type Family, type JsonValue, type Schema, WeftError, getKeyInsensitive, showValue, splitSchemaPath } from "@weft/core";
+import { ConfigError, type Family, type JsonValue, type Schema, WeftError, getKeyInsensitive, showValue, splitSchemaPath, foldKey, unknownKeysPhrase } from "@weft/core";
 
 export const WIREGUARD_TYPE = "wireguard";
 export const DEFAULT_LISTEN_PORT = 51820;
@@ -87,10 +87,10 @@ export const wireguardConfigSchema: Schema<WireguardConfig> = {
       }
       psk = (pskRaw as string).trim();
     }
-    const known = new Set<string>(KNOWN.map((k) => k.toLowerCase()));
-    const warnings = Object.keys(obj)
-      .filter((k) => !known.has(k.toLowerCase()))
-      .map((k) => `${source}: unknown key ${at(k)} is ignored by wireguard (known keys: ${KNOWN.join(", ")})`);
+    const known = new Set<string>(KNOWN.map((k) => foldKey(k)));
+    const unknown = Object.keys(obj).filter((k) => !known.has(foldKey(k)));
+    // One line for all unknown keys, bounded (issue 15 #12).
+    const warnings = unknown.length === 0 ? [] : [`${source}: ${unknownKeysPhrase(unknown, at)} ignored by wireguard (known keys: ${KNOWN.join(", ")})`];
     if (mode !== "separate" && get("ListenPortV6") !== undefined) {
       warnings.push(`${source}: ${at("ListenPortV6")} is unused in Mode ${mode} (one device, listening on ${at("ListenPort")} ${listenPort})`);
     }

@@ -21,9 +21,16 @@ export function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("This operation was aborted", "AbortError");
 }
 
-/** The real clock: Date.now and setTimeout. */
+/** The wall clock when this process's monotonic clock (performance.now) started. */
+const EPOCH_AT_ORIGIN = Date.now() - performance.now();
+
+/**
+ * The real clock: setTimeout, and a now() that reads as epoch milliseconds but moves only with elapsed
+ * (monotonic) time, so a step of the wall clock (NTP at boot, `date -s`) cannot make a deadline, a backoff or a
+ * lease renewal fire early or hours late.
+ */
 export const systemClock: Clock = {
-  now: () => Date.now(),
+  now: () => EPOCH_AT_ORIGIN + performance.now(),
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (signal?.aborted) {

@@ -72,3 +72,61 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** Longest value echoed in a message; longer values are cut and marked with their full length. */
+export const MAX_SHOWN_VALUE_CHARS = 80;
+
+/**
+ * A value as it appears in a one-line message: strings JSON-quoted (so control characters are escaped), other
+ * values as bounded JSON (non-finite numbers by name, nesting and size capped), cut to about
+ * MAX_SHOWN_VALUE_CHARS characters with the full length noted. Never throws, never recurses without bound.
+ */
+export function describeValue(v: unknown, max: number = MAX_SHOWN_VALUE_CHARS): string {
+  let out: string;
+  try {
+    out = render(v, max + 1);
+  } catch {
+    out = `<${typeof v}>`;
+  }
+  if (out.length <= max) return out;
+  const total = typeof v === "string" ? ` (${v.length} chars)` : "";
+  return `${out.slice(0, max)}…${total}`;
+}
+
+function render(v: unknown, budget: number): string {
+  const parts: string[] = [];
+  let used = 0;
+  const push = (s: string): boolean => {
+    parts.push(s);
+    used += s.length;
+    return used < budget;
+  };
+  const visit = (x: unknown, depth: number): boolean => {
+    if (typeof x === "string") return push(JSON.stringify(x.length > budget ? x.slice(0, budget) : x));
+    if (typeof x === "number") return push(String(x)); // Infinity and NaN by name, never JSON's "null"
+    if (typeof x === "bigint") return push(`${x}`);
+    if (x === null || typeof x === "boolean") return push(String(x));
+    if (x === undefined) return push("undefined");
+    if (typeof x !== "object") return push(`<${typeof x}>`);
+    if (depth >= 8) return push(Array.isArray(x) ? "[…]" : "{…}");
+    if (Array.isArray(x)) {
+      if (!push("[")) return false;
+      for (let i = 0; i < x.length; i++) {
+        if (i > 0 && !push(",")) return false;
+        if (!visit(x[i], depth + 1)) return false;
+      }
+      return push("]");
+    }
+    if (!push("{")) return false;
+    let first = true;
+    for (const k of Object.keys(x)) {
+      if (!first && !push(",")) return false;
+      first = false;
+      if (!push(`${JSON.stringify(k.length > budget ? k.slice(0, budget) : k)}:`)) return false;
+      if (!visit((x as Record<string, unknown>)[k], depth + 1)) return false;
+    }
+    return push("}");
+  };
+  visit(v, 0);
+  return parts.join("");
+}

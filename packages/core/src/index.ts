@@ -14,3 +14,5 @@ export * from "./async.js";
 export * from "./peer-declarations.js";
 export * from "./peer-view.js";
 export * from "./clock.js";
+export * from "./redact.js";
+export * from "./json-text.js";

@@ -46,3 +46,26 @@ describe("LeaseAttrs JSON (Flannel's exact shape)", () => {
     expect(() => decodeLeaseAttrs('{"PublicIP":"198.18.0.1","BackendType":7}')).toThrow(/BackendType/);
   });
 });
+
+describe("LeaseAttrs JSON from a hostile store (issue 15)", () => {
+  it("refuses a value over 64 KiB unparsed, and backend data nested 5,000 levels, with one short line", () => {
+    const huge = `{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":{"Pad":"${"x".repeat(1_000_000)}"}}`;
+    expect(() => decodeLeaseAttrs(huge)).toThrow(/^lease attributes are 1000\d+ characters long, over the 65536 a lease may hold$/);
+    const deep = `{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":${"[".repeat(5_000)}1${"]".repeat(5_000)}}`;
+    expect(() => decodeLeaseAttrs(deep)).toThrow(/^BackendData is nested more than 32 levels deep$/);
+    // A long garbage address is echoed cut short, never whole.
+    let msg = "";
+    try {
+      decodeLeaseAttrs(`{"PublicIP":"${"9".repeat(50_000)}"}`);
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).toMatch(/^PublicIP "9+…/);
+    expect(msg.length).toBeLessThan(200);
+  });
+
+  it("takes the last of several keys matching a field case-insensitively, as Go's encoding/json does", () => {
+    expect(decodeLeaseAttrs('{"PublicIP":"198.18.0.1","publicip":"198.18.0.2"}').publicIP?.toString()).toBe("198.18.0.2");
+    expect(decodeLeaseAttrs('{"backendtype":"host-gw","BackendType":"vxlan"}').backendType).toBe("vxlan");
+  });
+});

@@ -3,6 +3,8 @@
  * The wire formats are Flannel's (reference/flannel.md §1.4, §4.2.1) so Weft and Flannel read each other's
  * leases: the etcd subnet key `A.B.C.D-len[&ipv6-len]` and the LeaseAttrs JSON object.
  */
+import { describeValue } from "./errors.js";
+import { parseConfigJson } from "./json-text.js";
 import { type Family, IPAddress, IPNet } from "./ip.js";
 
 /** JSON-compatible value: backend data is opaque to core and validated by the backend's own schema. */
@@ -94,37 +96,111 @@ export function encodeLeaseAttrs(a: LeaseAttrs): string {
   return JSON.stringify(j);
 }
 
-/** Decodes LeaseAttrs JSON; throws a TypeError naming the field on malformed input. Keys match case-insensitively. */
+/**
+ * The largest lease value (LeaseAttrs JSON) Weft reads: 64 KiB, hundreds of times what any backend publishes.
+ * A longer value is refused before it is parsed, so one hostile lease cannot make every agent hold megabytes.
+ */
+export const MAX_LEASE_VALUE_CHARS = 64 * 1024;
+
+/**
+ * The deepest BackendData (BackendV6Data) Weft accepts: 32 levels of arrays/objects, far beyond any backend's
+ * data. Deeper data is refused before anything walks it recursively (JSON.stringify of 5,000 levels overflows
+ * the stack; that once stopped an agent's whole peer watch).
+ */
+export const MAX_BACKEND_DATA_DEPTH = 32;
+
+/**
+ * Why a JSON value is too deep or too large to be walked safely, or undefined when it is neither: nested deeper
+ * than `maxDepth`, or more than `maxChars` characters of JSON (strings, keys and punctuation counted roughly).
+ * Walks iteratively and stops at the first excess, so it costs at most `maxChars` steps whatever it is given
+ * (a cyclic object is "too large", never a hang). Never throws.
+ */
+export function jsonValueProblem(value: unknown, maxDepth: number = MAX_BACKEND_DATA_DEPTH, maxChars: number = MAX_LEASE_VALUE_CHARS): string | undefined {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  let chars = 0;
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v === "string") chars += v.length + 2;
+    else if (v === null || typeof v !== "object") chars += 5;
+    else {
+      if (depth >= maxDepth) return `is nested more than ${maxDepth} levels deep`;
+      chars += 2;
+      if (Array.isArray(v)) {
+        if (v.length > maxChars) return `is more than ${maxChars} characters of JSON`;
+        for (let i = 0; i < v.length; i++) stack.push([v[i], depth + 1]);
+      } else {
+        const keys = Object.keys(v);
+        if (keys.length > maxChars) return `is more than ${maxChars} characters of JSON`;
+        for (const k of keys) {
+          chars += k.length + 3;
+          stack.push([(v as Record<string, unknown>)[k], depth + 1]);
+        }
+      }
+    }
+    if (chars > maxChars) return `is more than ${maxChars} characters of JSON`;
+  }
+  return undefined;
+}
+
+/**
+ * Why a lease's attributes cannot be used safely (BackendData or BackendV6Data too deep or too large), naming
+ * the field, or undefined. Run before anything walks the data recursively (a fingerprint, a schema, a log).
+ */
+export function leaseAttrsProblem(attrs: LeaseAttrs): string | undefined {
+  if (typeof attrs.backendType === "string" && attrs.backendType.length > 256) return `BackendType ${describeValue(attrs.backendType)} is longer than 256 characters`;
+  for (const [field, v] of [
+    ["BackendData", attrs.backendData],
+    ["BackendV6Data", attrs.backendV6Data],
+  ] as const) {
+    if (v === undefined || v === null) continue;
+    const problem = jsonValueProblem(v);
+    if (problem) return `${field} ${problem}`;
+  }
+  return undefined;
+}
+
+/**
+ * Decodes LeaseAttrs JSON; throws a TypeError naming the field on malformed input. Keys match
+ * case-insensitively, and as in Go's encoding/json (Flannel) the last key that matches a field wins. A value
+ * over MAX_LEASE_VALUE_CHARS, or backend data nested deeper than MAX_BACKEND_DATA_DEPTH, is refused.
+ */
 export function decodeLeaseAttrs(text: string): LeaseAttrs {
+  if (typeof text !== "string") throw new TypeError(`lease attributes must be JSON text, not ${typeof text}`);
+  if (text.length > MAX_LEASE_VALUE_CHARS) {
+    throw new TypeError(`lease attributes are ${text.length} characters long, over the ${MAX_LEASE_VALUE_CHARS} a lease may hold`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseConfigJson(text, "lease attributes", MAX_LEASE_VALUE_CHARS); // Go's rules: the last of duplicate keys wins, in text order
   } catch (e) {
-    throw new TypeError(`lease attributes are not JSON: ${(e as Error).message}`);
+    throw new TypeError(`lease attributes are not JSON: ${describeValue((e as Error).message, 120).replace(/^"|"$/g, "")}`);
   }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new TypeError("lease attributes must be a JSON object");
   const o = raw as Record<string, unknown>;
+  // Go's encoding/json assigns every key that matches a field case-insensitively, in text order: the last wins.
   const get = (name: string): unknown => {
     const lower = name.toLowerCase();
-    if (name in o) return o[name];
-    for (const k of Object.keys(o)) if (k.toLowerCase() === lower) return o[k];
-    return undefined;
+    let found: unknown;
+    for (const k of Object.keys(o)) if (k.toLowerCase() === lower) found = o[k];
+    return found;
   };
   const ipField = (name: string, family: Family): IPAddress | undefined => {
     const v = get(name);
     if (v === undefined || v === null || v === "" || v === "0.0.0.0" || v === "::") return undefined;
     const ip = typeof v === "string" ? IPAddress.tryParse(v) : undefined;
-    if (!ip || ip.family !== family) throw new TypeError(`${name} ${JSON.stringify(v)} is not an ${family === "v4" ? "IPv4" : "IPv6"} address`);
+    if (!ip || ip.family !== family) throw new TypeError(`${name} ${describeValue(v)} is not an ${family === "v4" ? "IPv4" : "IPv6"} address`);
     return ip;
   };
   const backendType = get("BackendType");
   if (backendType !== undefined && backendType !== null && typeof backendType !== "string") {
-    throw new TypeError(`BackendType ${JSON.stringify(backendType)} must be a string`);
+    throw new TypeError(`BackendType ${describeValue(backendType)} must be a string`);
   }
   const publicIP = ipField("PublicIP", "v4");
   const publicIPv6 = ipField("PublicIPv6", "v6");
   const backendData = get("BackendData") as JsonValue | undefined;
   const backendV6Data = get("BackendV6Data") as JsonValue | undefined;
+  const problem = leaseAttrsProblem({ backendType: (backendType as string | undefined) ?? "", ...(backendData !== undefined ? { backendData } : {}), ...(backendV6Data !== undefined ? { backendV6Data } : {}) });
+  if (problem) throw new TypeError(problem);
   return {
     ...(publicIP ? { publicIP } : {}),
     ...(publicIPv6 ? { publicIPv6 } : {}),

@@ -143,3 +143,67 @@ describe("config source for backend schemas", () => {
     expect([showValue("x"), showValue(3), showValue(undefined)]).toEqual(['"x"', "3", "undefined"]);
   });
 });
+
+describe("parseNetworkConfig: issue 15", () => {
+  const v6 = (net: string) => ({ Network: "198.19.0.0/16", EnableIPv6: true, IPv6Network: net, Backend: { Type: "vxlan" } });
+
+  it("#10 refuses an IPv4-mapped or link-local IPv6Network", () => {
+    const mapped = errorOf(v6("::ffff:198.19.0.0/112"));
+    expect(mapped.path).toBe("IPv6Network");
+    expect(mapped.message).toContain("IPv4-mapped");
+    expect(mapped.message).not.toContain("\n");
+    expect(errorOf(v6("fe80::/64")).message).toMatch(/IPv6Network "fe80::\/64" overlaps fe80::\/10 \(link-local\).*: choose a global or ULA block/);
+    expect(errorOf(v6("ff02::/64")).message).toContain("multicast");
+    expect(parse(v6("2001:2::/48")).v6?.network.toString()).toBe("2001:2::/48");
+  });
+
+  it("#11 duplicate keys: the last match in the text wins, as in Go's encoding/json (Flannel)", () => {
+    expect(parse('{"Network":"198.18.0.0/16","network":"198.19.0.0/16"}').v4?.network.toString()).toBe("198.19.0.0/16");
+    expect(parse('{"network":"198.18.0.0/16","Network":"198.19.0.0/16"}').v4?.network.toString()).toBe("198.19.0.0/16");
+    expect(parse('{"Network":"198.19.0.0/16","subnetlen":26,"SUBNETLEN":28}').v4?.subnetLen).toBe(28);
+    // An exact duplicate after a case variant: JSON.parse would keep the first position; the text order counts.
+    expect(parse('{"Network":"198.17.0.0/16","network":"198.18.0.0/16","Network":"198.19.0.0/16"}').v4?.network.toString()).toBe("198.19.0.0/16");
+    // null leaves the field as it was (Go ignores null for value fields).
+    expect(parse('{"Network":"198.19.0.0/16","SubnetLen":26,"subnetLen":null}').v4?.subnetLen).toBe(26);
+    // Go folds the Kelvin sign and the long s like K and S.
+    expect(parse('{"Network":"198.19.0.0/16","\u017fubnetLen":26}').v4?.subnetLen).toBe(26);
+    // The Backend section keeps keys in text order, so backends' lookups take the last too.
+    const c = parse('{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","PSK":"","psk":"x","Type":"host-gw"}}');
+    expect(c.backendType).toBe("host-gw");
+    expect(Object.keys(c.backend)).toEqual(["PSK", "psk", "Type"]);
+    expect(parse('{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"},"backend":{"type":"host-gw"}}').backendType).toBe("host-gw");
+  });
+
+  it("#12 a deeply nested value is one error naming its path, never a stack overflow", () => {
+    const deep = `{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","X":${"[".repeat(100_000)}${"]".repeat(100_000)}}}`;
+    const e = errorOf(deep);
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.message).toContain("Backend.X");
+    expect(e.message).toContain("nested deeper than");
+    expect(e.message.length).toBeLessThan(300);
+  });
+
+  it("#12 1e400 is reported as out of range (not as null)", () => {
+    const e = errorOf('{"Network":"198.19.0.0/16","SubnetLen":1e400}');
+    expect(e.path).toBe("SubnetLen");
+    expect(e.message).toContain("1e400");
+    expect(e.message).not.toContain("null");
+    expect(errorOf('{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","MTU":-1e999}}').message).toContain("Backend.MTU");
+  });
+
+  it("#12 a huge value is cut in the error line, control characters escaped", () => {
+    const e = errorOf({ Network: `198.19.0.0/16${"x".repeat(1_400_000)}\u001b[31m` });
+    expect(e.message.length).toBeLessThan(300);
+    expect(e.message).toContain("chars)");
+    expect(errorOf({ Network: "a\nb\u001b" }).message).not.toMatch(/[\n\u001b]/);
+  });
+
+  it("#12 50,000 unknown keys give one bounded warning", () => {
+    const o: Record<string, unknown> = { Network: "198.19.0.0/16", Backend: { Type: "vxlan" } };
+    for (let i = 0; i < 50_000; i++) o[`k${i}`] = i;
+    const c = parse(o);
+    expect(c.warnings).toHaveLength(1);
+    expect(c.warnings[0]!.length).toBeLessThan(600);
+    expect(c.warnings[0]).toContain("and 49990 more");
+  });
+});

@@ -5,8 +5,8 @@
 import { describe, expect, it } from "vitest";
 import { WeftError } from "./errors.js";
 import { IPAddress, IPNet } from "./ip.js";
-import type { Lease } from "./lease.js";
-import { Peer, type PeerScreenContext, screenPeer } from "./peer-view.js";
+import type { JsonValue, Lease } from "./lease.js";
+import { Peer, type PeerScreenContext, peerSkipReason, screenPeer } from "./peer-view.js";
 
 const local: PeerScreenContext = { backendType: "vxlan", subnets: new Map([["v4", IPNet.parse("198.19.1.0/24")], ["v6", IPNet.parse("2001:2:0:1::/64")]]) };
 const v4only: PeerScreenContext = { backendType: "vxlan", subnets: new Map([["v4", IPNet.parse("198.19.1.0/24")]]) };
@@ -83,5 +83,61 @@ describe("Peer.endpoint", () => {
     const p = Peer.of(l);
     expect([p.subnet, p.ipv6Subnet, p.attrs, p.nodeName]).toEqual([l.subnet, l.ipv6Subnet, l.attrs, l.nodeName]);
     expect(p.skipped("is odd")).toEqual({ status: { state: "skipped", reason: "peer node-2 (198.19.2.0-24&2001:2:0:2::-64) is odd" } });
+  });
+});
+
+describe("screenPeer: hostile leases (issue 15)", () => {
+  const withOwn: PeerScreenContext = { ...local, ownAddresses: [IPAddress.parse("198.18.0.1"), IPAddress.parse("2001:2::1")] };
+  const reasonOf = (attrs: Partial<Lease["attrs"]>, subnets?: { v4?: string; v6?: string }) => refusal(screenPeer(lease(attrs, subnets), withOwn));
+
+  it("skips a PublicIP that is not a usable unicast address, naming the field, the address and the fix", () => {
+    for (const [ip, what] of [
+      ["127.0.0.1", "a loopback address"],
+      ["224.0.0.1", "a multicast address"],
+      ["255.255.255.255", "the broadcast address"],
+      ["0.0.0.1", "this network"],
+      ["240.0.0.9", "class E"],
+    ] as const) {
+      const r = reasonOf({ publicIP: IPAddress.parse(ip) }, { v4: "198.19.2.0/24" });
+      expect(r?.state, ip).toBe("skipped");
+      expect(r?.reason, ip).toContain(`has PublicIP ${ip}, `);
+      expect(r?.reason, ip).toContain(what);
+      expect(r?.reason, ip).toContain("--public-ip");
+      expect(peerSkipReason(r!)).toBe("address");
+    }
+    for (const ip of ["::1", "ff02::1", "fe80::1", "::ffff:198.18.0.2"]) {
+      const r = reasonOf({ publicIPv6: IPAddress.parse(ip) }, { v6: "2001:2:0:2::/64" });
+      expect(r?.state, ip).toBe("skipped");
+      expect(r?.reason, ip).toContain(`has PublicIPv6 ${IPAddress.parse(ip)}, `);
+    }
+    // The unspecified IPv6 address arrives as a lease value and is read as "no PublicIPv6", never programmed.
+    const unspecified = Peer.of(lease({ publicIPv6: undefined }, { v6: "2001:2:0:2::/64" }));
+    expect("status" in unspecified.endpoint("v6")).toBe(true);
+  });
+
+  it("skips a peer advertising this node's own address, in either family", () => {
+    const r = reasonOf({ publicIP: IPAddress.parse("198.18.0.1") });
+    expect(r?.reason).toBe(
+      "peer node-2 (198.19.2.0-24&2001:2:0:2::-64) has PublicIP 198.18.0.1, which is this node's own address: it would be routed to this node itself (a stale or copied lease?); delete that lease or fix its node's --public-ip",
+    );
+    expect(peerSkipReason(r!)).toBe("own-address");
+    expect(reasonOf({ publicIPv6: IPAddress.parse("2001:2::1") })?.state).toBe("skipped");
+    // An address of a family this node does not route is not looked at.
+    expect("peer" in screenPeer(lease({ publicIPv6: IPAddress.parse("::1") }), { ...v4only, ownAddresses: [] })).toBe(true);
+  });
+
+  it("skips backend data nested 5,000 levels deep or larger than 64 KiB before anything walks it", () => {
+    let deep: JsonValue = 1;
+    for (let i = 0; i < 5_000; i++) deep = [deep];
+    const r = reasonOf({ backendData: deep });
+    expect(r?.reason).toMatch(/^peer node-2 \(198\.19\.2\.0-24&2001:2:0:2::-64\) is malformed: BackendData is nested more than 32 levels deep/);
+    expect(peerSkipReason(r!)).toBe("malformed");
+    const big = reasonOf({ backendV6Data: { Mac: "x".repeat(1_000_000) } });
+    expect(big?.reason).toMatch(/BackendV6Data is more than 65536 characters of JSON/);
+    expect(big!.reason.length).toBeLessThan(300);
+  });
+
+  it("still passes a usable peer with every guard in place", () => {
+    expect("peer" in screenPeer(lease(), withOwn)).toBe(true);
   });
 });

@@ -1,15 +1,27 @@
 /**
  * The peer preamble, written once. Before a backend sees a peer lease the agent screens it (screenPeer): a peer
- * that arrived before registerSubnet, runs another Backend.Type, claims a subnet overlapping this node's own, or
- * shares no address family with this node is refused with a status, and the backend is never called for it.
+ * that arrived before registerSubnet, carries backend data too deep or too large to walk, runs another
+ * Backend.Type, claims a subnet overlapping this node's own, shares no address family with this node, or
+ * advertises a PublicIP that is not a usable unicast address of another node (loopback, multicast, broadcast,
+ * unspecified, link-local IPv6, IPv4-mapped IPv6, or this node's own address) is refused with a status, and
+ * the backend is never called for it. Every backend gets these rules from this one place.
  * What passes is a Peer: the lease plus, per family this node routes, the peer's subnet, and on request its
  * PublicIP and backend data parsed with the backend's own schema — or the status saying why not (no PublicIP:
  * skipped; no data yet, absent or JSON null: pending; malformed data: skipped). A backend's addPeer then only
  * parses what it needs and describes kernel objects.
  */
-import { errorMessage } from "./errors.js";
-import type { Family, IPAddress, IPNet } from "./ip.js";
-import { type JsonValue, type Lease, leaseSubnet, subnetKey } from "./lease.js";
+import { describeValue, errorMessage } from "./errors.js";
+import { type Family, IPAddress, IPNet } from "./ip.js";
+import { type JsonValue, type Lease, leaseAttrsProblem, leaseSubnet, subnetKey } from "./lease.js";
+
+/**
+ * Why a peer was skipped, as a short stable word for metrics (`weft_peer_skips_total{reason}`):
+ * `early` (before registerSubnet), `malformed` (data too deep/large, or the backend's schema refused it),
+ * `address` (PublicIP not a usable unicast address), `own-address` (PublicIP is this node's), `backend-type`,
+ * `overlap` (with this node's subnet), `family` (no family in common), `conflict` (overlaps or duplicates another
+ * peer and loses the deterministic tie-break), `other`.
+ */
+export type PeerSkipReason = "early" | "malformed" | "address" | "own-address" | "backend-type" | "overlap" | "family" | "conflict" | "other";
 
 /** A PeerStatus other than programmed: why a peer is not (yet) programmed. */
 export type PeerRefusal =
@@ -20,8 +32,26 @@ export type PeerRefusal =
    * backend data). Programmed when the data arrives; the agent logs it at info, never as a problem.
    */
   | { readonly state: "pending"; readonly reason: string }
-  /** The peer's lease is unusable (malformed data, another backend type); skipped, other peers are unaffected. */
+  /**
+   * The peer's lease is unusable (malformed data, another backend type, a hostile address); skipped, other peers
+   * are unaffected. peerSkipReason classifies it for the skip metric.
+   */
   | { readonly state: "skipped"; readonly reason: string };
+
+/** The metric word of skipped statuses made here (kept beside the status, so its shape stays `{state, reason}`). */
+const SKIP_REASONS = new WeakMap<object, PeerSkipReason>();
+
+/** A skipped status classified as `code` for the skip metric (see peerSkipReason). */
+export function skippedStatus(reason: string, code: PeerSkipReason): { readonly state: "skipped"; readonly reason: string } {
+  const status = { state: "skipped" as const, reason };
+  SKIP_REASONS.set(status, code);
+  return status;
+}
+
+/** The metric word for a skipped status: what screenPeer / Peer.endpoint / skippedStatus classified it as, else `other`. */
+export function peerSkipReason(status: object): PeerSkipReason {
+  return SKIP_REASONS.get(status) ?? "other";
+}
 
 /** Validates untrusted JSON into a typed value (the shape of core's Schema; any backend schema fits). */
 interface DataSchema<T> {
@@ -34,6 +64,37 @@ export interface PeerScreenContext {
   readonly backendType: string;
   /** This node's subnet per address family it routes (its lease's subnets in the enabled families). */
   readonly subnets: ReadonlyMap<Family, IPNet>;
+  /**
+   * This node's own addresses (its PublicIP, PublicIPv6 and underlay interface addresses): a peer advertising
+   * one of them would be routed to this node itself, so it is skipped.
+   */
+  readonly ownAddresses?: readonly IPAddress[];
+}
+
+const V4_UNUSABLE: readonly [IPNet, string][] = [
+  [IPNet.parse("0.0.0.0/8"), "an unspecified (\"this network\") address"],
+  [IPNet.parse("127.0.0.0/8"), "a loopback address"],
+  [IPNet.parse("224.0.0.0/4"), "a multicast address"],
+  [IPNet.parse("255.255.255.255/32"), "the broadcast address"],
+  [IPNet.parse("240.0.0.0/4"), "a reserved (class E) address"],
+];
+const V6_UNUSABLE: readonly [IPNet, string][] = [
+  [IPNet.parse("::/128"), "the unspecified address"],
+  [IPNet.parse("::1/128"), "the loopback address"],
+  [IPNet.parse("ff00::/8"), "a multicast address"],
+  [IPNet.parse("fe80::/10"), "a link-local address (only valid with an interface, never as a peer's endpoint)"],
+  [IPNet.parse("::ffff:0:0/96"), "an IPv4-mapped address (use PublicIP for IPv4)"],
+];
+
+/**
+ * Why `ip` cannot be a peer's PublicIP (PublicIPv6) of `family`, or undefined when it is a usable unicast
+ * address of that family: not loopback, multicast, broadcast, unspecified, class E, IPv6 link-local or
+ * IPv4-mapped. The caller checks separately that it is not this node's own address.
+ */
+export function unusablePeerAddress(ip: IPAddress, family: Family): string | undefined {
+  if (ip.family !== family) return `an ${ip.family === "v4" ? "IPv4" : "IPv6"} address where an ${FAMILY_NAME[family]} one belongs`;
+  for (const [net, what] of family === "v4" ? V4_UNUSABLE : V6_UNUSABLE) if (net.contains(ip)) return what;
+  return undefined;
 }
 
 /** A peer's PublicIP and backend data of one family, as a backend needs them to describe its objects. */
@@ -124,48 +185,91 @@ export class Peer {
     try {
       return { family, publicIP, data: schema.parse(raw, `${this.label} ${field}`) };
     } catch (err) {
-      return { status: { state: "skipped", reason: errorMessage(err) } };
+      return { status: skippedStatus(errorMessage(err), "malformed") };
     }
   }
 
-  /** A skipped status whose reason starts with the peer's label: `peer node-2 (198.19.2.0-24) <reason>`. */
-  skipped(reason: string): { readonly status: PeerRefusal } {
-    return { status: { state: "skipped", reason: `${this.label} ${reason}` } };
+  /**
+   * A skipped status whose reason starts with the peer's label: `peer node-2 (198.19.2.0-24) <reason>`; `code`
+   * classifies it for the skip metric (default `other`).
+   */
+  skipped(reason: string, code?: PeerSkipReason): { readonly status: PeerRefusal } {
+    return { status: skippedStatus(`${this.label} ${reason}`, code ?? "other") };
   }
 }
 
 /** `peer node-2 (198.19.2.0-24)`, or `peer 198.19.2.0-24` when the store knows no node name. */
 export function peerLabel(lease: Lease): string {
   const key = subnetKey(lease);
-  return `peer ${lease.nodeName ? `${lease.nodeName} (${key})` : key}`;
+  const name = lease.nodeName;
+  if (!name) return `peer ${key}`;
+  // A node name is printed as is when it looks like one; anything else quoted and cut (a log line is one line).
+  const shown = /^[\x21-\x7e]{1,253}$/.test(name) ? name : describeValue(name);
+  return `peer ${shown} (${key})`;
 }
 
 /**
  * The agent's screening of one peer lease, done once before a backend sees it. `local` undefined means this
- * node has not registered yet. Refusals (all `skipped`, with a reason naming the peer and the fix):
- * arrived before registerSubnet, another Backend.Type, a subnet overlapping this node's own, no address family
- * in common. Otherwise the Peer, whose `subnets` are the families both nodes route.
+ * node has not registered yet. Refusals (all `skipped`, with a reason naming the peer and the fix, and a
+ * `code` for the skip metric), in this order: arrived before registerSubnet (`early`); backend data nested
+ * deeper than MAX_BACKEND_DATA_DEPTH or larger than MAX_LEASE_VALUE_CHARS (`malformed`: checked before anything
+ * walks it); another Backend.Type (`backend-type`); a subnet overlapping this node's own (`overlap`); no
+ * address family in common (`family`); a PublicIP (PublicIPv6) of a shared family that is not a usable unicast
+ * address (`address`, see unusablePeerAddress) or is one of this node's own addresses (`own-address`).
+ * Otherwise the Peer, whose `subnets` are the families both nodes route. Never throws.
  */
 export function screenPeer(lease: Lease, local: PeerScreenContext | undefined): { readonly peer: Peer } | { readonly status: PeerRefusal } {
-  const skip = (reason: string) => ({ status: { state: "skipped" as const, reason: `${peerLabel(lease)} ${reason}` } });
-  if (!local) return skip("arrived before registerSubnet; it is retried when the agent re-adds peers");
+  try {
+    return screen(lease, local);
+  } catch (err) {
+    // Nothing above should throw; a lease that makes it throw anyway is skipped, never fatal to the watch.
+    return { status: skippedStatus(`${safeLabel(lease)} could not be screened: ${errorMessage(err)}`, "malformed") };
+  }
+}
+
+function safeLabel(lease: Lease): string {
+  try {
+    return peerLabel(lease);
+  } catch {
+    return "peer <unreadable>";
+  }
+}
+
+function screen(lease: Lease, local: PeerScreenContext | undefined): { readonly peer: Peer } | { readonly status: PeerRefusal } {
+  const skip = (reason: string, code: PeerSkipReason) => ({ status: skippedStatus(`${peerLabel(lease)} ${reason}`, code) });
+  if (!local) return skip("arrived before registerSubnet; it is retried when the agent re-adds peers", "early");
+  const problem = leaseAttrsProblem(lease.attrs);
+  if (problem) return skip(`is malformed: ${problem}; fix or delete that lease`, "malformed");
   const type = lease.attrs.backendType;
-  if (type.toLowerCase() !== local.backendType.toLowerCase()) {
-    return skip(`uses backend ${JSON.stringify(type)}, this node ${local.backendType}: every node must run the same Backend.Type`);
+  if (typeof type !== "string" || type.toLowerCase() !== local.backendType.toLowerCase()) {
+    return skip(`uses backend ${describeValue(type)}, this node ${local.backendType}: every node must run the same Backend.Type`, "backend-type");
   }
   const shared = new Map<Family, IPNet>();
   for (const family of FAMILIES) {
     const own = local.subnets.get(family);
     const subnet = leaseSubnet(lease, family);
     if (!own || !subnet) continue;
-    if (subnet.overlaps(own)) return skip(`claims ${subnet}, which overlaps this node's own subnet ${own}`);
+    if (subnet.overlaps(own)) return skip(`claims ${subnet}, which overlaps this node's own subnet ${own}`, "overlap");
     shared.set(family, subnet);
   }
   if (shared.size === 0) {
     const ours = FAMILIES.filter((f) => local.subnets.has(f))
       .map((f) => FAMILY_NAME[f])
       .join(" and ");
-    return skip(`has no subnet in an address family this node routes (${ours})`);
+    return skip(`has no subnet in an address family this node routes (${ours})`, "family");
+  }
+  for (const family of shared.keys()) {
+    const ip = family === "v4" ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+    if (!ip) continue; // no PublicIP: Peer.endpoint says so when a backend asks for it
+    const field = family === "v4" ? "PublicIP" : "PublicIPv6";
+    const what = unusablePeerAddress(ip, family);
+    if (what) return skip(`has ${field} ${ip}, ${what}: a peer's ${field} must be a unicast address of that node; fix its --public-ip or --iface`, "address");
+    if (local.ownAddresses?.some((a) => a.equals(ip))) {
+      return skip(
+        `has ${field} ${ip}, which is this node's own address: it would be routed to this node itself (a stale or copied lease?); delete that lease or fix its node's --public-ip`,
+        "own-address",
+      );
+    }
   }
   return { peer: Peer.screened(lease, shared) };
 }

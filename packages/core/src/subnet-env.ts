@@ -10,7 +10,18 @@
  *   FLANNEL_MTU=1450
  *   FLANNEL_IPMASQ=true
  */
+import { ConfigError, describeValue } from "./errors.js";
 import { IPNet, IPPrefix } from "./ip.js";
+
+/** A value in a message: as is when short and printable, else quoted, escaped and cut. */
+function shown(v: string): string {
+  return /^[\x21-\x7e]{0,80}$/.test(v) ? v : describeValue(v);
+}
+
+/** A malformed variable: a ConfigError whose source is subnet.env and whose path is the variable name. */
+function bad(name: string, message: string): never {
+  throw new ConfigError("subnet.env", name, message);
+}
 
 /** The values of a subnet.env file (Flannel's `FLANNEL_*` variables); absent variables are undefined. */
 export interface SubnetEnv {
@@ -36,7 +47,8 @@ export function formatSubnetEnv(v: { network?: IPNet; subnet?: IPNet; ipv6Networ
 }
 
 /**
- * Parses the file; unknown variables are ignored, malformed known ones throw a TypeError naming the variable.
+ * Parses the file; unknown variables are ignored, malformed known ones throw a ConfigError (source
+ * `subnet.env`) naming the variable, with the value cut to a bounded length.
  * Like Flannel's reader, a comma-separated value takes its first entry.
  */
 export function parseSubnetEnv(text: string): SubnetEnv {
@@ -52,14 +64,14 @@ export function parseSubnetEnv(text: string): SubnetEnv {
     const v = vars.get(name);
     if (v === undefined || v === "") return undefined;
     const r = IPNet.tryParse(v);
-    if (!r || r.net.family !== family) throw new TypeError(`${name}=${v} is not an ${family === "v4" ? "IPv4" : "IPv6"} CIDR`);
+    if (!r || r.net.family !== family) return bad(name, `${name}=${shown(v)} is not an ${family === "v4" ? "IPv4" : "IPv6"} CIDR`);
     return r.net;
   };
   const prefix = (name: string, family: "v4" | "v6") => {
     const v = vars.get(name);
     if (v === undefined || v === "") return undefined;
     const p = IPPrefix.tryParse(v);
-    if (!p || p.family !== family) throw new TypeError(`${name}=${v} is not an ${family === "v4" ? "IPv4" : "IPv6"} address/prefix`);
+    if (!p || p.family !== family) return bad(name, `${name}=${shown(v)} is not an ${family === "v4" ? "IPv4" : "IPv6"} address/prefix`);
     return p;
   };
   const out: { -readonly [K in keyof SubnetEnv]: SubnetEnv[K] } = {};
@@ -73,12 +85,12 @@ export function parseSubnetEnv(text: string): SubnetEnv {
   if (ipv6Subnet) out.ipv6Subnet = ipv6Subnet;
   const mtu = vars.get("FLANNEL_MTU");
   if (mtu !== undefined && mtu !== "") {
-    if (!/^\d+$/.test(mtu) || Number(mtu) < 68 || Number(mtu) > 65535) throw new TypeError(`FLANNEL_MTU=${mtu} is not an MTU (68..65535)`);
+    if (!/^\d+$/.test(mtu) || Number(mtu) < 68 || Number(mtu) > 65535) return bad("FLANNEL_MTU", `FLANNEL_MTU=${shown(mtu)} is not an MTU (68..65535)`);
     out.mtu = Number(mtu);
   }
   const masq = vars.get("FLANNEL_IPMASQ");
   if (masq !== undefined && masq !== "") {
-    if (masq !== "true" && masq !== "false") throw new TypeError(`FLANNEL_IPMASQ=${masq} must be true or false`);
+    if (masq !== "true" && masq !== "false") return bad("FLANNEL_IPMASQ", `FLANNEL_IPMASQ=${shown(masq)} must be true or false`);
     out.ipMasq = masq === "true";
   }
   return out;

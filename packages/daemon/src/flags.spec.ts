@@ -1,5 +1,9 @@
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isWeftError } from "@weft/core";
 import { describe, expect, it } from "vitest";
-import { helpText, parseFlags, parseFlagsWithNotes, redactedFlags } from "./flags.js";
+import { checkFlagPaths, helpText, parseFlags, parseFlagsWithNotes, redactedFlags } from "./flags.js";
 
 const err = (argv: string[], env: Record<string, string> = {}) => {
   try {
@@ -76,5 +80,71 @@ describe("weftd flags", () => {
     expect(redactedFlags(f)["kube-api-url"]).toBe("https://198.18.0.6:6443");
     expect(helpText()).not.toContain("s3cret");
     expect(helpText()).toContain("--etcd-endpoints");
+  });
+});
+
+describe("weftd flags: issue 15", () => {
+  it("#12 --healthz-ip must be an IP address (not a name resolved later with a resolver error)", () => {
+    expect(err(["--healthz-ip=garbage"])).toBe('--healthz-ip "garbage" is not an IP address: use an address of this node such as 127.0.0.1, or 0.0.0.0 / :: for all');
+    expect(err([], { WEFTD_HEALTHZ_IP: "localhost" })).toContain("--healthz-ip");
+    expect(parseFlags(["--healthz-ip=::1"])["healthz-ip"]).toBe("::1");
+    expect(parseFlags(["--healthz-ip=127.0.0.1"])["healthz-ip"]).toBe("127.0.0.1");
+  });
+
+  it("#12 a huge value is never echoed whole, and control characters are escaped", () => {
+    const huge = "x".repeat(1_400_000);
+    for (const argv of [[`--healthz-port=${huge}`], [`--log-level=${huge}`], [`--v=${huge}`], [`--ip-masq=${huge}`], [huge], [`--${"a".repeat(100_000)}`]]) {
+      const msg = err(argv);
+      expect(msg.length, argv[0]!.slice(0, 20)).toBeLessThan(300);
+    }
+    expect(err(["--log-level=a\nb\u001b[31m"])).not.toMatch(/[\n\u001b]/);
+  });
+
+  it("#12 integers beyond the safe range are refused, never rounded", () => {
+    expect(err(["--healthz-port=99999999999999999999999"])).toContain("out of range");
+    expect(err(["--etcd-lease-ttl=1" + "0".repeat(400)])).toContain("out of range");
+  });
+
+  it("#10 --public-ip / --public-ipv6 must be addresses of their family", () => {
+    expect(err(["--public-ip=2001:2::1"])).toContain("--public-ip");
+    expect(err(["--public-ipv6=198.18.0.1"])).toContain("--public-ipv6");
+    expect(parseFlags(["--public-ip=198.18.0.1"])["public-ip"]).toBe("198.18.0.1");
+  });
+});
+
+describe("checkFlagPaths (issue 15 #2)", () => {
+  const pathErr = (argv: string[]): string => {
+    try {
+      checkFlagPaths(parseFlags(argv));
+    } catch (e) {
+      expect(isWeftError(e, "CONFIG_INVALID")).toBe(true);
+      return (e as Error).message;
+    }
+    throw new Error("expected an error");
+  };
+
+  it("refuses --state-dir and --subnet-file on /proc or /sys at once, naming the flag, creating nothing", () => {
+    expect(pathErr(["--state-dir=/proc/x", "--subnet-file=/tmp/weft-flags-never/subnet.env"])).toMatch(/^--state-dir: "\/proc\/x" is on \/proc, a kernel pseudo filesystem: choose/);
+    expect(pathErr(["--state-dir=/sys/x", "--subnet-file=/tmp/weft-flags-never/subnet.env"])).toContain("--state-dir");
+    const dir = mkdtempSync(join(tmpdir(), "weft-flags-"));
+    try {
+      expect(pathErr([`--state-dir=${dir}/state`, "--subnet-file=/proc/x/subnet.env"])).toMatch(/^--subnet-file: "\/proc\/x\/subnet.env" is on \/proc/);
+      expect(pathErr([`--state-dir=${dir}/state`, `--subnet-file=${dir}`])).toContain("is a directory");
+      expect(existsSync("/proc/x")).toBe(false);
+      expect(existsSync("/tmp/weft-flags-never")).toBe(false);
+      checkFlagPaths(parseFlags([`--state-dir=${dir}/a/b`, `--subnet-file=${dir}/run/subnet.env`]));
+      expect(existsSync(`${dir}/a/b`)).toBe(true);
+      expect(existsSync(`${dir}/run`)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("weftd flags: a flag where a value belongs (found by the flags fuzz)", () => {
+  it("`-v --etcd-password=x` is refused without echoing the password", () => {
+    const msg = err(["-v", "--etcd-password=s3cret-pw"]);
+    expect(msg).toBe("flag --v needs a value, but the next argument is the flag --etcd-password: write --v=<value>");
+    expect(msg).not.toContain("s3cret-pw");
   });
 });

@@ -4,7 +4,8 @@
  * a command-line value winning. Accepted forms: `--name value`, `--name=value`, and `--bool` / `--bool=false`;
  * Go-style single-dash `-name` works too, as flanneld's users type it.
  */
-import { WeftError } from "@weft/core";
+import { IPAddress, WeftError, describeValue } from "@weft/core";
+import { checkWritableFilePath, ensureDirectory } from "@weft/kernel";
 import { redactEndpoint } from "@weft/subnet-etcd";
 
 type Kind = "string" | "bool" | "int" | "list" | "commaList";
@@ -80,7 +81,7 @@ function bad(msg: string): never {
 
 function convert(name: FlagName, raw: string, origin: string): unknown {
   const def: FlagDef = FLAG_DEFS[name];
-  const shown = def.secret ? "(hidden)" : JSON.stringify(raw);
+  const shown = def.secret ? "(hidden)" : describeValue(raw);
   switch (def.kind) {
     case "bool":
       if (/^(true|1|yes)$/i.test(raw)) return true;
@@ -89,6 +90,7 @@ function convert(name: FlagName, raw: string, origin: string): unknown {
     case "int": {
       if (!/^-?\d+$/.test(raw.trim())) return bad(`${origin} ${shown} is not an integer`);
       const n = Number(raw);
+      if (!Number.isSafeInteger(n)) return bad(`${origin} ${shown} is out of range: must be between ${def.min ?? "-inf"} and ${def.max ?? "inf"}`);
       if ((def.min !== undefined && n < def.min) || (def.max !== undefined && n > def.max)) {
         return bad(`${origin} ${n} is out of range: must be between ${def.min ?? "-inf"} and ${def.max ?? "inf"}`);
       }
@@ -126,14 +128,15 @@ export function parseFlagsWithNotes(argv: readonly string[], env: Readonly<Recor
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const m = /^--?([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
-    if (!m) bad(`unexpected argument ${JSON.stringify(arg)}: weftd takes only flags; see --help`);
+    if (!m) bad(`unexpected argument ${describeValue(arg)}: weftd takes only flags; see --help`);
     const name = m[1]! as FlagName;
     if (!(name in FLAG_DEFS)) {
-      const close = Object.keys(FLAG_DEFS)
+      // Suggestions only for names of a plausible length: the edit distance is quadratic.
+      const close = name.length > 64 ? [] : Object.keys(FLAG_DEFS)
         .map((f) => ({ f, d: distance(name, f) }))
         .filter((x) => x.d <= Math.max(2, Math.floor(name.length / 4)))
         .sort((a, b) => a.d - b.d);
-      bad(`unknown flag --${name}${close.length ? `: did you mean --${close[0]!.f}?` : ": see --help"}`);
+      bad(`unknown flag --${name.length > 64 ? `${name.slice(0, 64)}… (${name.length} chars)` : name}${close.length ? `: did you mean --${close[0]!.f}?` : ": see --help"}`);
     }
     const def: FlagDef = FLAG_DEFS[name];
     let raw = m[2];
@@ -142,6 +145,10 @@ export function parseFlagsWithNotes(argv: readonly string[], env: Readonly<Recor
       else {
         raw = argv[++i];
         if (raw === undefined) bad(`flag --${name} needs a value`);
+        // `-v --etcd-password=x`: the next argument is another flag, not this one's value. Say so without
+        // echoing it (it may carry a secret).
+        const next = /^--?([a-z0-9-]+)(?:=|$)/s.exec(raw!);
+        if (next && next[1]! in FLAG_DEFS) bad(`flag --${name} needs a value, but the next argument is the flag --${next[1]}: write --${name}=<value>`);
       }
     }
     const v = convert(name, raw!, `--${name}`);
@@ -170,15 +177,58 @@ export function parseFlagsWithNotes(argv: readonly string[], env: Readonly<Recor
     if (compat) notes.push(compat);
   }
   if (flags.v >= 4 && !fromCli.has("log-level") && !env[envName("log-level")]) flags["log-level"] = "debug";
-  if (!LOG_LEVELS.includes(flags["log-level"])) bad(`--log-level ${JSON.stringify(flags["log-level"])} is not one of ${LOG_LEVELS.join(", ")}`);
+  if (!LOG_LEVELS.includes(flags["log-level"])) bad(`--log-level ${describeValue(flags["log-level"])} is not one of ${LOG_LEVELS.join(", ")}`);
+  // An address, never a host name: a name would be resolved (and fail with a resolver error) only when the
+  // health server starts, after the node was changed.
+  const healthzIp = flags["healthz-ip"];
+  if (IPAddress.tryParse(healthzIp) === undefined) {
+    bad(`--healthz-ip ${describeValue(healthzIp)} is not an IP address: use an address of this node such as 127.0.0.1, or 0.0.0.0 / :: for all`);
+  }
+  for (const [flag, family] of [["public-ip", "v4"], ["public-ipv6", "v6"]] as const) {
+    const v = flags[flag];
+    if (v === "") continue;
+    const ip = IPAddress.tryParse(v);
+    if (ip === undefined || ip.family !== family) {
+      bad(`--${flag} ${describeValue(v)} is not an ${family === "v4" ? "IPv4" : "IPv6"} address: give the address to advertise, held by an interface of this node`);
+    }
+  }
   const cniSocket = flags["cni-socket"];
   if (cniSocket !== "" && cniSocket !== "off" && (!cniSocket.startsWith("/") || Buffer.byteLength(cniSocket) > 107)) {
-    bad(`--cni-socket ${JSON.stringify(cniSocket)} must be an absolute path of at most 107 bytes (a unix socket's limit), or "off"`);
+    bad(`--cni-socket ${describeValue(cniSocket)} must be an absolute path of at most 107 bytes (a unix socket's limit), or "off"`);
   }
   if ((flags["etcd-certfile"] === "") !== (flags["etcd-keyfile"] === "")) {
     bad("--etcd-certfile and --etcd-keyfile must be given together for TLS client authentication");
   }
   return { flags, notes };
+}
+
+/**
+ * Checks the paths weftd writes before anything on the node or in the store changes: --state-dir is made a
+ * directory (components created one at a time), --subnet-file must be a writable file path. A
+ * pseudo filesystem (/proc, /sys), a component that is a file or a read-only place is refused with a
+ * ConfigError naming the flag, the value and the fix (Node's recursive mkdir would spin forever on /proc).
+ */
+export function checkFlagPaths(flags: Flags): void {
+  // Checks that create nothing first, so a refusal leaves no new directory behind.
+  checkWritableFilePath(flags["subnet-file"], "--subnet-file");
+  ensureDirectory(flags["state-dir"], "--state-dir", 0o755);
+}
+
+/**
+ * The command line that gives `flags` back through parseFlags: `--name=value` for every flag that differs from
+ * its default (a repeatable flag once per value, a comma list joined). The formatter of the flags' round trip.
+ */
+export function flagsToArgv(flags: Flags): string[] {
+  const argv: string[] = [];
+  for (const [name, def] of Object.entries(FLAG_DEFS) as [FlagName, FlagDef][]) {
+    const v = flags[name] as unknown;
+    // --log-level is always written with -v 4 and up, which otherwise implies debug.
+    if (JSON.stringify(v) === JSON.stringify(def.default) && !(name === "log-level" && flags.v >= 4)) continue;
+    if (def.kind === "list") for (const item of v as string[]) argv.push(`--${name}=${item}`);
+    else if (def.kind === "commaList") argv.push(`--${name}=${(v as string[]).join(",")}`);
+    else argv.push(`--${name}=${String(v)}`);
+  }
+  return argv;
 }
 
 export function helpText(): string {

@@ -1,20 +1,49 @@
-/** subnet.env on disk: written atomically (temp file, fsync, rename), mode 0644, parent created 0755. */
-import { mkdirSync, openSync, readFileSync, renameSync, writeSync, fsyncSync, closeSync, existsSync, unlinkSync } from "node:fs";
+/**
+ * subnet.env on disk: written atomically (temp file, fsync, rename), mode 0644, parent created 0755 one
+ * component at a time (ensureDirectory: never Node's recursive mkdir, which spins forever on /proc). The path
+ * is checked before anything is written, a temp file is never left behind, and a failed write leaves the
+ * previous subnet.env intact.
+ */
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type SubnetEnv, formatSubnetEnv, parseSubnetEnv } from "@weft/core";
+import { type SubnetEnv, WeftError, errorMessage, formatSubnetEnv, parseSubnetEnv } from "@weft/core";
+import { checkWritableFilePath, ensureDirectory } from "@weft/kernel";
 
+/**
+ * Writes subnet.env atomically. Throws a ConfigError naming `--subnet-file` when the path cannot hold a file
+ * (a directory, a pseudo filesystem, a component that is a file), or a WeftError when the write fails (disk
+ * full, I/O error); in both cases the previous file is untouched and no temp file remains.
+ */
 export function writeSubnetFile(path: string, values: Parameters<typeof formatSubnetEnv>[0]): void {
+  checkWritableFilePath(path, "--subnet-file");
+  const text = formatSubnetEnv(values);
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  ensureDirectory(dir, "--subnet-file", 0o755);
   const tmp = join(dir, `.${process.pid}.${Date.now()}.subnet.env.tmp`);
-  const fd = openSync(tmp, "w", 0o644);
+  let renamed = false;
   try {
-    writeSync(fd, formatSubnetEnv(values));
-    fsyncSync(fd);
+    const fd = openSync(tmp, "wx", 0o644);
+    try {
+      const buf = Buffer.from(text, "utf8");
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+    renamed = true;
+  } catch (err) {
+    throw new WeftError("CONFIG_INVALID", `--subnet-file: writing ${path} failed (${errorMessage(err)}); the previous file is unchanged: free space or fix the directory`, { cause: err });
   } finally {
-    closeSync(fd);
+    if (!renamed) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never created
+      }
+    }
   }
-  renameSync(tmp, path);
 }
 
 /** The previous agent's file, if any and readable; a malformed file is treated as absent (and reported). */

@@ -32,4 +32,8 @@ describe("podMtu", () => {
   it("refuses a pod MTU below IPv4's 576, naming the numbers and the fix", () => {
     expect(() => podMtu(encap(), {}, v4, iface(600))).toThrow("pod MTU 550 (underlay 600 − enc overhead 50) is too small: raise the underlay MTU");
   });
+
+  it("issue 15 #12: a too-small Backend.MTU is blamed, not the interface's MTU", () => {
+    expect(() => podMtu(encap(600), {}, v4, iface(1500))).toThrow("pod MTU 550 (Backend.MTU 600 − enc overhead 50) is too small: raise Backend.MTU, or remove it to use the interface's MTU 1500");
+  });
 });

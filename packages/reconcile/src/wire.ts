@@ -111,9 +111,13 @@ export function podMtu(module: BackendModule, backendConfig: unknown, network: N
     ...(network.enableIPv6 && iface.ifaceV6Addr ? (["v6"] as const) : []),
   ];
   const overhead = Math.max(0, ...underlays.map((f) => module.mtuOverhead(backendConfig, f)));
-  const mtu = (module.underlayMtu?.(backendConfig) ?? iface.mtu) - overhead;
+  const configured = module.underlayMtu?.(backendConfig);
+  const mtu = (configured ?? iface.mtu) - overhead;
   if (mtu < 576 && network.enableIPv4) {
-    throw new WeftError("CONFIG_INVALID", `pod MTU ${mtu} (underlay ${iface.mtu} − ${module.type} overhead ${overhead}) is too small: raise the underlay MTU`);
+    // Blame the MTU actually used: Backend.MTU when the config sets one, else the interface's.
+    const base = configured !== undefined ? `Backend.MTU ${configured}` : `underlay ${iface.mtu}`;
+    const fix = configured !== undefined ? `raise Backend.MTU, or remove it to use the interface's MTU ${iface.mtu}` : "raise the underlay MTU";
+    throw new WeftError("CONFIG_INVALID", `pod MTU ${mtu} (${base} − ${module.type} overhead ${overhead}) is too small: ${fix}`);
   }
   return { mtu, overhead };
 }

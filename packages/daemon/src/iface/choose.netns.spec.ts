@@ -59,16 +59,16 @@ describeReal("chooseExternalInterface on the real kernel", () => {
     }
   });
 
-  it("an interface with only the kernel's link-local IPv6 address uses it", async () => {
-    const e = await chooseExternalInterface(kernel, opts({ iface: ["wb0"], families: { v4: true, v6: true } }));
-    expect(e.ifaceV6Addr?.toString()).toMatch(/^fe80:/);
+  it("an interface with only the kernel's link-local IPv6 address is refused for IPv6 (issue 15 #10), naming it", async () => {
+    const err = await chooseExternalInterface(kernel, opts({ iface: ["wb0"], families: { v4: true, v6: true } })).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/interface wb0 has no global IPv6 address, only the link-local fe80:/);
   });
 
   it("never picks a deprecated address (preferred lifetime over): wb0's deprecated global IPv6 is passed over for its link-local", async () => {
     await ns.ip(["addr", "add", "2001:2:b::9/64", "dev", "wb0", "preferred_lft", "0", "nodad"]);
     try {
-      const e = await chooseExternalInterface(kernel, opts({ iface: ["wb0"], families: { v4: true, v6: true } }));
-      expect(e.ifaceV6Addr?.toString()).toMatch(/^fe80:/);
+      const err = await chooseExternalInterface(kernel, opts({ iface: ["wb0"], families: { v4: true, v6: true } })).catch((e: unknown) => e);
+      expect((err as Error).message).toMatch(/only the link-local fe80:/);
     } finally {
       await ns.ip(["addr", "del", "2001:2:b::9/64", "dev", "wb0"]);
     }

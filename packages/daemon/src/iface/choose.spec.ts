@@ -75,14 +75,15 @@ describe("chooseExternalInterface: no interface flags", () => {
     expect((await chooseExternalInterface(k, opts())).name).toBe("eth1");
   });
 
-  it("prefers a global address over a link-local one, and uses link-local when that is all there is", async () => {
+  it("prefers a global address over a link-local one, and uses link-local when that is all there is (IPv4; IPv6 link-local is never advertised)", async () => {
     const k = new FakeKernel();
     k.addExternalLink({ name: "eth0", kind: "dummy", up: true, mtu: 1500 });
     k.addExternalAddress({ dev: "eth0", address: "169.254.7.7/16" });
     k.addExternalAddress({ dev: "eth0", address: "fe80::7/64" });
     k.addExternalRoute({ family: "v4", dst: "0.0.0.0/0", gateway: "169.254.0.1", dev: "eth0" });
     k.addExternalRoute({ family: "v6", dst: "::/0", gateway: "fe80::1", dev: "eth0" });
-    expect(addrs(await chooseExternalInterface(k, opts({ families: DUAL })))).toMatchObject({ ifaceAddr: "169.254.7.7", ifaceV6Addr: "fe80::7" });
+    expect(addrs(await chooseExternalInterface(k, opts({ families: V4 })))).toMatchObject({ ifaceAddr: "169.254.7.7" });
+    expect(await configError(k, opts({ families: DUAL }))).toContain("only the link-local fe80::7");
 
     k.addExternalAddress({ dev: "eth0", address: "198.18.0.9/24" });
     k.addExternalAddress({ dev: "eth0", address: "2001:2::9/64" });
@@ -164,9 +165,32 @@ describe("chooseExternalInterface: --iface", () => {
     expect((await chooseExternalInterface(node(), opts({ iface: ["ens3", "eth2"] }))).name).toBe("eth2");
   });
 
-  it("with --public-ip the advertised address may be a non-local (NAT) one", async () => {
-    const e = await chooseExternalInterface(node(), opts({ iface: ["eth1"], publicIP: "198.18.200.1" }));
-    expect(addrs(e)).toMatchObject({ name: "eth1", ifaceAddr: "198.18.1.1", extAddr: "198.18.200.1" });
+  it("issue 15 #10: --public-ip that no interface holds is refused with --iface too (never used as the VXLAN source)", async () => {
+    const msg = await configError(node(), opts({ iface: ["eth1"], publicIP: "198.18.200.1" }));
+    expect(msg).toContain("--public-ip");
+    expect(msg).toContain("198.18.200.1 is not an address of any interface");
+    expect(msg).toContain("public-ip-overwrite");
+    const v6 = await configError(node(), opts({ iface: ["eth1"], families: DUAL, publicIPv6: "2001:2:0:99::1" }));
+    expect(v6).toContain("--public-ipv6");
+    // A local public IP on the chosen interface is still advertised.
+    expect(addrs(await chooseExternalInterface(node(), opts({ iface: ["eth1"], publicIP: "198.18.1.2" })))).toMatchObject({ extAddr: "198.18.1.2" });
+  });
+
+  it("issue 15 #10: a loopback, multicast or broadcast --public-ip is refused", async () => {
+    for (const ip of ["127.0.0.1", "224.0.0.1", "255.255.255.255", "0.0.0.0"]) {
+      expect(await configError(node(), opts({ iface: ["eth1"], publicIP: ip }))).toContain("--public-ip");
+    }
+  });
+
+  it("issue 15 #10: EnableIPv6 with only a link-local IPv6 underlay address is refused, naming the interface", async () => {
+    const k = new FakeKernel();
+    k.addExternalLink({ name: "eth0", kind: "dummy", up: true, mtu: 1500 });
+    k.addExternalAddress({ dev: "eth0", address: "198.18.0.9/24" });
+    k.addExternalAddress({ dev: "eth0", address: "fe80::7/64" });
+    const msg = await configError(k, opts({ iface: ["eth0"], families: DUAL }));
+    expect(msg).toContain("eth0");
+    expect(msg).toContain("fe80::7");
+    expect(msg).toContain("global or ULA IPv6 address");
   });
 
   it("an interface that does not exist is an error listing the existing ones", async () => {

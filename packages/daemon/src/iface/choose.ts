@@ -17,13 +17,16 @@
  *         kernel picks.
  *   3. Interface address per family: the explicitly matched one, else the first usable one (global unicast
  *      before link-local, never deprecated).
- *   4. Advertised address: --public-ip / --public-ipv6 when given, else the interface address.
+ *   4. Advertised address: --public-ip / --public-ipv6 when given, else the interface address. A given public
+ *      IP must be held by an interface of this node (a NAT address goes in the public-ip-overwrite node
+ *      annotation), and an advertised IPv6 address must not be link-local (other nodes cannot reach fe80::/10
+ *      without a zone): such a choice is refused rather than advertised.
  *
  * Every failure is a ConfigError (CONFIG_INVALID) in one line naming the flag, the value and the fix.
  */
-import { ConfigError, type ExternalInterface, type Family, IPAddress, type Link, type RouteSpec } from "@weft/core";
+import { ConfigError, describeValue, type ExternalInterface, type Family, IPAddress, type Link, type RouteSpec } from "@weft/core";
 import type { Address, KernelPort } from "@weft/kernel";
-import { defaultRoute, ownerOf, usableAddresses } from "./addresses.js";
+import { defaultRoute, isGlobalUnicast, isLinkLocalUnicast, ownerOf, usableAddresses } from "./addresses.js";
 
 export interface InterfaceChoiceOptions {
   /** --iface values (names or IPs), tried in order. */
@@ -85,8 +88,8 @@ export async function chooseExternalInterface(kernel: KernelPort, opts: Interfac
     if (!chosen && canReach) chosen = await byCanReach(kernel, ctx, canReach, misses);
     if (!chosen) {
       const given = [
-        ...opts.iface.map((v) => `--iface ${v}`),
-        ...opts.ifaceRegex.map((v) => `--iface-regex ${v}`),
+        ...opts.iface.map((v) => `--iface ${clip(v)}`),
+        ...opts.ifaceRegex.map((v) => `--iface-regex ${clip(v)}`),
         ...(canReach ? [`--iface-can-reach ${canReach}`] : []),
       ];
       throw new ConfigError(
@@ -102,11 +105,19 @@ export async function chooseExternalInterface(kernel: KernelPort, opts: Interfac
 
 // ------------------------------------------------------------------------------------------------- parsing
 
+/** A flag value in a message: as is when short and printable, else quoted, escaped and cut (describeValue). */
+function clip(v: string): string {
+  return /^[\x21-\x7e]{1,80}$/.test(v) ? v : describeValue(v);
+}
+
 function parsePublic(flag: string, value: string | undefined, family: Family, enabled: { v4: boolean; v6: boolean }): IPAddress | undefined {
   if (value === undefined || value === "") return undefined;
   const ip = IPAddress.tryParse(value);
   if (!ip || ip.family !== family) {
-    throw new ConfigError(flag, flag.slice(2), `"${value}" is not an ${FAMILY_NAME[family]} address; fix: give one like ${family === "v4" ? "198.18.0.1" : "2001:2::1"}`);
+    throw new ConfigError(flag, flag.slice(2), `${describeValue(value)} is not an ${FAMILY_NAME[family]} address; fix: give one like ${family === "v4" ? "198.18.0.1" : "2001:2::1"}`);
+  }
+  if (!isGlobalUnicast(ip) && !(family === "v4" && isLinkLocalUnicast(ip))) {
+    throw new ConfigError(flag, flag.slice(2), `${ip} is not a unicast address other nodes can reach (loopback, multicast, unspecified, broadcast or IPv6 link-local); fix: give this node's underlay address`);
   }
   if (!enabled[family]) {
     throw new ConfigError(flag, flag.slice(2), `${value} is ${FAMILY_NAME[family]} but the network has ${FAMILY_NAME[family]} disabled; fix: drop ${flag} or enable ${FAMILY_NAME[family]} in net-conf.json`);
@@ -119,13 +130,13 @@ function compileRegex(text: string): RegExp {
     return new RegExp(text);
   } catch (err) {
     const why = err instanceof Error ? err.message.replace(/^Invalid regular expression: /, "") : String(err);
-    throw new ConfigError("--iface-regex", "iface-regex", `"${text}" is not a valid regular expression (${why}); fix: correct the expression (JavaScript syntax)`);
+    throw new ConfigError("--iface-regex", "iface-regex", `${describeValue(text)} is not a valid regular expression (${why}); fix: correct the expression (JavaScript syntax)`);
   }
 }
 
 function parseCanReach(value: string, enabled: { v4: boolean; v6: boolean }): IPAddress {
   const ip = IPAddress.tryParse(value);
-  if (!ip) throw new ConfigError("--iface-can-reach", "iface-can-reach", `"${value}" is not an IP address; fix: give the IPv4 or IPv6 address of a host the underlay must reach`);
+  if (!ip) throw new ConfigError("--iface-can-reach", "iface-can-reach", `${describeValue(value)} is not an IP address; fix: give the IPv4 or IPv6 address of a host the underlay must reach`);
   if (!enabled[ip.family]) {
     throw new ConfigError("--iface-can-reach", "iface-can-reach", `${value} is ${FAMILY_NAME[ip.family]} but the network has ${FAMILY_NAME[ip.family]} disabled; fix: give an address of an enabled family`);
   }
@@ -204,7 +215,7 @@ function byIface(ctx: Ctx, values: readonly string[], misses: Miss[]): { link: L
     if (ip) {
       const dev = ownerOf(ctx.addrs, ip);
       if (!dev) {
-        misses.push(`--iface ${value}: no interface has this address`);
+        misses.push(`--iface ${clip(value)}: no interface has this address`);
         continue;
       }
       link = linkNamed(ctx, dev);
@@ -212,14 +223,14 @@ function byIface(ctx: Ctx, values: readonly string[], misses: Miss[]): { link: L
     } else {
       link = linkNamed(ctx, value);
       if (!link) {
-        misses.push(`--iface ${value}: no such interface`);
+        misses.push(`--iface ${clip(value)}: no such interface`);
         continue;
       }
     }
     if (!link) continue;
     const missing = missingFamilies(ctx, link, matched);
     if (missing.length > 0) {
-      misses.push(`--iface ${value}: ${lacks(link, missing)}`);
+      misses.push(`--iface ${clip(value)}: ${lacks(link, missing)}`);
       continue;
     }
     return { link, matched };
@@ -247,12 +258,12 @@ function byRegex(ctx: Ctx, texts: readonly string[], regexes: readonly RegExp[],
       named = true;
       const missing = missingFamilies(ctx, link, {});
       if (missing.length > 0) {
-        misses.push(`--iface-regex ${text}: ${lacks(link, missing)}`);
+        misses.push(`--iface-regex ${clip(text)}: ${lacks(link, missing)}`);
         continue;
       }
       return { link, matched: {} };
     }
-    if (!named) misses.push(`--iface-regex ${text}: matches no interface name and no ${ctx.families.length > 1 ? "IPv4+IPv6 address pair" : `${FAMILY_NAME[ctx.families[0]!]} address`}`);
+    if (!named) misses.push(`--iface-regex ${clip(text)}: matches no interface name and no ${ctx.families.length > 1 ? "IPv4+IPv6 address pair" : `${FAMILY_NAME[ctx.families[0]!]} address`}`);
   }
   return undefined;
 }
@@ -294,6 +305,24 @@ function build(ctx: Ctx, link: Link, matched: Matched, publicIP: IPAddress | und
   const pick = (f: Family) => matched[f] ?? usableAddresses(ctx.addrs, link.name, f)[0]?.ip;
   const v4 = ctx.families.includes("v4") ? pick("v4") : undefined;
   const v6 = ctx.families.includes("v6") ? pick("v6") : undefined;
+  for (const [flag, ip] of [["--public-ip", publicIP], ["--public-ipv6", publicIPv6]] as const) {
+    if (ip && !ownerOf(ctx.addrs, ip)) {
+      throw new ConfigError(
+        flag,
+        flag.slice(2),
+        `${ip} is not an address of any interface of this node; fix: give a local address (the underlay uses ${link.name}) ` +
+          `or drop ${flag} (to advertise a NAT address, set the public-ip-overwrite node annotation instead of ${flag})`,
+      );
+    }
+  }
+  const extV6 = publicIPv6 ?? v6;
+  if (extV6 && isLinkLocalUnicast(extV6)) {
+    throw new ConfigError(
+      "--iface",
+      "iface",
+      `interface ${link.name} has no global IPv6 address, only the link-local ${extV6}, which other nodes cannot reach; fix: add a global or ULA IPv6 address to ${link.name}, pick another interface with --iface, or set EnableIPv6 false`,
+    );
+  }
   return {
     name: link.name,
     index: link.index,
