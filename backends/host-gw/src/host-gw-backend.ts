@@ -141,6 +141,12 @@ export class HostGwBackend implements Backend {
           },
         };
       }
+      // The network or broadcast address of an IPv4 segment is no host: the kernel refuses it as a gateway
+      // ("Nexthop has invalid gateway"), so say so here, naming the peer's address, instead of failing every pass.
+      const segment = family === "v4" ? this.connected!.subnets.find((n) => n.family === "v4" && n.prefix < 31 && n.contains(publicIP)) : undefined;
+      if (segment && (publicIP.equals(segment.first) || publicIP.equals(segment.last))) {
+        return peer.skipped(`has PublicIP ${publicIP}, the ${publicIP.equals(segment.first) ? "network" : "broadcast"} address of ${segment}: no node can have it; fix its --public-ip`, "address");
+      }
       // No onlink: the gateway is inside a connected subnet, and the kernel checking that is a useful guard.
       routes.push({ family, dst: subnet.toString(), gateway: publicIP.toString(), dev: iface.name });
     }

@@ -5,7 +5,7 @@
  * once, atomically.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Family, type Logger, WeftError, errorMessage, normalizeMac } from "@weft/core";
 import { isUnicastMac } from "./config.js";
@@ -41,13 +41,15 @@ export function loadOrCreateVtepMac(stateDir: string, vni: number, family: Famil
     logger.warn(`VTEP MAC file ${file} holds ${JSON.stringify(text.trim())}, not a unicast MAC; writing a new one (peers relearn it from the lease)`);
   }
   const mac = fallback && isUnicastMac(fallback) ? fallback : randomLocalMac();
+  const tmp = `${file}.${process.pid}.tmp`;
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${process.pid}.tmp`;
     writeFileSync(tmp, `${mac}\n`, { mode: 0o600 });
     chmodSync(tmp, 0o600);
     renameSync(tmp, file);
   } catch (err) {
+    // Never leave a half-written file behind (a full disk fails the write after the open created it).
+    rmSync(tmp, { force: true });
     throw new WeftError("CONFIG_INVALID", `cannot write the VTEP MAC file ${file}: ${errorMessage(err)}: fix the --state-dir flag or its permissions`, { cause: err });
   }
   return mac;

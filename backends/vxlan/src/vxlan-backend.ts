@@ -227,6 +227,23 @@ export class VxlanBackend implements Backend {
     this.peerObjects.remove(peer);
   }
 
+  /**
+   * What no two peers may share (the agent's PeerSet settles it, @weft/reconcile PeerIdentityClaims): the
+   * VtepMAC per device. FDB entries are keyed by MAC, so two peers with one MAC would make the entry flip between
+   * their addresses at every pass ("repairing drift" forever); the agent programs one of them and skips the other
+   * with one line. Never throws; a peer whose data does not parse claims nothing (it is skipped anyway).
+   */
+  peerIdentities(peer: Peer): string[] {
+    const out: string[] = [];
+    for (const family of peer.subnets.keys()) {
+      const dev = this.devices.get(family);
+      if (!dev) continue;
+      const endpoint = peer.endpoint(family, vxlanLeaseDataSchema);
+      if (!("status" in endpoint)) out.push(`vxlan ${dev.name} VtepMAC ${endpoint.data.vtepMAC.toLowerCase()}`);
+    }
+    return out;
+  }
+
   async close(mode: "restart" | "teardown"): Promise<void> {
     if (mode === "restart") return; // devices and entries stay; the next agent adopts them
     this.peerObjects.clear();
@@ -251,6 +268,10 @@ export class VxlanBackend implements Backend {
       const { publicIP, data: vtep } = endpoint;
       if (vtep.vni !== this.config.vni) {
         return peer.skipped(`uses VNI ${vtep.vni}, this node ${this.config.vni}: set the same Backend.VNI on every node`);
+      }
+      if (vtep.vtepMAC.toLowerCase() === dev.mac.toLowerCase()) {
+        // Our own MAC as a peer's FDB entry would send this node's frames to the peer: a copied lease.
+        return peer.skipped(`has VtepMAC ${vtep.vtepMAC}, this node's own ${dev.name} MAC (a copied lease?): delete that lease`, "malformed");
       }
       if (this.config.directRouting && this.connected!.contains(publicIP)) {
         routes.push({ family, dst: subnet.toString(), gateway: publicIP.toString(), dev: iface.name });

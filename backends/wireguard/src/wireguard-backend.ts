@@ -232,6 +232,24 @@ export class WireguardBackend implements Backend {
     this.peerObjects.remove(peer);
   }
 
+  /**
+   * What no two peers may share (the agent's PeerSet settles it, @weft/reconcile PeerIdentityClaims): the public
+   * key per device. A WireGuard peer is keyed by its key, so two leases with one key would make its endpoint and
+   * allowed IPs flip between them at every pass; the agent programs one and skips the other with one line.
+   * Never throws; a peer whose data does not parse claims nothing (it is skipped anyway).
+   */
+  peerIdentities(peer: Peer): string[] {
+    const out: string[] = [];
+    for (const dev of this.devices) {
+      if (!dev.families.some((f) => peer.subnets.has(f))) continue;
+      const family = this.endpointFamily(dev, peer);
+      if (!family) continue;
+      const endpoint = peer.endpoint(family, wireguardLeaseDataSchema);
+      if (!("status" in endpoint)) out.push(`wireguard ${dev.name} PublicKey ${endpoint.data.publicKey}`);
+    }
+    return out;
+  }
+
   async close(mode: "restart" | "teardown"): Promise<void> {
     if (mode === "restart") return; // wireguard-go, its peers and routes stay; the next agent adopts them
     this.peerObjects.clear();

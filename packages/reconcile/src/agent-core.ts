@@ -14,6 +14,7 @@ import {
   type Backend,
   type BackendData,
   type Family,
+  type IPAddress,
   type IPNet,
   type Lease,
   type LeaseAttrs,
@@ -26,7 +27,7 @@ import {
   screenPeer,
 } from "@weft/core";
 import type { DependencyContainer } from "tsyringe";
-import { PeerSet } from "./agent-core-peers.js";
+import { PERMANENT_KERNEL_CODES, PeerSet } from "./agent-core-peers.js";
 import type { DatapathEngine, ReconcileReport } from "./datapath.js";
 import { type BackendWiringInput, wireBackend } from "./wire.js";
 
@@ -139,7 +140,12 @@ export class AgentCore {
   /** What peers are screened against: this node's Backend.Type and routed subnets (after `join`). */
   screenContext(): PeerScreenContext | undefined {
     if (!this._lease) return undefined;
-    this.screen ??= { backendType: this.input.module.type, subnets: routedSubnets(this._lease, this.input.network) };
+    if (!this.screen) {
+      const { iface } = this.input;
+      // A peer advertising any of these would be routed to this node itself.
+      const own = [this._lease.attrs.publicIP, this._lease.attrs.publicIPv6, iface.extAddr, iface.extV6Addr, iface.ifaceAddr, iface.ifaceV6Addr].filter((a): a is IPAddress => a !== undefined);
+      this.screen = { backendType: this.input.module.type, subnets: routedSubnets(this._lease, this.input.network), ownAddresses: own };
+    }
     return this.screen;
   }
 
@@ -148,8 +154,35 @@ export class AgentCore {
    * sees it; a peer seen before `join` is refused as having arrived before registerSubnet.
    */
   startPeers(): PeerSet {
-    this._peers = new PeerSet(this.backend, this.input.peerLogger ?? this.input.logger, (lease) => screenPeer(lease, this.screenContext()));
+    this._peers = new PeerSet(
+      this.backend,
+      this.input.peerLogger ?? this.input.logger,
+      (lease) => screenPeer(lease, this.screenContext()),
+      () => {
+        const report = this.engine.lastReport;
+        return { source: report, failures: () => this.engine.failuresByOwner(report) };
+      },
+    );
     return this._peers;
+  }
+
+  /**
+   * Kernel failures of the last pass that hold readiness: all of them, except those of peers the kernel refuses
+   * outright (PERMANENT_KERNEL_CODES: the peer is reported failed in /status and weft_peers, but one
+   * unprogrammable peer does not keep the node out of service). Failures of this node's own objects, of
+   * transient kinds, or of reads always count.
+   */
+  blockingKernelFailures(): number {
+    const report = this.engine.lastReport;
+    if (!report || report.failures === 0) return 0;
+    const byOwner = this.engine.failuresByOwner(report);
+    const refused = new Set<string>();
+    for (const [owner, f] of byOwner) {
+      if (owner !== "local" && this._peers?.status(owner) !== undefined && PERMANENT_KERNEL_CODES.has(f.error.code)) refused.add(`${f.kind} ${f.key}`);
+    }
+    let n = 0;
+    for (const k of report.kinds) for (const f of k.failures) if (!refused.has(`${k.kind} ${f.key}`)) n++;
+    return n;
   }
 
   /** Applies one store event to the peers (see PeerSet.apply); true when a flush is due. */

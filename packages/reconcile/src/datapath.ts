@@ -204,6 +204,31 @@ export class DatapathEngine implements Datapath {
     return this.owners.get(owner);
   }
 
+  /**
+   * Which owners the failures of `report` (default: the last pass's) belong to: per owner, its first failing
+   * object (kind, key, error). The agent uses it to say which peer the kernel refused, and why, in /status.
+   */
+  failuresByOwner(report: ReconcileReport | undefined = this.lastReport): Map<string, { kind: string; key: string; error: KernelError }> {
+    const out = new Map<string, { kind: string; key: string; error: KernelError }>();
+    for (const rep of report?.kinds ?? []) {
+      if (rep.failures.length === 0) continue;
+      const r = this.reconcilers.find((x) => x.kind === rep.kind);
+      if (!r) continue;
+      const failed = new Map(rep.failures.map((f) => [f.key, f]));
+      for (const [owner, objs] of this.owners) {
+        if (out.has(owner)) continue;
+        for (const o of objectsOf(objs, rep.kind)) {
+          const f = failed.get(r.key(o));
+          if (f) {
+            out.set(owner, { kind: rep.kind, key: f.key, error: f.error });
+            break;
+          }
+        }
+      }
+    }
+    return out;
+  }
+
   /** All declared objects of one kind, deduplicated by key (a later owner's object wins). */
   desired(kind: string): unknown[] {
     const r = this.reconcilerFor(kind);
@@ -296,6 +321,18 @@ export class DatapathEngine implements Datapath {
   }
 
   private async pass(prune: boolean, useCache: boolean): Promise<ReconcileReport> {
+    const pending = [...this.retracted].map(([kind, keys]) => [kind, [...keys]] as const);
+    try {
+      return await this.passOnce(prune, useCache);
+    } catch (err) {
+      // A pass that died half-way (its `ip` batch killed, say) removed some, none or all of what was retracted:
+      // every retraction stays pending for the next pass (removing what is already gone is success there).
+      for (const [kind, keys] of pending) for (const key of keys) this.noteRetractedKey(kind, key);
+      throw err;
+    }
+  }
+
+  private async passOnce(prune: boolean, useCache: boolean): Promise<ReconcileReport> {
     const started = performance.now();
     const cached = useCache && this.knownValid;
     // Trusted again only if this pass reads or applies everything without a failure.

@@ -152,3 +152,23 @@ describe("allocateSubnet", () => {
     ]);
   });
 });
+
+describe("allocateSubnet against hostile keys (issue 15)", () => {
+  it("#8: a key of another length (198.19.0.0-16) never makes the network look full", () => {
+    const existing = [lease("dos", "198.19.0.0/16", attrs("198.18.0.66")), lease("a", "198.19.1.0/24", attrs("198.18.0.1"))];
+    const a = allocateSubnet(v4net, existing, { publicIP: ip("198.18.0.5") }, first);
+    expect(a.kind === "new" && a.subnet?.toString()).toBe("198.19.2.0/24");
+    // Reservations of another length neither: an operator's block only counts while there is room elsewhere.
+    const reserved = allocateSubnet(v4net, [lease("dos", "198.19.0.0/16", attrs("198.18.0.66"), true)], { publicIP: ip("198.18.0.5") }, first);
+    expect(reserved.kind === "new" && reserved.subnet?.toString()).toBe("198.19.1.0/24");
+  });
+
+  it("#7: keeps the subnet of subnet.env while its lease is live, even when a lease-less key carries this node's PublicIP", () => {
+    const existing = [lease("planted", "198.19.77.0/24", attrs("198.18.0.5"), true), lease("mine", "198.19.5.0/24", attrs("198.18.0.5"))];
+    const a = allocateSubnet(v4net, existing, { publicIP: ip("198.18.0.5"), previousSubnet: net("198.19.5.0/24") }, first);
+    expect(a.kind === "reuse" && a.lease.key).toBe("mine");
+    // Without a subnet.env (a first start), the reservation still wins, as in Flannel.
+    const fresh = allocateSubnet(v4net, existing, { publicIP: ip("198.18.0.5") }, first);
+    expect(fresh.kind === "reuse" && fresh.lease.key).toBe("planted");
+  });
+});

@@ -12,6 +12,13 @@
  * "Holds" means overlaps: every key, including reservations and keys whose attributes are unreadable, blocks
  * its subnets. Nothing here talks to the store; the caller writes the result with a compare-and-swap and
  * calls this again after a lost race.
+ *
+ * Departures from Flannel, against hostile or stale keys (issue 15):
+ *   - a key whose prefix length is not SubnetLen (no node writes one: `198.19.0.0-16` is an attack or a typo)
+ *     blocks its range only while there is room elsewhere; it never makes the network look full, which would
+ *     stop every joining node ("all 255 /24 subnets are taken");
+ *   - step 1 prefers, among the keys with our public IP, the one naming the subnet of our subnet.env (our own
+ *     live lease) over a reservation: a lease-less key planted with our PublicIP cannot move a restarting node.
  */
 import { type Family, type FamilyNetwork, type IPAddress, IPNet, type LeaseAttrs, type NetworkConfig, WeftError } from "@weft/core";
 
@@ -169,10 +176,17 @@ export function allocateSubnet<E extends ExistingLease>(
   random: () => number = Math.random,
   where?: string,
 ): Allocation<E> {
-  // 1. Reuse by public IP.
+  // 1. Reuse by public IP: our subnet.env subnet first (our own live lease), then a reservation, then a lease.
   const mine = existing.filter((e) => samePublicIP(config, e.attrs, hints));
   const incompatible = mine.filter((e) => !e.reserved && !isCompatible(config, e));
-  const reuse = mine.find((e) => e.reserved && isCompatible(config, e)) ?? mine.find((e) => !e.reserved && isCompatible(config, e));
+  const previous = (e: E) =>
+    (hints.previousSubnet !== undefined || hints.previousIPv6Subnet !== undefined) &&
+    (config.v4 ? hints.previousSubnet?.equals(e.subnet) === true : true) &&
+    (config.v6 ? hints.previousIPv6Subnet?.equals(e.ipv6Subnet) === true : true);
+  const reuse =
+    mine.find((e) => previous(e) && isCompatible(config, e)) ??
+    mine.find((e) => e.reserved && isCompatible(config, e)) ??
+    mine.find((e) => !e.reserved && isCompatible(config, e));
   if (reuse) return { kind: "reuse", lease: reuse, incompatible };
 
   // 2./3. Per family: the previous subnet when it fits and is free, else a random free block.
@@ -182,7 +196,12 @@ export function allocateSubnet<E extends ExistingLease>(
     const occupied = occupiedIntervals(existing, family);
     const prev = family === "v4" ? hints.previousSubnet : hints.previousIPv6Subnet;
     if (prev && fitsFamily(fam, prev) && isFree(occupied, prev)) return { net: prev, source: "previous" };
-    const free = freeCandidates(fam, occupied);
+    let free = freeCandidates(fam, occupied);
+    if (free.length === 0) {
+      // Full only because of keys of another length? Those are no node's lease: they do not count then.
+      const wellFormed = existing.filter((e) => subnetOf(e, family)?.prefix === fam.subnetLen);
+      if (wellFormed.length < existing.length) free = freeCandidates(fam, occupiedIntervals(wellFormed, family));
+    }
     if (free.length === 0) throw exhausted(family, fam, existing, where);
     const i = Math.min(free.length - 1, Math.floor(random() * free.length));
     return { net: free[i]!, source: "random" };

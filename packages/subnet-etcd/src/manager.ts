@@ -35,7 +35,7 @@ import {
 } from "@weft/core";
 import { allocateSubnet } from "./allocate.js";
 import { type EtcdTlsOptions, EtcdStore, redactEndpoint } from "./etcd-store.js";
-import { type ListedLease, decodePeer, toExisting } from "./peers.js";
+import { type ListedLease, decodePeer, showKey, toExisting } from "./peers.js";
 import type { StoreEvent, StoredKV, StoreWatch, SubnetStore } from "./store.js";
 
 export const DEFAULT_ETCD_PREFIX = "/weft.io/network";
@@ -89,6 +89,8 @@ export interface EtcdSubnetManagerStats {
   renewals: number;
   /** Failed renewal attempts (etcd unreachable); retried. */
   renewFailures: number;
+  /** False while the peer watch stream is down and reconnecting (weftd is then not ready); unset before the first watch. */
+  watchConnected?: boolean;
 }
 
 /** What this manager holds: the key it acquired and how to keep it. */
@@ -213,7 +215,7 @@ export class EtcdSubnetManager implements SubnetManager {
   // ---------------------------------------------------------------- store access with retry
 
   private markDown(what: string, e: WeftError): void {
-    if (this.reachability !== "down") this.log.warn(`etcd unreachable while trying to ${what}: ${e.message}; retrying with backoff (100 ms to 5 s)`);
+    if (this.reachability !== "down") this.log.warn(`etcd unreachable while trying to ${what}: ${e.message}; retrying with backoff (100 ms to 1 s)`);
     this.reachability = "down";
   }
 
@@ -224,7 +226,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
   /** Runs `fn`, retrying transient store errors with backoff until it works or `signal` aborts. */
   private async retry<T>(what: string, fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    const backoff = new Backoff({ minMs: 100, maxMs: 5_000, random: this.random });
+    const backoff = new Backoff({ minMs: 100, maxMs: 1_000, random: this.random }); // ready within ~1 s of etcd's return
     for (;;) {
       signal.throwIfAborted();
       try {
@@ -552,7 +554,7 @@ export class EtcdSubnetManager implements SubnetManager {
     if (this.malformedSeen.get(kv.key) === kv.modRevision) return;
     this.malformedSeen.set(kv.key, kv.modRevision);
     this.stats.malformedPeers++;
-    this.log.warn(`skipping peer ${kv.key}: ${reason}`, { revision: kv.modRevision.toString() });
+    this.log.warn(`skipping peer ${showKey(kv.key)}: ${reason}`, { revision: kv.modRevision.toString() });
   }
 
   async *watchLeases(local: Lease, signal: AbortSignal): AsyncIterable<LeaseEvent> {
@@ -596,6 +598,7 @@ export class EtcdSubnetManager implements SubnetManager {
     const startWatch = (from: bigint) => {
       const gen = ++generation;
       resumeFrom = from;
+      this.stats.watchConnected = true;
       watch = this.store.watch(this.subnetsPrefix, true, from, {
         onEvents: (events) => {
           if (gen !== generation) return;
@@ -606,12 +609,14 @@ export class EtcdSubnetManager implements SubnetManager {
         onConnected: () => {
           if (gen !== generation || connected) return;
           connected = true;
+          this.stats.watchConnected = true;
           this.stats.watchReconnects++;
           this.log.info(`watch on ${where} reconnected; resuming from revision ${resumeFrom}`);
         },
         onDisconnected: (err) => {
           if (gen !== generation || !connected) return;
           connected = false;
+          this.stats.watchConnected = false;
           this.log.warn(`watch on ${where} disconnected: ${errorMessage(err)}; reconnecting with backoff (100 ms to 5 s) from revision ${resumeFrom}`);
         },
         onCanceled: (err) => {

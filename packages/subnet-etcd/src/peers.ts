@@ -3,7 +3,7 @@
  * parseSubnetKey / decodeLeaseAttrs). A peer that cannot be used is reported with a reason, never thrown:
  * the caller skips it with a warning and a counter, and the other peers are unaffected.
  */
-import { type IPNet, type Lease, type NetworkConfig, decodeLeaseAttrs, errorMessage, parseSubnetKey } from "@weft/core";
+import { type IPNet, type Lease, type NetworkConfig, decodeLeaseAttrs, describeValue, errorMessage, parseSubnetKey } from "@weft/core";
 import type { ExistingLease } from "./allocate.js";
 import type { StoredKV } from "./store.js";
 
@@ -15,7 +15,16 @@ function checkFamily(config: NetworkConfig, net: IPNet | undefined, family: "v4"
   if (!fam.network.contains(net)) {
     return `subnet ${net} is outside ${family === "v4" ? "Network" : "IPv6Network"} ${fam.network}`;
   }
+  if (net.prefix !== fam.subnetLen) {
+    // No node writes such a key (198.19.0.0-16 beside /24s is an attack or a typo): it is nobody's subnet.
+    return `subnet ${net} is a /${net.prefix}, but ${family === "v4" ? "SubnetLen" : "IPv6SubnetLen"} is ${fam.subnetLen}: no node's lease; delete the key`;
+  }
   return undefined;
+}
+
+/** A store key as it appears in a log line: as is when short and printable, else quoted and cut (describeValue). */
+export function showKey(key: string): string {
+  return key.length <= 120 && /^[\x21-\x7e]*$/.test(key) ? key : describeValue(key, 120);
 }
 
 /**
@@ -23,10 +32,10 @@ function checkFamily(config: NetworkConfig, net: IPNet | undefined, family: "v4"
  * subnet outside the configured network (a peer of another cluster writing under the same prefix).
  */
 export function decodePeer(kv: StoredKV, subnetsPrefix: string, config?: NetworkConfig): DecodedPeer {
-  if (!kv.key.startsWith(subnetsPrefix)) return { ok: false, reason: `key ${kv.key} is not under ${subnetsPrefix}` };
+  if (!kv.key.startsWith(subnetsPrefix)) return { ok: false, reason: `key ${describeValue(kv.key)} is not under ${subnetsPrefix}` };
   const name = kv.key.slice(subnetsPrefix.length);
   const nets = parseSubnetKey(name);
-  if (!nets) return { ok: false, reason: `bad subnet key "${name}" (expected e.g. 198.19.1.0-24 or 198.19.1.0-24&2001:2:0:1::-64)` };
+  if (!nets) return { ok: false, reason: `bad subnet key ${describeValue(name)} (expected e.g. 198.19.1.0-24 or 198.19.1.0-24&2001:2:0:1::-64)` };
   let attrs;
   try {
     attrs = decodeLeaseAttrs(kv.value);
