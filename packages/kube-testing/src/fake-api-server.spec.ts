@@ -342,6 +342,96 @@ describe("FakeApiServer: harness", () => {
     expect((await http("PATCH", "/api/v1/nodes/n1", { metadata: { labels: { a: "b" } } }, MERGE)).status).toBe(200);
   });
 
+  it("injected errors carry the Status kube-apiserver sends for the code", async () => {
+    server.addNode(node("n1"));
+    server.failNext(1, { code: 500, message: "etcdserver: request timed out" });
+    const r500 = await http("GET", "/api/v1/nodes/n1");
+    expect(r500.status).toBe(500);
+    expect(r500.body).toMatchObject({
+      kind: "Status",
+      status: "Failure",
+      reason: "InternalError",
+      code: 500,
+      message: "Internal error occurred: etcdserver: request timed out",
+      details: { causes: [{ message: "etcdserver: request timed out" }] },
+    });
+    server.failNext(1, { code: 503 });
+    expect((await http("GET", "/api/v1/nodes/n1")).body).toMatchObject({ reason: "ServiceUnavailable", code: 503 });
+    server.failNext(1, { code: 429 });
+    const r429 = await http("GET", "/api/v1/nodes/n1");
+    expect([r429.status, r429.body?.reason, r429.headers.get("retry-after"), (r429.body?.details as JsonObject).retryAfterSeconds]).toEqual([429, "TooManyRequests", "1", 1]);
+    expect((await http("GET", "/api/v1/nodes/n1")).status).toBe(200);
+  });
+
+  it("fault() lasts until cleared, counts its hits, and can target watches only", async () => {
+    server.addNode(node("n1"));
+    const f = server.fault({ code: 503, watch: true });
+    expect((await http("GET", "/api/v1/nodes")).status).toBe(200);
+    expect((await watchEvents("/api/v1/nodes?watch=true", 1)).status).toBe(503);
+    expect((await watchEvents("/api/v1/nodes?watch=true", 1)).status).toBe(503);
+    expect(f.hits).toBe(2);
+    f.clear();
+    expect((await watchEvents("/api/v1/nodes?watch=true", 1)).events.map((e) => e.type)).toEqual(["ADDED"]);
+  });
+
+  it("a delay fault answers late (normally, or with its code); a drop fault resets the connection", async () => {
+    server.addNode(node("n1"));
+    const slow = server.fault({ method: "GET", delayMs: 300 }, 1);
+    const t0 = Date.now();
+    expect((await http("GET", "/api/v1/nodes/n1")).status).toBe(200);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(slow.hits).toBe(1);
+    server.fault({ delayMs: 50, code: 504 }, 1);
+    expect((await http("GET", "/api/v1/nodes/n1")).body).toMatchObject({ reason: "Timeout", code: 504 });
+    server.fault({ drop: true }, 1);
+    await expect(http("GET", "/api/v1/nodes/n1")).rejects.toThrow();
+    expect(server.requests.at(-1)!.status).toBe(-1);
+    expect((await http("GET", "/api/v1/nodes/n1")).status).toBe(200);
+  });
+
+  for (const expiredWatch of ["event", "status"] as const) {
+    it(`an expire fault answers every watch from a resourceVersion with 410 Gone (${expiredWatch}), and nothing else`, async () => {
+      const s = await start({ expiredWatch });
+      s.addNode(node("n1"));
+      const rv = s.resourceVersion;
+      const storm = s.fault({ expire: true });
+      const r = await watchEvents(`/api/v1/nodes?watch=true&resourceVersion=${rv}`, 1, s);
+      if (expiredWatch === "event") {
+        expect(r.status).toBe(200);
+        expect(r.events).toEqual([{ type: "ERROR", object: expect.objectContaining({ kind: "Status", code: 410, reason: "Expired" }) }]);
+      } else {
+        expect(r.status).toBe(410);
+        expect(r.events[0]).toMatchObject({ kind: "Status", code: 410, reason: "Expired" });
+      }
+      // A list, and a watch without a resourceVersion (which cannot be too old), are served.
+      expect((await http("GET", "/api/v1/nodes", undefined, "application/json", s)).status).toBe(200);
+      expect((await watchEvents("/api/v1/nodes?watch=true", 1, s)).events.map((e) => e.type)).toEqual(["ADDED"]);
+      expect(storm.hits).toBe(1);
+      storm.clear();
+      s.addNode(node("n2", { spec: { podCIDR: "198.19.2.0/24" } }));
+      expect((await watchEvents(`/api/v1/nodes?watch=true&resourceVersion=${rv}`, 1, s)).events.map((e) => e.type)).toEqual(["ADDED"]);
+    });
+  }
+
+  it("expireWatches ends every open watch with an ERROR event carrying 410 Expired", async () => {
+    server.addNode(node("n1"));
+    const w = watchEvents(`/api/v1/nodes?watch=true&resourceVersion=${server.resourceVersion}`, 5);
+    while (server.watchCount === 0) await new Promise((r) => setTimeout(r, 5));
+    server.expireWatches();
+    const r = await w;
+    expect(r.events).toEqual([{ type: "ERROR", object: expect.objectContaining({ code: 410, reason: "Expired" }) }]);
+    expect(server.watchCount).toBe(0);
+  });
+
+  it("sendRawWatchEvent ignores the watch's selector (a wrong event, for testing a client's defences)", async () => {
+    server.addNode(node("n1"));
+    server.addNode(node("n2", { spec: { podCIDR: "198.19.2.0/24" } }));
+    const w = watchEvents(`/api/v1/nodes?watch=true&fieldSelector=metadata.name%3Dn1&resourceVersion=${server.resourceVersion}`, 1);
+    while (server.watchCount === 0) await new Promise((r) => setTimeout(r, 5));
+    server.sendRawWatchEvent("DELETED", server.getNode("n2")!);
+    expect((await w).events.map((e) => [e.type, meta(e.object as JsonObject).name])).toEqual([["DELETED", "n2"]]);
+  });
+
   it("writes a kubeconfig the real client loads, and removes it on close", async () => {
     const s = await start();
     const kc = new KubeConfig();

@@ -59,12 +59,61 @@ export interface FakeRequestRecord {
   status: number;
 }
 
+/**
+ * Which requests a fault applies to, and what happens to them. Without `code`, `drop` or `expire` the request
+ * is answered normally (after `delayMs`, when given).
+ */
 export interface FaultSpec {
   readonly method?: string;
   /** Matches when the request path contains this string. */
   readonly path?: string;
+  /** Matches only watch requests (true) or only other requests (false); both when unset. */
+  readonly watch?: boolean;
+  /**
+   * Answer with this HTTP code and the Status kube-apiserver sends for it (500 InternalError, 503
+   * ServiceUnavailable, 504 Timeout, 429 TooManyRequests with `Retry-After: 1`, ...). `failNext` defaults it to 500.
+   */
   readonly code?: number;
   readonly message?: string;
+  /** Answer this many ms late (a slow or overloaded server). The client may give up first; then nothing is sent. */
+  readonly delayMs?: number;
+  /** Close the connection without any answer (a dead server behind a load balancer): the client sees a reset. */
+  readonly drop?: boolean;
+  /**
+   * A watch from a resourceVersion gets 410 Gone, whatever resourceVersion it asked for, in the form set by
+   * `expiredWatch` (what the server does while its watch cache is re-initialising after an etcd compaction).
+   * A watch without a resourceVersion, which cannot be too old, and non-watch requests are not affected.
+   */
+  readonly expire?: boolean;
+}
+
+/** A fault injected with {@link FakeApiServer.fault}: how often it applied, and how to stop it. */
+export interface FaultHandle {
+  /** Requests this fault has applied to so far. */
+  readonly hits: number;
+  /** Stops the fault; requests already waiting out a delay are still answered. */
+  clear(): void;
+}
+
+/** The reason kube-apiserver puts in a Status of this HTTP code (k8s.io/apimachinery metav1.StatusReason). */
+function reasonOf(code: number): string {
+  const reasons: Record<number, string> = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+  };
+  return reasons[code] ?? "Unknown";
 }
 
 /** A Kubernetes Status failure, thrown by the in-process helpers (addNode, patchNode...) and sent over HTTP. */
@@ -75,6 +124,8 @@ export class FakeApiError extends Error {
     readonly reason: string,
     message: string,
     readonly details?: JsonObject,
+    /** Extra response headers (429's `Retry-After`). */
+    readonly headers?: Readonly<Record<string, string>>,
   ) {
     super(message);
   }
@@ -220,7 +271,7 @@ export class FakeApiServer {
   /** A watch may start from any resourceVersion >= this one: all events after it are in `history`. */
   private historyStart = 1000;
   private readonly watchers = new Set<Watcher>();
-  private readonly faults: { spec: FaultSpec; remaining: number }[] = [];
+  private readonly faults: { spec: FaultSpec; remaining: number; hits: number }[] = [];
   private bookmarkTimer?: NodeJS.Timeout;
   private readonly options: Required<FakeApiServerOptions>;
   private closed = false;
@@ -356,8 +407,50 @@ export class FakeApiServer {
   }
 
   /** The next `count` requests matching `spec` fail with `spec.code` (default 500 InternalError). */
-  failNext(count: number, spec: FaultSpec = {}): void {
-    this.faults.push({ spec, remaining: count });
+  failNext(count: number, spec: FaultSpec = {}): FaultHandle {
+    return this.fault({ ...spec, code: spec.code ?? 500 }, count);
+  }
+
+  /**
+   * Injects a fault for the next `count` matching requests (default: until cleared): an error answer, a slow
+   * answer, a dropped connection, or 410 Gone on watches (see {@link FaultSpec}). Faults are tried in the order
+   * they were added; the first matching one applies.
+   */
+  fault(spec: FaultSpec, count = Number.POSITIVE_INFINITY): FaultHandle {
+    const f = { spec, remaining: count, hits: 0 };
+    this.faults.push(f);
+    const faults = this.faults;
+    return {
+      get hits() {
+        return f.hits;
+      },
+      clear() {
+        f.remaining = 0;
+        const i = faults.indexOf(f);
+        if (i >= 0) faults.splice(i, 1);
+      },
+    };
+  }
+
+  /**
+   * Every open watch gets an ERROR event carrying a 410 Expired Status, and its stream ends: what the watch
+   * cache sends a watcher it had to drop ("too old resource version"). Watches reconnecting from their last
+   * resourceVersion are served normally unless the history was compacted or an `expire` fault is set.
+   */
+  expireWatches(): void {
+    for (const w of [...this.watchers]) {
+      const gone = new FakeApiError(410, "Expired", `too old resource version: ${w.after} (${this.rv})`);
+      this.writeEvent(w, "ERROR", gone.toStatus());
+      this.endWatch(w);
+    }
+  }
+
+  /**
+   * Writes `object` as a `type` event to every open watch, ignoring its selectors. A correct server never does
+   * this: it is for testing a client's defences against a wrong event (from a broken proxy or cache).
+   */
+  sendRawWatchEvent(type: "ADDED" | "MODIFIED" | "DELETED", object: JsonObject): void {
+    for (const w of this.watchers) this.writeEvent(w, type, { kind: "Node", apiVersion: "v1", ...clone(object) });
   }
 
   async close(): Promise<void> {
@@ -515,11 +608,39 @@ export class FakeApiServer {
     try {
       const body = await this.readBody(req);
       if (body !== undefined) (rec as { body?: Json }).body = body;
-      const fault = this.faults.find((f) => f.remaining > 0 && (!f.spec.method || f.spec.method === rec.method) && (!f.spec.path || rec.path.includes(f.spec.path)));
+      const isWatch = rec.method === "GET" && (query.watch === "true" || query.watch === "1");
+      const hasRv = query.resourceVersion !== undefined && query.resourceVersion !== "" && query.resourceVersion !== "0";
+      const fault = this.faults.find(
+        (f) =>
+          f.remaining > 0 &&
+          (!f.spec.method || f.spec.method === rec.method) &&
+          (!f.spec.path || rec.path.includes(f.spec.path)) &&
+          (f.spec.watch === undefined || f.spec.watch === isWatch) &&
+          (!f.spec.expire || (isWatch && hasRv)),
+      );
       if (fault) {
         fault.remaining--;
-        const code = fault.spec.code ?? 500;
-        throw new FakeApiError(code, code === 500 ? "InternalError" : "Injected", fault.spec.message ?? `injected fault (${code})`);
+        fault.hits++;
+        if (fault.remaining <= 0) this.faults.splice(this.faults.indexOf(fault), 1);
+        const spec = fault.spec;
+        if (spec.delayMs) {
+          await new Promise((r) => setTimeout(r, spec.delayMs).unref());
+          if (res.destroyed || this.closed) return; // the client gave up waiting
+        }
+        if (spec.drop) {
+          rec.status = -1;
+          req.socket.destroy();
+          return;
+        }
+        if (spec.expire) {
+          const gone = new FakeApiError(410, "Expired", `too old resource version: ${query.resourceVersion} (${this.rv})`);
+          if (this.options.expiredWatch === "status") throw gone;
+          rec.status = 200;
+          res.writeHead(200, { "Content-Type": "application/json", "Transfer-Encoding": "chunked" });
+          res.end(JSON.stringify({ type: "ERROR", object: gone.toStatus() }) + "\n");
+          return;
+        }
+        if (spec.code !== undefined) throw this.faultError(spec.code, spec.message);
       }
       const result = this.route(req, res, rec, body, warnings);
       if (result === "streaming") return;
@@ -528,8 +649,25 @@ export class FakeApiServer {
     } catch (e) {
       const err = e instanceof FakeApiError ? e : new FakeApiError(500, "InternalError", `fake API server error: ${(e as Error).message}`);
       rec.status = err.code;
-      if (!res.headersSent) this.send(res, err.code, err.toStatus(), warnings);
+      if (!res.headersSent) this.send(res, err.code, err.toStatus(), warnings, err.headers);
       else res.end();
+    }
+  }
+
+  /** The Status kube-apiserver answers with for an injected `code`. */
+  private faultError(code: number, message?: string): FakeApiError {
+    const reason = reasonOf(code);
+    switch (code) {
+      case 500: {
+        const text = message ?? "injected fault (500)";
+        return new FakeApiError(500, reason, `Internal error occurred: ${text}`, { causes: [{ message: text }] });
+      }
+      case 429:
+        return new FakeApiError(429, reason, message ?? "storage is (re)initializing", { retryAfterSeconds: 1 }, { "Retry-After": "1" });
+      case 504:
+        return new FakeApiError(504, reason, message ?? "Timeout: request did not complete within requested timeout - context deadline exceeded", {});
+      default:
+        return new FakeApiError(code, reason, message ?? `injected fault (${code})`);
     }
   }
 
@@ -555,8 +693,9 @@ export class FakeApiServer {
     });
   }
 
-  private send(res: ServerResponse, code: number, body: Json, warnings: string[]): void {
-    const headers: Record<string, string | string[]> = { "Content-Type": "application/json" };
+  private send(res: ServerResponse, code: number, body: Json, warnings: string[], extra: Readonly<Record<string, string>> = {}): void {
+    if (res.destroyed) return;
+    const headers: Record<string, string | string[]> = { "Content-Type": "application/json", ...extra };
     if (warnings.length) headers.Warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
     res.writeHead(code, headers);
     res.end(JSON.stringify(body));
@@ -698,7 +837,7 @@ export class FakeApiServer {
   }
 
   private writeEvent(w: Watcher, type: string, object: JsonObject): void {
-    if (!w.res.writableEnded) w.res.write(JSON.stringify({ type, object }) + "\n");
+    if (!w.res.writableEnded && !w.res.destroyed) w.res.write(JSON.stringify({ type, object }) + "\n");
   }
 
   private endWatch(w: Watcher): void {

@@ -3,6 +3,7 @@ export {
   FakeApiServer,
   type FakeApiServerOptions,
   type FakeRequestRecord,
+  type FaultHandle,
   type FaultSpec,
   type FieldValidation,
   type PatchType,

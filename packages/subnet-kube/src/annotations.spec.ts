@@ -24,8 +24,28 @@ describe("annotation prefix normalisation (Flannel's table)", () => {
     ["a.com/b/c", "two slashes"],
     // Flannel's unanchored regexp accepts this; the API server would reject the key, so we refuse it up front.
     ["Upper.example.com", "uppercase before a valid suffix"],
+    // Found by the fuzz property (issue 15): accepted before, then every patch failed with 422 Invalid.
+    ["a.0_0", "underscore in the domain (not a DNS-1123 subdomain)"],
+    ["-a.com", "label starting with -"],
+    ["example.com/_x", "name starting with _"],
+    [`example.com/${"n".repeat(42)}`, "name too long for the key's 63-character name part"],
+    [`${"a.".repeat(127)}com`, "domain over 253 characters"],
   ])("%s is rejected (%s)", (prefix) => {
     expect(() => normalizeAnnotationPrefix(prefix)).toThrow(/annotation prefix/);
+  });
+
+  it("a rejected prefix is named in one bounded, escaped line", () => {
+    const err = (() => {
+      try {
+        normalizeAnnotationPrefix("\u001b[31m" + "x".repeat(100_000));
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    })();
+    expect(err?.message.length).toBeLessThan(600);
+    expect(err?.message).toContain("\\u001b[31m");
+    expect(err?.message).not.toContain("\u001b");
   });
 
   it("names every annotation from the normalised prefix (default weft.io)", () => {

@@ -5,6 +5,8 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { join } from "node:path";
 import { type FakeApiServer, type FakeApiServerOptions, type JsonObject, startFakeApiServer } from "@weft/kube-testing";
 import { IPAddress, type Lease, type LeaseAttrs, type LeaseEvent, MemoryLogger, isWeftError } from "@weft/core";
@@ -225,13 +227,45 @@ describe("acquireLease", () => {
     expect(Date.now() - t0).toBeLessThan(300);
   });
 
-  it("fails with STORE_UNAVAILABLE after the retry window when the API server stays down", async () => {
-    const { server, mgr } = await setup();
+  it("keeps retrying API errors past the retry window at startup (etcd mode does too), then acquires", async () => {
+    // Issue 15: it gave up with STORE_UNAVAILABLE after retryTimeoutMs (30 s by default) and weftd exited.
+    const { server, mgr, logger } = await setup(); // retryTimeoutMs 400
     server.addNode(bareNode("n1", 1));
-    server.failNext(1000, { method: "PATCH", code: 500 });
-    const err = await mgr.acquireLease(vxlanAttrs(1), signal()).catch((e: unknown) => e);
-    expect(isWeftError(err, "STORE_UNAVAILABLE")).toBe(true);
-    expect(patches(server).length).toBeGreaterThan(3);
+    const down = server.fault({ code: 500 });
+    const lease = mgr.acquireLease(vxlanAttrs(1), signal()).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 1000));
+    down.clear();
+    const got = await lease;
+    expect(isWeftError(got), String(got)).toBe(false);
+    expect((got as Lease).subnet?.toString()).toBe("198.19.1.0/24");
+    expect(annotations(server, "n1")["weft.io/kube-subnet-manager"]).toBe("true");
+    expect(down.hits).toBeGreaterThan(3);
+    // Said once with the fix, not once per attempt.
+    const warned = logger.records.filter((r) => r.level === "warn" && /failed/.test(r.msg));
+    expect(warned.length).toBeGreaterThanOrEqual(1);
+    expect(warned.length).toBeLessThan(down.hits);
+  });
+
+  it("is ready within 2 s of the API server answering, with the default intervals", async () => {
+    const { server, make } = await setup(DUAL, { retryIntervalMs: undefined, retryTimeoutMs: undefined });
+    server.addNode(bareNode("n1", 1));
+    const mgr = make();
+    const down = server.fault({ drop: true }); // connection resets: nothing answers
+    const t0 = Date.now();
+    let answeredAt = 0;
+    const started = (async () => {
+      // What weftd asks at startup, in order: the node's public-IP annotations, then the lease.
+      await mgr.storedPublicIPs(signal());
+      await mgr.acquireLease(vxlanAttrs(1), signal());
+      return Date.now();
+    })();
+    await new Promise((r) => setTimeout(r, 3500));
+    down.clear();
+    answeredAt = Date.now();
+    const doneAt = await started;
+    expect(answeredAt - t0).toBeGreaterThanOrEqual(3400);
+    // A generous bound that detects the defect (a 3 s retry interval), not a speed measurement.
+    expect(doneAt - answeredAt).toBeLessThan(2000);
   });
 });
 
@@ -473,7 +507,161 @@ describe("watchLeases", () => {
   });
 });
 
+describe("watchLeases: faults and hostile input (issue 15)", () => {
+  async function acquired(env: Env): Promise<Lease> {
+    env.server.addNode(bareNode("n1", 1));
+    return env.mgr.acquireLease(vxlanAttrs(1), signal());
+  }
+  const lists = (s: FakeApiServer) => s.requests.filter((r) => r.method === "GET" && r.path === "/api/v1/nodes" && r.query.watch !== "true").length;
+
+  for (const expiredWatch of ["event", "status"] as const) {
+    it(`a 410 storm (${expiredWatch}) re-lists at a bounded rate, and converges once it ends`, async () => {
+      const env = await setup(DUAL, {}, { expiredWatch }); // watchRetryDelayMs 20
+      const { server, mgr } = env;
+      server.addNode(peerNode("n2", 2));
+      const local = await acquired(env);
+      const { events } = collect(mgr, local);
+      await waitFor("snapshot", () => events.length >= 1);
+      const before = lists(server);
+      const storm = server.fault({ expire: true });
+      server.expireWatches();
+      server.addNode(peerNode("n3", 3));
+      await new Promise((r) => setTimeout(r, 1000));
+      const during = lists(server) - before;
+      // Doubling from 20 ms: about 6 lists in a second. Unbounded, it re-listed hundreds of times.
+      expect(during).toBeGreaterThan(1);
+      expect(during).toBeLessThanOrEqual(10);
+      storm.clear();
+      server.addNode(peerNode("n4", 4));
+      await waitFor("n3 and n4", () => ["n3", "n4"].every((n) => events.some((e) => e.type === "added" && e.lease.nodeName === n)), 6000);
+      expect(events.filter((e) => e.type === "added").map((e) => (e as { lease: Lease }).lease.nodeName)).toEqual(["n3", "n4"]);
+    });
+  }
+
+  it("answers 500 for a while: keeps what it has, then picks up the changes made meanwhile", async () => {
+    const env = await setup();
+    const { server, mgr } = env;
+    server.addNode(peerNode("n2", 2));
+    server.addNode(peerNode("n3", 3));
+    const local = await acquired(env);
+    const { events } = collect(mgr, local);
+    await waitFor("snapshot", () => events.length >= 1);
+    const down = server.fault({ code: 500 });
+    server.closeWatches();
+    server.deleteNode("n3");
+    server.addNode(peerNode("n4", 4));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(events.map(describeEvent)).toEqual(["snapshot n2,n3"]); // nothing removed while the server fails
+    expect(mgr.stats.watchConnected).toBe(false); // the agent reports itself not ready meanwhile
+    down.clear();
+    await waitFor("n4", () => events.some((e) => e.type === "added" && e.lease.nodeName === "n4"), 6000);
+    expect(events.map(describeEvent).sort()).toEqual(["added n4 198.19.4.0/24", "removed n3 198.19.3.0/24", "snapshot n2,n3"]);
+    expect(mgr.stats.watchConnected).toBe(true);
+  });
+
+  it("slow answers: one watch at a time, no duplicate events, and it converges", async () => {
+    const env = await setup(DUAL, { requestTimeoutMs: 300 });
+    const { server, mgr } = env;
+    server.addNode(peerNode("n2", 2));
+    const local = await acquired(env);
+    const { events } = collect(mgr, local);
+    await waitFor("snapshot", () => events.length >= 1);
+    let maxWatches = 0;
+    const sample = setInterval(() => (maxWatches = Math.max(maxWatches, server.watchCount)), 5);
+    cleanups.push(() => clearInterval(sample));
+    const slow = server.fault({ delayMs: 500 }); // longer than the request timeout
+    server.closeWatches();
+    server.addNode(peerNode("n3", 3));
+    await new Promise((r) => setTimeout(r, 1200));
+    slow.clear();
+    server.addNode(peerNode("n4", 4));
+    await waitFor("n3 and n4", () => ["n3", "n4"].every((n) => events.some((e) => e.type === "added" && e.lease.nodeName === n)), 6000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(events.map(describeEvent)).toEqual(["snapshot n2", "added n3 198.19.3.0/24", "added n4 198.19.4.0/24"]);
+    expect(maxWatches).toBeLessThanOrEqual(1);
+  });
+
+  it("hostile annotations on many nodes: each skipped with one bounded line and a count, every valid peer kept", async () => {
+    const env = await setup();
+    const { server, mgr, logger } = env;
+    const kinds: Record<string, string>[] = [
+      { "weft.io/backend-data": JSON.stringify({ VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:01", pad: "x".repeat(200 * 1024) }) }, // near the API server's 256 KiB
+      { "weft.io/backend-data": "[".repeat(20_000) + "]".repeat(20_000) },
+      { "weft.io/backend-v6-data": '{"a":'.repeat(5_000) + "1" + "}".repeat(5_000) },
+      { "weft.io/public-ip": "\u001b]0;pwned\u0007" + "1".repeat(100_000) },
+      { "weft.io/backend-type": "v".repeat(1000) },
+      { "weft.io/backend-data": "\u0000garbage" },
+    ];
+    const bad = 60;
+    for (let i = 0; i < bad; i++) server.addNode(peerNode(`bad-${i}`, 10 + i, kinds[i % kinds.length]!));
+    for (let i = 0; i < 5; i++) server.addNode(peerNode(`good-${i}`, 100 + i));
+    const local = await acquired(env);
+    const { events } = collect(mgr, local);
+    await waitFor("snapshot", () => events.length >= 1);
+    expect(events.map(describeEvent)).toEqual(["snapshot good-0,good-1,good-2,good-3,good-4"]);
+    expect(mgr.stats.malformedPeers).toBe(bad);
+    const lines = logger.records.filter((r) => r.level === "warn" && r.msg.startsWith("skipping peer node"));
+    expect(lines).toHaveLength(bad);
+    for (const l of lines) {
+      expect(l.msg.length, l.msg.slice(0, 200)).toBeLessThan(400);
+      expect(l.msg).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+    }
+    // Later peers still arrive.
+    server.addNode(peerNode("n3", 3));
+    await waitFor("n3", () => events.some((e) => e.type === "added" && e.lease.nodeName === "n3"));
+  });
+
+  it("memory stays bounded: large backend data on many nodes is not held by the watch", async () => {
+    const gc = (() => {
+      setFlagsFromString("--expose-gc");
+      return runInNewContext("gc") as () => void;
+    })();
+    const env = await setup();
+    const { server, mgr } = env;
+    for (let i = 0; i < 60; i++) {
+      server.addNode(peerNode(`big-${i}`, 10 + i, { "weft.io/backend-data": JSON.stringify({ VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:01", pad: "y".repeat(200 * 1024) }) }));
+    }
+    const local = await acquired(env);
+    gc();
+    const base = process.memoryUsage().heapUsed;
+    const { events } = collect(mgr, local);
+    await waitFor("snapshot", () => events.length >= 1);
+    await new Promise((r) => setTimeout(r, 50));
+    gc();
+    const held = process.memoryUsage().heapUsed - base;
+    // 60 nodes x 200 KiB = 12 MiB of data, held twice over (parsed + fingerprint) before the fix.
+    expect(held).toBeLessThan(6 * 1024 * 1024);
+  });
+});
+
 describe("markReady and completeLease", () => {
+  it("completeLease ignores (and logs once) an event for another node on the own-node watch; its own deletion still ends it", async () => {
+    // Issue 15: a DELETED event for another node on this node's watch made the agent conclude its node was gone.
+    const { server, mgr, logger } = await setup();
+    server.addNode(bareNode("n1", 1));
+    server.addNode(bareNode("n2", 2));
+    const lease = await mgr.acquireLease(vxlanAttrs(1), signal());
+    let outcome: unknown = "running";
+    const done = mgr.completeLease(lease, signal()).then(
+      () => "resolved",
+      (e: unknown) => e,
+    );
+    void done.then((v) => (outcome = v));
+    await waitFor("the own-node watch", () => server.watchCount > 0);
+    server.sendRawWatchEvent("DELETED", server.getNode("n2")!);
+    server.sendRawWatchEvent("MODIFIED", server.getNode("n2")!);
+    server.sendRawWatchEvent("DELETED", server.getNode("n2")!);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(outcome).toBe("running");
+    const lines = logger.records.filter((r) => r.msg.includes('"n2"') && r.level !== "debug");
+    expect(lines.map((r) => r.level)).toEqual(["warn"]);
+    server.deleteNode("n1");
+    const err = await done;
+    expect(isWeftError(err, "LEASE_LOST")).toBe(true);
+    expect((err as Error).message).toMatch(/node "n1" was deleted/);
+  });
+
+
   it("markReady sets NetworkUnavailable=False (WeftIsUp), keeping the other conditions; completeLease rejects LEASE_LOST when the node is deleted", async () => {
     const { server, mgr } = await setup();
     server.addNode(bareNode("n1", 1));

@@ -20,6 +20,7 @@
 import { readFile } from "node:fs/promises";
 import type { V1Node } from "@kubernetes/client-node";
 import {
+  Backoff,
   type BackendData,
   ConfigError,
   type IPAddress,
@@ -38,7 +39,8 @@ import {
 } from "@weft/core";
 import { DEFAULT_ANNOTATION_PREFIX, type KubeAnnotations, kubeAnnotations } from "./annotations.js";
 import { KubeApiError, KubeNodeClient, isKubeApiError, loadKubeConfig } from "./kube-client.js";
-import { type Families, annotationPatch, desiredAnnotations, localSubnets, nodePublicIPs, nodeToLease } from "./node-lease.js";
+import { type Families, annotationPatch, desiredAnnotations, localSubnets, nodePublicIPs, nodeToLease, slimNode } from "./node-lease.js";
+import { showAnnotationValue } from "./show.js";
 import { type NodeDelta, type ReflectorStats, reflectNodes } from "./node-reflector.js";
 
 export const DEFAULT_NET_CONF_PATH = "/etc/weft/net-conf.json";
@@ -68,10 +70,19 @@ export interface KubeSubnetManagerOptions {
   readonly dualStackBackendTypes?: readonly string[];
   /** Added to dualStackBackendTypes (for callers that construct the manager without an agent). */
   readonly additionalDualStackBackendTypes?: readonly string[];
-  /** Poll/retry interval for finding the node, its podCIDR, and patching. Default 3000 ms. */
+  /** Poll interval while waiting for the node to exist and to get a podCIDR. Default 3000 ms. */
   readonly retryIntervalMs?: number;
-  /** Give up finding the node / patching after this long. Default 30000 ms. */
+  /**
+   * Give up waiting for the node to exist / to get a podCIDR after this long. Default 30000 ms. API errors
+   * (no answer, 5xx, 429, 409, 401/403) are not bounded by it: they are retried for as long as they last.
+   */
   readonly retryTimeoutMs?: number;
+  /**
+   * The cap of the back-off between retries of a failed API request (the first retry comes after 100 ms, then
+   * doubling): the agent goes on within this long of the API server answering again. Default 1000 ms, or
+   * retryIntervalMs when that is smaller.
+   */
+  readonly apiRetryMaxMs?: number;
   /** First back-off of the node watch after a failure (doubles to 30 s). Default 1000 ms. */
   readonly watchRetryDelayMs?: number;
   /** Server-side timeout of one watch request (randomised up to 2x). Default 300 s. */
@@ -88,6 +99,8 @@ export interface KubeSubnetManagerStats extends ReflectorStats {
 }
 
 const CONDITION_REASON = "WeftIsUp";
+/** How often a lasting API failure is logged again while it is retried. */
+const RETRY_WARN_EVERY_MS = 30_000;
 const CONDITION_MESSAGE = "Weft is running on this node";
 
 function annotationsOf(node: V1Node): Record<string, string> {
@@ -102,6 +115,7 @@ export class KubeSubnetManager implements SubnetManager {
   private readonly netConfPath: string;
   private readonly retryIntervalMs: number;
   private readonly retryTimeoutMs: number;
+  private readonly apiRetryMaxMs: number;
   private dualStackTypes: ReadonlySet<string>;
   private clientInstance?: KubeNodeClient;
   private resolvedNodeName?: string;
@@ -116,6 +130,7 @@ export class KubeSubnetManager implements SubnetManager {
     this.netConfPath = options.netConfPath ?? DEFAULT_NET_CONF_PATH;
     this.retryIntervalMs = options.retryIntervalMs ?? 3000;
     this.retryTimeoutMs = options.retryTimeoutMs ?? 30_000;
+    this.apiRetryMaxMs = Math.max(1, options.apiRetryMaxMs ?? Math.min(1000, this.retryIntervalMs));
     this.dualStackTypes = new Set(
       [...(options.dualStackBackendTypes ?? []), ...(options.additionalDualStackBackendTypes ?? [])].map((t) => t.toLowerCase()),
     );
@@ -229,25 +244,33 @@ export class KubeSubnetManager implements SubnetManager {
   }
 
   /**
-   * Runs `f` until it succeeds, retrying retryable API errors every retryIntervalMs for up to retryTimeoutMs.
-   * A non-retryable error (400, 404, 422...) is thrown at once. The last error is thrown as STORE_UNAVAILABLE.
+   * Runs `f` until it succeeds. Retryable API errors (no answer, 5xx, 429, 409, 401/403) are retried for as
+   * long as they last — the API server being away at startup is no reason to exit, and etcd mode does the
+   * same — with a back-off from 100 ms doubling to apiRetryMaxMs (1 s), so the agent goes on within about a
+   * second of the server answering. A non-retryable error (400, 404, 422...) is thrown at once. The failure is
+   * logged at warn when it starts and then every 30 s, not once per attempt.
    */
   private async retrying<T>(what: string, signal: AbortSignal, f: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + this.retryTimeoutMs;
+    const backoff = new Backoff({ minMs: Math.min(100, this.apiRetryMaxMs), maxMs: this.apiRetryMaxMs });
+    const started = Date.now();
+    let lastWarn = 0;
     for (let attempt = 1; ; attempt++) {
       signal.throwIfAborted();
       try {
-        return await f();
+        const result = await f();
+        if (attempt > 1) this.logger.info(`${what} succeeded after ${attempt} attempts (${Math.round((Date.now() - started) / 1000)} s)`);
+        return result;
       } catch (e) {
         if (signal.aborted) throw signal.reason;
         if (!(e instanceof KubeApiError)) throw e;
         if (!e.retryable) throw e;
-        if (Date.now() + this.retryIntervalMs > deadline) {
-          const hint = e.status === 401 || e.status === 403 ? ": check the agent's RBAC (nodes get/list/watch, nodes/status patch, pods get)" : "";
-          throw new WeftError("STORE_UNAVAILABLE", `${what} failed for ${Math.round(this.retryTimeoutMs / 1000)} s: ${e.message}${hint}`, { cause: e });
+        if (attempt === 1 || Date.now() - lastWarn >= RETRY_WARN_EVERY_MS) {
+          lastWarn = Date.now();
+          const hint = e.status === 401 || e.status === 403 ? "; check the agent's RBAC (nodes get/list/watch, nodes/status patch, pods get)" : "";
+          const since = attempt === 1 ? "" : ` for ${Math.round((Date.now() - started) / 1000)} s (${attempt} attempts)`;
+          this.logger.warn(`${what} failed${since}; retrying until the API server answers${hint}`, { error: e.message });
         }
-        this.logger.warn(`${what} failed (attempt ${attempt}); retrying in ${this.retryIntervalMs} ms`, { error: e.message });
-        await sleep(this.retryIntervalMs, signal);
+        await sleep(backoff.next(), signal);
       }
     }
   }
@@ -390,6 +413,7 @@ export class KubeSubnetManager implements SubnetManager {
     const name = await this.resolveNodeName(signal);
     // Hold the lease: watch this node alone; its deletion means the lease is gone.
     const stats: ReflectorStats = { relists: 0, watchRestarts: 0, watchFailures: 0, bookmarks: 0, resourceVersion: "" };
+    let mismatchLogged = false;
     const stream = reflectNodes(
       {
         client: this.client,
@@ -398,6 +422,18 @@ export class KubeSubnetManager implements SubnetManager {
         fieldSelector: `metadata.name=${name}`,
         retryDelayMs: this.options.watchRetryDelayMs ?? 1000,
         watchTimeoutSeconds: this.options.watchTimeoutSeconds ?? 300,
+        // Only the name matters here: whether this node still exists.
+        project: (n) => ({ metadata: { ...(n.metadata?.name !== undefined ? { name: n.metadata.name } : {}), ...(n.metadata?.resourceVersion ? { resourceVersion: n.metadata.resourceVersion } : {}) } }),
+        // The watch selects this node by name; an event about another node is not news about ours (a broken
+        // server, proxy or cache sent it). Believing it once made the agent think its node was deleted and exit.
+        accept: (n) => n.metadata?.name === name,
+        onRejected: (type, n) => {
+          const other = showAnnotationValue(String(n.metadata?.name ?? "(unnamed)"));
+          const line = `ignoring a ${type} event for node ${other} on the watch of node "${name}" (fieldSelector metadata.name=${name}): the API server or a proxy sent another node's event; the lease is kept`;
+          if (mismatchLogged) this.logger.debug(line);
+          else this.logger.warn(line);
+          mismatchLogged = true;
+        },
       },
       signal,
     );
@@ -480,11 +516,14 @@ export class KubeSubnetManager implements SubnetManager {
       return [{ type: "added", lease }];
     };
 
+    const a = this.annotations;
     const stream = reflectNodes(
       {
         client: this.client,
         logger: this.logger.child({ watch: "nodes" }),
         stats: this.stats,
+        // Keep only what nodeToLease reads (name, resourceVersion, podCIDRs, the lease annotations), not whole Nodes.
+        project: (n) => slimNode(n, a),
         retryDelayMs: this.options.watchRetryDelayMs ?? 1000,
         watchTimeoutSeconds: this.options.watchTimeoutSeconds ?? 300,
       },

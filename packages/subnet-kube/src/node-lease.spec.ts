@@ -148,3 +148,44 @@ describe("desiredAnnotations and annotationPatch", () => {
     expect(() => nodePublicIPs({ metadata: { name: "n1", annotations: { "weft.io/node-public-ip": "x" } } }, a)).toThrow(/node-public-ip "x"/);
   });
 });
+
+describe("nodeToLease: hostile annotations (issue 15)", () => {
+  const malformed = (extra: Record<string, string>, families = both) => {
+    const t0 = performance.now();
+    const r = nodeToLease(peer({ ...good, ...extra }), a, families);
+    const ms = performance.now() - t0;
+    return { r, ms, problem: r.kind === "malformed" ? r.problem : `(${r.kind})` };
+  };
+
+  it("a 1 MB backend-data is refused by its size before it is parsed, without echoing it", () => {
+    const pad = "x".repeat(1024 * 1024);
+    const { r, problem } = malformed({ "weft.io/backend-data": JSON.stringify({ VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:02", pad }) });
+    expect(r.kind).toBe("malformed");
+    expect(problem).toMatch(/weft\.io\/backend-data is 1048\d{3} characters long, over the 16384/);
+    expect(problem.length).toBeLessThan(300);
+  });
+
+  it("backend data nested deeper than 32 levels is refused before parsing (any depth, never a stack overflow)", () => {
+    // 8,000 levels fit in the 16 KiB size bound, so the depth rule is what refuses them.
+    for (const depth of [33, 5_000, 8_000]) {
+      const { problem } = malformed({ "weft.io/backend-v6-data": "[".repeat(depth) + "]".repeat(depth) });
+      expect(problem).toMatch(/weft\.io\/backend-v6-data nests deeper than 32 levels/);
+      expect(problem.length).toBeLessThan(300);
+    }
+    // Brackets inside strings do not count; 32 levels are fine.
+    const ok = nodeToLease(peer({ ...good, "weft.io/backend-data": JSON.stringify({ s: "[[[[{{{{".repeat(100), d: JSON.parse("[".repeat(31) + "]".repeat(31)) }) }), a, both);
+    expect(ok.kind).toBe("lease");
+  });
+
+  it("an oversized or control-character public IP or backend type is named, cut to 80 characters and escaped", () => {
+    const huge = "\u001b[31m" + "9".repeat(300_000);
+    for (const key of ["weft.io/public-ip", "weft.io/public-ipv6", "weft.io/backend-type"]) {
+      const { r, problem } = malformed({ [key]: huge });
+      expect(r.kind, key).toBe("malformed");
+      expect(problem).toContain(key);
+      expect(problem).not.toContain("\u001b");
+      expect(problem).toContain("\\u001b[31m");
+      expect(problem.length, key).toBeLessThan(300);
+    }
+  });
+});

@@ -8,7 +8,13 @@
  *      It fails (network, 5xx) → back off, watch again from the last resourceVersion.
  *   4. 410 Gone — as an ERROR event carrying a Status with code 410 (what the watch cache sends) or as an HTTP
  *      410 — means the resourceVersion is older than the server's history: go back to 1. The consumer diffs
- *      the new full set against what it knew.
+ *      the new full set against what it knew. When the watch that expired delivered nothing since the last
+ *      list (a "410 storm": the server expires every watch while its cache re-initialises), the re-list waits
+ *      out the same back-off as a failure, so a storm costs a bounded number of LISTs, not one per round trip.
+ *
+ * Every object is passed through `project` as it arrives (the consumer keeps only the fields it reads), and
+ * events `accept` refuses (another node's event on a single-node watch: a broken server or proxy) are reported
+ * to `onRejected` and otherwise ignored: they neither reach the consumer nor move the resourceVersion.
  *
  * Bookmarks matter when the watch is narrow (a field selector on one node): without them the resourceVersion
  * we hold stops moving, falls out of the history, and every reconnect costs a full re-list.
@@ -32,6 +38,11 @@ export interface ReflectorStats {
   bookmarks: number;
   /** The resourceVersion a reconnecting watch would resume from. */
   resourceVersion: string;
+  /**
+   * False while LIST or watch requests fail (the stream is being retried), true once a LIST succeeded or a watch
+   * delivered again; undefined before the first LIST. The agent is not ready while it is false.
+   */
+  watchConnected?: boolean;
 }
 
 export interface ReflectorOptions {
@@ -43,6 +54,11 @@ export interface ReflectorOptions {
   readonly retryDelayMs: number;
   /** Server-side watch timeout; randomised up to twice this, as client-go does, so agents do not reconnect in step. */
   readonly watchTimeoutSeconds: number;
+  /** Applied to every Node as it arrives (listed or watched), before it is queued: keep only what is read. */
+  readonly project?: (node: V1Node) => V1Node;
+  /** Events (and listed items) for which this is false are dropped: reported to onRejected, never yielded. */
+  readonly accept?: (node: V1Node) => boolean;
+  readonly onRejected?: (type: WatchEventType | "LIST", node: V1Node) => void;
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -82,8 +98,31 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
   const minMs = Math.max(1, o.retryDelayMs);
   const backoff = new Backoff({ minMs, maxMs: Math.max(minMs, MAX_BACKOFF_MS), jitter: 0 });
   let watches = 0;
+  /** Whether any watch event arrived since the last LIST: a 410 after nothing at all is a storm, and waits. */
+  let deliveredSinceList = true;
+  const project = o.project ?? ((n: V1Node) => n);
+  const accept = (type: WatchEventType | "LIST", n: V1Node): boolean => {
+    if (!o.accept || o.accept(n)) return true;
+    o.onRejected?.(type, n);
+    return false;
+  };
+  const expired = async (message?: string) => {
+    o.stats.watchFailures++;
+    rv = undefined;
+    if (deliveredSinceList) {
+      o.logger.info("node watch expired (410 Gone); listing again", { resourceVersion: o.stats.resourceVersion, ...(message ? { message } : {}) });
+      return;
+    }
+    const delay = backoff.next();
+    o.logger.info(`node watch expired (410 Gone) again with nothing delivered since the last list; listing again in ${delay} ms`, {
+      resourceVersion: o.stats.resourceVersion,
+      ...(message ? { message } : {}),
+    });
+    await sleep(delay, signal);
+  };
   const fail = async (what: string, err: unknown) => {
     o.stats.watchFailures++;
+    o.stats.watchConnected = false;
     const delay = backoff.next();
     o.logger.warn(`${what} failed; retrying in ${delay} ms`, { error: errorMessage(err) });
     await sleep(delay, signal);
@@ -102,7 +141,11 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
       rv = list.metadata?.resourceVersion ?? "";
       o.stats.relists++;
       o.stats.resourceVersion = rv;
-      yield { kind: "relisted", nodes: list.items, resourceVersion: rv };
+      o.stats.watchConnected = true;
+      deliveredSinceList = false;
+      const nodes = list.items.filter((n) => accept("LIST", n)).map(project);
+      list = undefined; // the whole list is not kept while the consumer works through it
+      yield { kind: "relisted", nodes, resourceVersion: rv };
       if (signal.aborted) return;
     }
 
@@ -110,6 +153,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
     const stopWatch = () => watchAbort.abort();
     signal.addEventListener("abort", stopWatch, { once: true });
     const queue = new Queue<Item>();
+    let ended = false;
     const started = Date.now();
     if (watches++ > 0) o.stats.watchRestarts++;
     try {
@@ -119,9 +163,18 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
         ...(o.fieldSelector ? { fieldSelector: o.fieldSelector } : {}),
         timeoutSeconds,
         signal: watchAbort.signal,
-        onEvent: (type, object) => queue.push({ type, object }),
-        onDone: (err) => queue.push({ done: err }),
+        onEvent: (type, object) => {
+          if (type === "ERROR" || type === "BOOKMARK") queue.push({ type, object });
+          else if (accept(type, object)) queue.push({ type, object: project(object) });
+        },
+        onDone: (err) => {
+          ended = true;
+          queue.push({ done: err });
+        },
       });
+      // The stream is open (a failure would have ended it already): the server answers again, even if the
+      // cluster is quiet and no event comes for a while.
+      if (!ended) o.stats.watchConnected = true;
       for (;;) {
         const item = await queue.next(signal);
         if (item === undefined) return; // our caller aborted
@@ -131,9 +184,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
             // A clean end (server-side timeout). Reconnect at once, unless the server is closing us in a loop.
             if (Date.now() - started < 1000) await sleep(backoff.peek(), signal);
           } else if (isKubeApiError(item.done, 410)) {
-            o.logger.info("node watch expired (410 Gone); listing again", { resourceVersion: rv });
-            o.stats.watchFailures++;
-            rv = undefined;
+            await expired();
           } else {
             await fail("watching nodes", item.done);
           }
@@ -142,11 +193,9 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
         const { type, object } = item;
         if (type === "ERROR") {
           if (object.code === 410) {
-            o.logger.info("node watch expired (410 Gone); listing again", { resourceVersion: rv, message: object.message });
-            o.stats.watchFailures++;
-            rv = undefined;
+            await expired(typeof object.message === "string" ? object.message.slice(0, 200) : undefined);
           } else {
-            await fail("watching nodes", new Error(`watch ERROR event: ${object.code ?? "?"} ${object.message ?? JSON.stringify(object)}`));
+            await fail("watching nodes", new Error(`watch ERROR event: ${object.code ?? "?"} ${String(object.message ?? JSON.stringify(object)).slice(0, 200)}`));
           }
           break;
         }
@@ -156,6 +205,8 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
           o.stats.resourceVersion = rv;
         }
         backoff.reset(); // the watch delivers: the server is healthy again
+        deliveredSinceList = true;
+        o.stats.watchConnected = true;
         if (type === "BOOKMARK") {
           o.stats.bookmarks++;
           continue;

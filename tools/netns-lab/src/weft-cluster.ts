@@ -46,6 +46,8 @@ export interface WeftClusterOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** The cluster store: a real etcd (default) or the in-repo Kubernetes API server (`--kube-subnet-mgr`). */
   readonly store?: "etcd" | "kube";
+  /** How long start() waits for each agent to be ready (default 30 s, waitReady's). */
+  readonly readyTimeoutMs?: number;
 }
 
 export interface WeftNode {
@@ -109,7 +111,7 @@ export class WeftCluster {
         await Promise.all(c.nodes.map((n) => c.startForwarder(n)));
       }
       await Promise.all(c.nodes.map((n) => c.startAgent(n)));
-      await Promise.all(c.nodes.map((n) => c.waitReady(n)));
+      await Promise.all(c.nodes.map((n) => c.waitReady(n, options.readyTimeoutMs)));
       if (options.pods !== false) for (const n of c.nodes) await c.addPod(n);
       return c;
     } catch (err) {
