@@ -14,7 +14,7 @@
  *   body: "CNI_X=value\0" for each CNI_* variable, an empty entry "\0", then stdin as is.
  *   answer: 200 with header Weft-Cni-Exit-Code: 0|1 and stdout as the body; any other status carries a CNI
  *   error object as the body (exit code 1).
- * Only CNI_* variables are forwarded. Sizes are bounded (MAX_STDIN, MAX_ENV, MAX_ANSWER), and so is the time
+ * Only CNI_* variables are forwarded (names of upper-case letters, digits and '_'). Sizes are bounded (MAX_STDIN, MAX_ENV, MAX_ANSWER), and so is the time
  * (the config key agentTimeoutSeconds, default 60 s, clamped to 1..600).
  *
  * libc only; built static by `npm run build` in packages/cni.
@@ -259,10 +259,22 @@ static int run_fallback(const struct buf *in, const char *why) {
 
 /* ---- the request ---- */
 
+/* A CNI variable's entry: "CNI_" and at least one of [A-Z0-9_] up to the '=' (what weftd's server takes and
+ * the Node plugin reads; anything else, such as "CNI_x-y=1", is not forwarded). */
+static int is_cni_entry(const char *e) {
+  if (strncmp(e, "CNI_", 4) != 0) return 0;
+  const char *p = e + 4;
+  if (*p == '=') return 0;
+  for (; *p && *p != '='; p++) {
+    if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')) return 0;
+  }
+  return *p == '=';
+}
+
 static int build_request(struct buf *req, const struct buf *in) {
   struct buf body = {0};
   for (char **e = environ; *e; e++) {
-    if (strncmp(*e, "CNI_", 4) != 0 || !strchr(*e, '=')) continue;
+    if (!is_cni_entry(*e)) continue;
     if (buf_add(&body, *e, strlen(*e) + 1) < 0) return -1;
     if (body.len > MAX_ENV) return -2;
   }

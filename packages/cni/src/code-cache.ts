@@ -72,6 +72,8 @@ export function compileWithCodeCache(source: string, filename: string, path: str
  */
 export function saveCodeCache(script: Script, dir: string, path: string, payloadId: string): string | undefined {
   try {
+    // Never a recursive mkdir into a pseudo filesystem: Node 20's spins forever under /proc.
+    if (/^\/+(proc|sys)(\/|$)/.test(dir)) return `${dir} is on a kernel pseudo filesystem; not writing a code cache there`;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (dirTrust(dir) !== "trusted") return `${dir} is not a directory owned by this user and closed to others; not writing a code cache there`;
     const tmp = `${path}.${process.pid}.tmp`;

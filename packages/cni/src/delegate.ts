@@ -8,12 +8,13 @@
  * environment and the rendered configuration on stdin. File calls are synchronous, as in the IPAM store (a
  * one-shot process; no thread-pool round trips).
  */
-import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ProcessRunner } from "@weft/kernel";
 import type { CniEnv, WeftNetConf } from "./config.js";
-import { CniError, CniErrorCode } from "./errors.js";
+import { CniError, CniErrorCode, showText, showValue } from "./errors.js";
 import type { Attachment } from "./ipam/allocator.js";
+import { dataDirExists, ensureDataDir } from "./ipam/store.js";
 import type { SubnetFile } from "./subnet-file.js";
 
 /** The delegate's configuration, Flannel's rules: name, type, ipMasq, mtu, isGateway, ipam, cniVersion. */
@@ -47,7 +48,7 @@ export function renderDelegate(conf: WeftNetConf, subnet: SubnetFile): Record<st
 /** The first executable file named `type` in CNI_PATH. */
 export function findPlugin(type: string, path: readonly string[]): string {
   if (!/^[A-Za-z0-9_.-]+$/.test(type) || type === "." || type === "..") {
-    throw new CniError(CniErrorCode.INVALID_NETWORK_CONFIG, `invalid network config: "delegate.type" ${JSON.stringify(type)} is not a plugin name`);
+    throw new CniError(CniErrorCode.INVALID_NETWORK_CONFIG, `invalid network config: "delegate.type" ${showValue(type)} is not a plugin name`);
   }
   for (const dir of path) {
     const file = join(dir, type);
@@ -60,14 +61,14 @@ export function findPlugin(type: string, path: readonly string[]): string {
   }
   throw new CniError(
     CniErrorCode.INVALID_NETWORK_CONFIG,
-    `invalid network config: "delegate.type" is "${type}", but no executable "${type}" is in CNI_PATH ` +
-      `(${path.length > 0 ? path.join(":") : "empty"}); install the reference plugins (containernetworking-plugins) ` +
+    `invalid network config: "delegate.type" is "${showText(type)}", but no executable "${showText(type)}" is in CNI_PATH ` +
+      `(${path.length > 0 ? showText(path.join(":"), 200) : "empty"}); install the reference plugins (containernetworking-plugins) ` +
       `into the CNI bin dir or change delegate.type`,
   );
 }
 
 function writeAtomic(dir: string, name: string, text: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureDataDir(dir, "dataDir", 0o700);
   const tmp = join(dir, `.${name}.tmp.${process.pid}`);
   const fd = openSync(tmp, "w", 0o600);
   try {
@@ -148,11 +149,13 @@ export async function addDelegate(conf: WeftNetConf, env: CniEnv, subnet: Subnet
 }
 
 function readSaved(conf: WeftNetConf, containerID: string): Record<string, unknown> | undefined {
+  if (!dataDirExists(conf.dataDir, "dataDir")) return undefined;
   let text: string;
   try {
     text = readFileSync(join(conf.dataDir, containerID), "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    // Not there, or a directory in its place: nothing saved that could be used.
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "EISDIR") return undefined;
     throw err;
   }
   try {
@@ -174,7 +177,8 @@ export async function delDelegate(conf: WeftNetConf, env: CniEnv, runner: Proces
 export async function checkDelegate(conf: WeftNetConf, env: CniEnv, runner: ProcessRunner): Promise<void> {
   const saved = readSaved(conf, env.containerID);
   if (!saved) {
-    throw new CniError(CniErrorCode.INTERNAL, `CHECK of ${env.containerID}: no saved delegate config in ${conf.dataDir}; the container was not added by weft-cni`);
+    // The spec's "container unknown" (3): nothing was ADDed for it here.
+    throw new CniError(CniErrorCode.UNKNOWN_CONTAINER, `CHECK of ${env.containerID}: no saved delegate config in ${conf.dataDir}; the container was not added by weft-cni`);
   }
   await execDelegate(runner, env, "CHECK", { ...saved, ...(conf.prevResult !== undefined ? { prevResult: conf.prevResult } : {}) });
 }
@@ -182,6 +186,7 @@ export async function checkDelegate(conf: WeftNetConf, env: CniEnv, runner: Proc
 /** GC: DEL (with its saved config) every container not among the valid attachments, then drop its file. */
 export async function gcDelegate(conf: WeftNetConf, env: CniEnv, valid: readonly Attachment[], runner: ProcessRunner): Promise<string[]> {
   let names: string[];
+  if (!dataDirExists(conf.dataDir, "dataDir")) return [];
   try {
     names = readdirSync(conf.dataDir);
   } catch (err) {

@@ -45,6 +45,51 @@ export class CniError extends Error {
   }
 }
 
+/** Characters escaped when a value is shown in a message: controls, invisible and direction-changing ones, lone surrogates. */
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"\\]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+function escapeUnsafe(text: string, quotes: boolean): string {
+  return text.replace(UNSAFE, (c) => {
+    if (c === '"' || c === "\\") return quotes ? `\\${c}` : c;
+    if (c === "\n") return "\\n";
+    if (c === "\t") return "\\t";
+    if (c === "\r") return "\\r";
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
+}
+
+function bounded(text: string, max: number, quotes: boolean): string {
+  if (text.length <= max) return escapeUnsafe(text, quotes);
+  return `${escapeUnsafe(text.slice(0, max), quotes)}…(${text.length} characters)`;
+}
+
+/**
+ * A value as it appears in an error line: at most `max` characters (then "…" and the full length), with control,
+ * invisible and bidirectional characters, quotes and backslashes escaped (`\n`, `\u001b`), so one message stays one
+ * short line on a terminal whatever the runtime or a config sent. No quotes are added.
+ */
+export function showText(value: string, max = 80): string {
+  return bounded(value, max, true);
+}
+
+/**
+ * Any config value as it appears in an error line: strings quoted through {@link showText}, numbers and booleans
+ * as they are, arrays and objects as bounded JSON (or their kind, when they cannot be rendered: deep nesting).
+ */
+export function showValue(value: unknown, max = 80): string {
+  if (typeof value === "string") return `"${showText(value, max)}"`;
+  if (value === null || typeof value === "number" || typeof value === "boolean") return String(value);
+  if (value === undefined) return "nothing";
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    json = undefined;
+  }
+  if (json === undefined) return Array.isArray(value) ? "an array" : `a ${typeof value}`;
+  return bounded(json, max, false);
+}
+
 /** Invalid network configuration (code 7); `field` is the JSON path, e.g. `ipam.ranges[0][0].subnet`. */
 export function invalidConfig(field: string, message: string): CniError {
   return new CniError(CniErrorCode.INVALID_NETWORK_CONFIG, `invalid network config: "${field}" ${message}`);

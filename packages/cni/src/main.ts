@@ -10,7 +10,7 @@
 import { fstatSync, readSync } from "node:fs";
 import { LinuxKernel, NetnsPathKernel, SpawnRunner } from "@weft/kernel";
 import { describeInstall, install, INSTALL_USAGE, parseInstallArgs, UsageError } from "./install.js";
-import { runCni, versionInfo } from "./plugin.js";
+import { MAX_CNI_STDIN_BYTES, runCni, versionInfo } from "./plugin.js";
 
 /** A terminal (someone ran it by hand) or /dev/null: nothing to read. (fstat, not node:tty: no module to load.) */
 function stdinIsCharacterDevice(): boolean {
@@ -21,8 +21,13 @@ function stdinIsCharacterDevice(): boolean {
   }
 }
 
+/**
+ * Reads stdin to its end, or to one byte past the limit (runCni then refuses it with code 7, as the shim does):
+ * a runtime gone wrong cannot make the plugin hold gigabytes.
+ */
 async function readStdin(): Promise<string> {
   if (stdinIsCharacterDevice()) return "";
+  let size = 0;
   // Plain reads of fd 0 until end of file: ~3 ms less than creating process.stdin's stream. A runtime that
   // hands over a non-blocking pipe makes a read fail with EAGAIN; then the stream waits for the rest.
   const chunks: Buffer[] = [];
@@ -32,13 +37,19 @@ async function readStdin(): Promise<string> {
       const n = readSync(0, buf, 0, buf.length, null);
       if (n === 0) return Buffer.concat(chunks).toString("utf8");
       chunks.push(Buffer.from(buf.subarray(0, n)));
+      size += n;
+      if (size > MAX_CNI_STDIN_BYTES) return Buffer.concat(chunks).toString("utf8");
     }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "EBADF") return ""; // no stdin at all
     if (code !== "EAGAIN") throw err;
   }
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    size += (c as Buffer).length;
+    if (size > MAX_CNI_STDIN_BYTES) break;
+  }
   return Buffer.concat(chunks).toString("utf8");
 }
 

@@ -24,6 +24,11 @@ export interface PluginDeps {
   readonly fault?: string;
   /** WEFT_CNI_TRACE: phase timings on stderr. */
   readonly trace?: (phase: string) => void;
+  /**
+   * Direct mode: checks CNI_NETNS before an ADD or CHECK changes anything (code 4 when it is not a network
+   * namespace). Default: the real check (`netnsProblem`). In delegate mode the delegate plugin opens the namespace.
+   */
+  readonly checkNetns?: (path: string) => string | undefined;
 }
 
 export interface CniOutcome {
@@ -35,10 +40,17 @@ export function versionInfo(): { cniVersion: string; supportedVersions: string[]
   return { cniVersion: CURRENT_VERSION, supportedVersions: [...SUPPORTED_VERSIONS] };
 }
 
+/** The shim's limit on the network config on stdin (MAX_STDIN in shim/weft-cni-shim.c); the Node plugin keeps it too. */
+export const MAX_CNI_STDIN_BYTES = 1024 * 1024;
+
 /** Runs one CNI invocation. Never throws: every failure becomes the spec's error object and exit code 1. */
 export async function runCni(envVars: Readonly<Record<string, string | undefined>>, stdin: string, deps: PluginDeps): Promise<CniOutcome> {
   let replyVersion: string = CURRENT_VERSION;
   try {
+    // Checked first, as the shim does (before it reads anything else), so both paths give the same answer.
+    if (stdin.length > MAX_CNI_STDIN_BYTES / 3 && Buffer.byteLength(stdin) > MAX_CNI_STDIN_BYTES) {
+      throw new CniError(CniErrorCode.INVALID_NETWORK_CONFIG, "invalid network config: the config on stdin is larger than the 1 MiB limit of weft");
+    }
     const env = parseEnv(envVars);
     if (env.command === "VERSION") {
       // stdin may carry {"cniVersion": ...}; the answer is the same whatever it says (as the reference skel).

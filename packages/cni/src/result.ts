@@ -7,7 +7,7 @@
  *   0.1.0-0.2.0  the legacy {ip4: {ip, gateway, routes}, ip6: {...}, dns} shape, one address per family
  */
 import { IPAddress, IPPrefix } from "@weft/core";
-import { CniError, CniErrorCode } from "./errors.js";
+import { CniError, CniErrorCode, showValue } from "./errors.js";
 
 export const SUPPORTED_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
@@ -80,7 +80,7 @@ export function checkVersion(v: unknown): CniVersion {
   if (typeof v !== "string" || !isSupportedVersion(v)) {
     throw new CniError(
       CniErrorCode.INCOMPATIBLE_VERSION,
-      `incompatible CNI version: the network config has cniVersion ${JSON.stringify(v)}, weft-cni supports ` +
+      `incompatible CNI version: the network config has cniVersion ${showValue(v)}, weft-cni supports ` +
         `${SUPPORTED_VERSIONS.join(", ")}; set "cniVersion" in the conflist to one of them (1.0.0 is the common choice)`,
     );
   }

@@ -19,9 +19,10 @@
  * The socket is 0600 in a directory owned by this process's user and not writable by group or others; it is
  * created under a umask of 0177, so it is never reachable by anyone else, not even between bind and chmod.
  */
-import { chmodSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, rmdirSync, statSync, unlinkSync } from "node:fs";
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { dirname } from "node:path";
+import { ensureDirectory } from "@weft/kernel";
 import { CniErrorCode, type CniErrorJson } from "./errors.js";
 import { type PluginDeps, runCni } from "./plugin.js";
 import { CURRENT_VERSION } from "./result.js";
@@ -51,7 +52,11 @@ export function encodeCniRequest(req: CniWireRequest): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Decodes a request body; only CNI_* variables are taken, anything else is refused. */
+/**
+ * Decodes a request body; only CNI_* variables are taken, anything else is refused. As the Node plugin sees its
+ * environment: a `CNI_` name that is not a CNI variable (lower case, punctuation) is ignored, and of duplicate
+ * entries the first counts (getenv's rule).
+ */
 export function decodeCniRequest(body: Buffer): CniWireRequest {
   const env: Record<string, string> = {};
   let pos = 0;
@@ -66,8 +71,8 @@ export function decodeCniRequest(body: Buffer): CniWireRequest {
     const eq = entry.indexOf("=");
     if (eq <= 0) throw new Error(`environment entry ${JSON.stringify(entry.slice(0, 40))} has no name`);
     const name = entry.slice(0, eq);
-    if (!/^CNI_[A-Z0-9_]+$/.test(name)) throw new Error(`environment entry ${JSON.stringify(name)} is not a CNI_* variable`);
-    env[name] = entry.slice(eq + 1);
+    if (!name.startsWith("CNI_")) throw new Error(`environment entry ${JSON.stringify(name.slice(0, 40))} is not a CNI_* variable`);
+    if (/^CNI_[A-Z0-9_]+$/.test(name) && !Object.hasOwn(env, name)) env[name] = entry.slice(eq + 1);
     pos = nul + 1;
   }
   return { env, stdin: body.subarray(pos).toString("utf8") };
@@ -118,7 +123,14 @@ function cniArg(args: string | undefined, key: string): string | undefined {
  * the first directory it had to create, if any (removed again, when empty, as the server goes).
  */
 export function prepareSocketDir(dir: string): string | undefined {
-  const created = mkdirSync(dir, { recursive: true, mode: 0o755 });
+  // The first missing ancestor is what gets created; ensureDirectory refuses /proc, /sys and non-directory
+  // components (Node 20's recursive mkdir spins forever under /proc) and creates one component at a time.
+  let created: string | undefined;
+  for (let d = dir; !existsSync(d); d = dirname(d)) {
+    created = d;
+    if (dirname(d) === d) break;
+  }
+  ensureDirectory(dir, "--cni-socket");
   const st = lstatSync(dir);
   const uid = process.getuid?.() ?? 0;
   if (!st.isDirectory()) throw new Error(`--cni-socket: ${dir} is not a directory; choose a socket path in a directory owned by uid ${uid}`);

@@ -14,10 +14,10 @@
  * A missing file is the normal state of a node whose agent has not started yet, so it is "try again later"
  * (code 11) with a pointer to the agent, never a configuration error.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { hostname } from "node:os";
 import { IPAddress, IPNet, IPPrefix } from "@weft/core";
-import { CniError, CniErrorCode } from "./errors.js";
+import { CniError, CniErrorCode, invalidConfig, showText } from "./errors.js";
 
 export interface SubnetFamily {
   /** The cluster network (FLANNEL_NETWORK / FLANNEL_IPV6_NETWORK). */
@@ -135,17 +135,51 @@ export function parseSubnetFile(text: string, path: string): SubnetFile {
 export async function readSubnetFile(path: string): Promise<SubnetFile> {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readRegularFile(path);
   } catch (err) {
+    if (err instanceof CniError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT") {
       throw new CniError(
         CniErrorCode.TRY_AGAIN_LATER,
-        `subnet file ${path} does not exist: the weft agent (weftd) is not up yet on this node, so it has no pod ` +
+        `subnet file ${showText(path)} does not exist: the weft agent (weftd) is not up yet on this node, so it has no pod ` +
           `subnet; try again later, and if this persists ${agentHint()}`,
       );
     }
-    throw fileError(path, `cannot be read (${code ?? String(err)})`);
+    throw fileError(showText(path), `cannot be read (${code ?? String(err)})`);
   }
-  return parseSubnetFile(text, path);
+  return parseSubnetFile(text, showText(path));
+}
+
+/** A subnet file is a few hundred bytes; anything near this is not one. */
+const MAX_SUBNET_FILE_BYTES = 64 * 1024;
+
+/**
+ * Reads a regular file of at most MAX_SUBNET_FILE_BYTES. Opened non-blocking and checked with fstat first, so a
+ * "subnetFile" naming a FIFO, a terminal or /dev/zero is refused (code 7) instead of blocking or reading forever.
+ */
+function readRegularFile(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) {
+      throw invalidConfig("subnetFile", `"${showText(path)}" is not a regular file; set it to the file weftd writes (default ${DEFAULT_SUBNET_FILE})`);
+    }
+    if (st.size > MAX_SUBNET_FILE_BYTES) {
+      throw invalidConfig("subnetFile", `"${showText(path)}" has ${st.size} bytes, more than a subnet file's ${MAX_SUBNET_FILE_BYTES}; set it to the file weftd writes (default ${DEFAULT_SUBNET_FILE})`);
+    }
+    const buf = Buffer.alloc(MAX_SUBNET_FILE_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n > MAX_SUBNET_FILE_BYTES) {
+        throw invalidConfig("subnetFile", `"${showText(path)}" is larger than a subnet file's ${MAX_SUBNET_FILE_BYTES} bytes; set it to the file weftd writes`);
+      }
+    }
+    return buf.subarray(0, n).toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
 }

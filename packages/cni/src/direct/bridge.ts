@@ -18,10 +18,11 @@
 import { type Family, IPAddress, IPNet, isWeftError } from "@weft/core";
 import type { KernelPort, OpResult } from "@weft/kernel";
 import type { CniEnv, WeftNetConf } from "../config.js";
-import { CniError, CniErrorCode } from "../errors.js";
+import { CniError, CniErrorCode, showText } from "../errors.js";
 import { HostLocalAllocator } from "../ipam/allocator.js";
 import type { RangeSet } from "../ipam/range.js";
 import { HostLocalStore } from "../ipam/store.js";
+import { netnsProblem } from "@weft/kernel";
 import { type CniResult, parsePrevResult } from "../result.js";
 import { Rollback } from "../rollback.js";
 import type { SubnetFile } from "../subnet-file.js";
@@ -37,6 +38,17 @@ export interface DirectDeps {
   readonly fault?: string;
   /** Called at the end of each ADD/DEL phase (WEFT_CNI_TRACE prints these with timestamps on stderr). */
   readonly trace?: (phase: string) => void;
+  /**
+   * Checks CNI_NETNS before an ADD or CHECK touches anything: undefined when it names a network namespace, else
+   * the problem. Default {@link netnsProblem} (statfs and the descriptor's link); tests of the plan may replace it.
+   */
+  readonly checkNetns?: (path: string) => string | undefined;
+}
+
+/** Code 4 (invalid environment) unless CNI_NETNS is a network namespace. */
+function requireNetns(env: CniEnv, deps: DirectDeps): void {
+  const problem = (deps.checkNetns ?? netnsProblem)(env.netns);
+  if (problem !== undefined) throw new CniError(CniErrorCode.INVALID_ENVIRONMENT, `CNI_NETNS "${showText(env.netns)}" ${problem}`);
 }
 
 /** The built-in IPAM of this network (range sets are needed only to allocate; release and GC work without). */
@@ -70,6 +82,7 @@ function firstFailure(results: readonly (OpResult | undefined)[], what: string, 
 
 export async function addDirect(conf: WeftNetConf, env: CniEnv, subnet: SubnetFile, deps: DirectDeps): Promise<CniResult> {
   const node = planNode(conf, subnet);
+  requireNetns(env, deps);
   const names = namesFor(conf, env);
   const allocator = allocatorFor(conf, node.rangeSets);
   // Configuration problems the node can show before anything is reserved or written.
@@ -206,6 +219,7 @@ export async function checkDirect(conf: WeftNetConf, env: CniEnv, deps: DirectDe
     throw new CniError(CniErrorCode.INVALID_NETWORK_CONFIG, `invalid network config: "prevResult" is required for CHECK (the runtime passes the ADD result)`);
   }
   const prev = parsePrevResult(conf.prevResult);
+  requireNetns(env, deps);
   const names = namesFor(conf, env);
   const fail = (what: string) => new CniError(CniErrorCode.INTERNAL, `CHECK of ${env.containerID}/${env.ifname} failed: ${what}`);
 

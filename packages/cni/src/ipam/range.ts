@@ -7,6 +7,7 @@
  * - a range set is a list of ranges of one family, tried in order; a container gets one address per range set.
  */
 import { type Family, IPAddress, IPNet } from "@weft/core";
+import { showText } from "../errors.js";
 
 export interface IpRange {
   readonly subnet: IPNet;
@@ -27,7 +28,7 @@ export interface RangeInput {
 /** Builds a canonical range; throws an Error whose message names the offending key (the caller adds the path). */
 export function makeRange(input: RangeInput): IpRange {
   const parsed = IPNet.tryParse(input.subnet);
-  if (!parsed) throw new RangeError(`subnet: "${input.subnet}" is not a CIDR`);
+  if (!parsed) throw new RangeError(`subnet: "${showText(input.subnet)}" is not a CIDR`);
   const subnet = parsed.net;
   // host-local refuses networks with fewer than 4 addresses (/31, /32, /127, /128).
   if (subnet.prefix > subnet.ip.bits - 2) throw new RangeError(`subnet: ${subnet} is too small to allocate from (need /${subnet.ip.bits - 2} or larger)`);
@@ -36,7 +37,7 @@ export function makeRange(input: RangeInput): IpRange {
   const addr = (key: "rangeStart" | "rangeEnd" | "gateway", text: string | undefined, dflt: IPAddress): IPAddress => {
     if (text === undefined || text === "") return dflt;
     const ip = IPAddress.tryParse(text);
-    if (!ip) throw new RangeError(`${key}: "${text}" is not an IP address`);
+    if (!ip) throw new RangeError(`${key}: "${showText(text)}" is not an IP address`);
     if (!subnet.contains(ip)) throw new RangeError(`${key}: ${ip} is outside subnet ${subnet}`);
     return ip;
   };

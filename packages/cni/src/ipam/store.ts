@@ -15,9 +15,11 @@
  * made the IPAM step of an ADD several times slower (docs/adr/0006-cni-latency.md). The methods stay async so
  * the lock can wait for a holder without blocking, and so a future store may do real I/O.
  */
-import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { IPAddress } from "@weft/core";
+import { IPAddress, isWeftError } from "@weft/core";
+import { ensureDirectory } from "@weft/kernel";
+import { CniError, CniErrorCode, showText } from "../errors.js";
 import { FileLock, type LockOptions } from "./lock.js";
 
 /** host-local's separator between container id and ifname. */
@@ -41,18 +43,63 @@ export function matches(r: { containerID: string; ifname?: string }, containerID
   return r.containerID === containerID.trim() && (r.ifname === undefined || r.ifname === ifname);
 }
 
+/**
+ * Creates `dir` and its missing parents (0755 or `mode`) without Node's recursive mkdir (which spins forever under
+ * /proc on Node 20), after refusing a path with a non-directory component or on a pseudo filesystem. A refusal
+ * is code 7 (invalid network config) with one line naming `field` (the config key), the value and the fix.
+ */
+export function ensureDataDir(dir: string, field: string, mode = 0o755): void {
+  try {
+    ensureDirectory(dir, field, mode);
+  } catch (err) {
+    if (isWeftError(err)) throw new CniError(CniErrorCode.INVALID_NETWORK_CONFIG, `invalid network config: ${err.message}`, undefined, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * Whether an existing data directory is there to read from (false when it does not exist: nothing was saved).
+ * A path that exists and is not a directory, or has a non-directory component, is code 7 naming `field`.
+ */
+export function dataDirExists(dir: string, field: string): boolean {
+  try {
+    if (statSync(dir).isDirectory()) return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return false;
+    if (code !== "ENOTDIR") throw err;
+    throw new CniError(CniErrorCode.INVALID_NETWORK_CONFIG, `invalid network config: ${field}: "${showText(dir)}" cannot be used: a component of it is not a directory; choose a directory path`);
+  }
+  throw new CniError(CniErrorCode.INVALID_NETWORK_CONFIG, `invalid network config: ${field}: "${showText(dir)}" exists and is not a directory; remove it or choose a directory path`);
+}
+
 export class HostLocalStore {
   readonly dir: string;
   private readonly mutex: FileLock;
 
-  constructor(dataDir: string, network: string) {
+  constructor(
+    readonly dataDir: string,
+    network: string,
+  ) {
     this.dir = join(dataDir, network);
     this.mutex = new FileLock(join(this.dir, "weft.lock"));
   }
 
   /** Creates the directory (0755) and host-local's `lock` file, then runs `fn` under the mutex. */
   async locked<T>(fn: () => Promise<T>, opts?: LockOptions): Promise<T> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    // The data dir is checked and created a component at a time; the network's directory is one plain mkdir.
+    ensureDataDir(this.dataDir, "ipam.dataDir");
+    try {
+      mkdirSync(this.dir, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      if (!statSync(this.dir).isDirectory()) {
+        throw new CniError(
+          CniErrorCode.INVALID_NETWORK_CONFIG,
+          `invalid network config: ${this.dir} (ipam.dataDir and the network name) exists and is not a directory; remove it or choose another ipam.dataDir`,
+        );
+      }
+    }
     closeSync(openSync(join(this.dir, "lock"), constants.O_RDONLY | constants.O_CREAT, 0o644));
     return this.mutex.with(fn, opts);
   }
