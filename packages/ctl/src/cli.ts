@@ -8,6 +8,7 @@ import type { KernelPort } from "@weft/kernel";
 import { optionsHelp, parseOptions, UsageError, type OptionDefs } from "./args.js";
 import { doctorFailed, renderDoctor, runDoctor } from "./doctor.js";
 import { fetchDrift, inSync, renderDrift } from "./drift.js";
+import { escapeOutput, safeJson } from "./escape.js";
 import { DEFAULT_ENDPOINT, EndpointError, parseEndpoint } from "./http-client.js";
 import { renderPeers, sortPeers } from "./peers.js";
 import { fetchStatus, renderStatus } from "./status.js";
@@ -46,7 +47,7 @@ const COMMANDS: Record<string, Command> = {
       const endpoint = String(v.endpoint);
       parseEndpoint(endpoint);
       const r = await fetchStatus(endpoint);
-      io.stdout(v.json ? JSON.stringify(r, null, 2) + "\n" : renderStatus(r));
+      io.stdout(v.json ? safeJson(r) + "\n" : renderStatus(r));
       return r.readyz.ready ? 0 : 1;
     },
   },
@@ -58,7 +59,7 @@ const COMMANDS: Record<string, Command> = {
       const endpoint = String(v.endpoint);
       parseEndpoint(endpoint);
       const r = await fetchStatus(endpoint);
-      io.stdout(v.json ? JSON.stringify(sortPeers(r.status.peers), null, 2) + "\n" : renderPeers(r.status.peers));
+      io.stdout(v.json ? safeJson(sortPeers(r.status.peers)) + "\n" : renderPeers(r.status.peers));
       return 0;
     },
   },
@@ -70,7 +71,7 @@ const COMMANDS: Record<string, Command> = {
       const endpoint = String(v.endpoint);
       parseEndpoint(endpoint);
       const kinds = await fetchDrift(endpoint);
-      io.stdout(v.json ? JSON.stringify(kinds, null, 2) + "\n" : renderDrift(kinds));
+      io.stdout(v.json ? safeJson(kinds) + "\n" : renderDrift(kinds));
       return inSync(kinds) ? 0 : 1;
     },
   },
@@ -99,7 +100,7 @@ const COMMANDS: Record<string, Command> = {
         endpointGiven: given.has("endpoint") || !!io.env.WEFTCTL_ENDPOINT,
       });
       const failed = doctorFailed(checks);
-      io.stdout(v.json ? JSON.stringify({ ok: !failed, checks }, null, 2) + "\n" : renderDoctor(checks));
+      io.stdout(v.json ? safeJson({ ok: !failed, checks }) + "\n" : renderDoctor(checks));
       return failed ? 1 : 0;
     },
   },
@@ -120,7 +121,13 @@ function commandHelp(name: string, c: Command, env: CliIO["env"]): string {
   return `Usage: ${c.usage}\n\n${c.summary}\n\nFlags:\n${optionsHelp(c.options(env))}\n`;
 }
 
-export async function runCli(argv: readonly string[], io: CliIO): Promise<number> {
+/**
+ * Runs one weftctl command. Everything written to `io.stdout` / `io.stderr` passes through escapeOutput: whatever a
+ * renderer missed, no control character but newline reaches the terminal (fields from weftd are escaped where they
+ * are rendered, newlines included; --json escapes DEL, C1 and bidi controls as \\u escapes).
+ */
+export async function runCli(argv: readonly string[], rawIo: CliIO): Promise<number> {
+  const io: CliIO = { ...rawIo, stdout: (t) => rawIo.stdout(escapeOutput(t)), stderr: (t) => rawIo.stderr(escapeOutput(t)) };
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" && rest[0] ? COMMANDS[rest[0]] : undefined;
@@ -152,7 +159,8 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
       io.stderr(`weftctl ${name}: ${err.message}\n`);
       return 1;
     }
-    io.stderr(`weftctl ${name}: ${errorMessage(err).split("\n")[0]}\n`);
+    const line = errorMessage(err).split("\n")[0] ?? "";
+    io.stderr(`weftctl ${name}: ${line.length > 300 ? `${line.slice(0, 300)}...` : line}\n`);
     return 1;
   }
 }

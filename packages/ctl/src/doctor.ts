@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 import { DEFAULT_CNI_SOCKET, readShimFallback, requestCniSocket } from "@weft/cni";
 import { errorMessage, parseSubnetEnv, type SubnetEnv, type Link, WEFT_LINK_PREFIX, WEFT_ROUTE_PROTOCOL } from "@weft/core";
 import type { KernelPort } from "@weft/kernel";
+import { escapeText } from "./escape.js";
 import { fetchStatus, type StatusReport } from "./status.js";
 
 export type CheckLevel = "ok" | "warn" | "fail";
@@ -464,13 +465,17 @@ export function checkMtu(podMtu: number, links: readonly Link[]): Check {
 
 const LABEL: Record<CheckLevel, string> = { ok: "OK", warn: "WARN", fail: "FAIL" };
 
-/** The doctor's report: one line per check, the fix under each WARN/FAIL, then a summary line. */
+/**
+ * The doctor's report: one line per check, the fix under each WARN/FAIL, then a summary line. Messages carry what
+ * weftd, the CNI socket and the node said (reasons, device and file names): shown with control characters escaped.
+ */
 export function renderDoctor(checks: readonly Check[]): string {
-  const width = Math.max(0, ...checks.map((c) => c.name.length));
+  let width = 0;
+  for (const c of checks) width = Math.max(width, escapeText(c.name).length);
   const lines: string[] = [];
   for (const c of checks) {
-    lines.push(`${LABEL[c.level].padEnd(5)} ${c.name.padEnd(width)}  ${c.message}`);
-    if (c.fix && c.level !== "ok") lines.push(`${" ".repeat(6 + width)}  fix: ${c.fix}`);
+    lines.push(`${LABEL[c.level].padEnd(5)} ${escapeText(c.name).padEnd(width)}  ${escapeText(c.message)}`);
+    if (c.fix && c.level !== "ok") lines.push(`${" ".repeat(6 + width)}  fix: ${escapeText(c.fix)}`);
   }
   const n = (l: CheckLevel) => checks.filter((c) => c.level === l).length;
   lines.push("", `${n("ok")} OK, ${n("warn")} WARN, ${n("fail")} FAIL`);

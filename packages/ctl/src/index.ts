@@ -9,3 +9,4 @@ export { renderPeers, sortPeers } from "./peers.js";
 export { checkCniConfig, checkCniPlugin, checkCniSocket, checkDevices, checkMtu, checkSubnetFile, doctorFailed, renderDoctor, runDoctor, type Check, type CheckLevel, type DoctorOptions } from "./doctor.js";
 export { mainHelp, runCli, type CliIO } from "./cli.js";
 export * from "./drift.js";
+export { escapeOutput, escapeShort, escapeText, safeJson } from "./escape.js";

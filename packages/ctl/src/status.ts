@@ -2,6 +2,7 @@
  * `weftctl status`: weftd's `/status` JSON and `/readyz`, summarised for a person. `renderStatus` is pure (data
  * in, text out); `fetchStatus` is the I/O.
  */
+import { escapeShort, escapeText } from "./escape.js";
 import { EndpointError, httpGet } from "./http-client.js";
 
 /** One peer as weftd's /status lists it (packages/daemon PeerSet.statuses). */
@@ -93,7 +94,8 @@ export async function fetchStatus(endpoint: string, timeoutMs?: number): Promise
   }
   const status = parseStatus(endpoint, st.body);
   if (rz.status !== 200 && rz.status !== 503) throw new EndpointError(`weftd at ${endpoint} answered /readyz with HTTP ${rz.status}: is --endpoint pointing at weftd?`);
-  const reason = rz.body.trim().replace(/^weftd is not ready:\s*/, "");
+  // The first line only: a /readyz body is one line from weftd, and anything else is not worth a screenful.
+  const reason = (rz.body.trim().split("\n")[0] ?? "").replace(/^weftd is not ready:\s*/, "").slice(0, 1000);
   return { endpoint, status, readyz: { ready: rz.status === 200, reason: rz.status === 200 ? "" : reason || status.reason } };
 }
 
@@ -108,26 +110,26 @@ export function peerCounts(peers: readonly PeerStatus[]): [string, number][] {
   });
 }
 
-const both = (v4: string | undefined, v6: string | undefined) => [v4, v6].filter((x): x is string => !!x).join(", ") || "-";
+const both = (v4: string | undefined, v6: string | undefined) => [v4, v6].filter((x): x is string => !!x).map(escapeText).join(", ") || "-";
 
-/** The human summary of `weftctl status`. */
+/** The human summary of `weftctl status`. Every value from weftd is shown with its control characters escaped. */
 export function renderStatus(r: StatusReport): string {
   const s = r.status;
   const lines = [
-    `weftd at ${r.endpoint}`,
-    `  phase:      ${s.phase}`,
-    `  ready:      ${r.readyz.ready ? "yes" : `no: ${r.readyz.reason || s.reason || "(no reason given)"}`}`,
+    `weftd at ${escapeText(r.endpoint)}`,
+    `  phase:      ${escapeText(s.phase)}`,
+    `  ready:      ${r.readyz.ready ? "yes" : `no: ${escapeShort(r.readyz.reason || s.reason || "(no reason given)", 1000)}`}`,
     `  subnet:     ${both(s.subnet, s.ipv6Subnet)}`,
     `  public IP:  ${both(s.publicIP, s.publicIPv6)}`,
-    `  backend:    ${s.backendType ?? "-"}`,
+    `  backend:    ${escapeText(s.backendType ?? "-")}`,
   ];
   const b = s.backend;
-  if (b?.datapath || b?.reason) lines.push(`  datapath:   ${b.datapath ?? "-"}${b.reason ? ` (${b.reason})` : ""}`);
+  if (b?.datapath || b?.reason) lines.push(`  datapath:   ${escapeText(b.datapath ?? "-")}${b.reason ? ` (${escapeText(b.reason)})` : ""}`);
   const gauges = Object.entries(b?.gauges ?? {});
-  if (gauges.length > 0) lines.push(`  gauges:     ${gauges.map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  if (gauges.length > 0) lines.push(`  gauges:     ${gauges.map(([k, v]) => `${escapeText(k)} ${v}`).join(", ")}`);
   lines.push(`  MTU:        ${s.mtu ?? "-"}`);
   const counts = peerCounts(s.peers);
-  lines.push(`  peers:      ${s.peers.length === 0 ? "none" : `${s.peers.length} (${counts.map(([k, n]) => `${n} ${k}`).join(", ")})`}`);
+  lines.push(`  peers:      ${s.peers.length === 0 ? "none" : `${s.peers.length} (${counts.map(([k, n]) => `${n} ${escapeText(k)}`).join(", ")})`}`);
   const notOk = s.peers.filter((p) => p.state !== "programmed").length;
   if (notOk > 0) lines.push(`  ${notOk} peer${notOk === 1 ? " is" : "s are"} not programmed: see weftctl peers`);
   return lines.join("\n") + "\n";

@@ -68,3 +68,7 @@ export { wireguardGoDaemonSpec } from "./wireguard/linux-wireguard.js";
 export { StartFailureLog, type StartedDaemon, awaitDaemonReady, readPidFile } from "./daemon/files.js";
 export * from "./xfrm/port.js";
 export { LinuxXfrm, parseXfrmPolicies, parseXfrmStates } from "./xfrm/linux-xfrm.js";
+export { checkWritableFilePath, ensureDirectory, pseudoFilesystemPrefix } from "./paths.js";
+export { type ProcessStats, readProcessStats } from "./proc-stats.js";
+export { ViciFormatError } from "./ipsec/vici.js";
+export * from "./netns-check.js";

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * `npm run bench [-- <suite> ...]`: runs benchmark suites and records them in docs/benchmarks.md.
- * Suites: kernel, convergence, store, datapath, cni (default: all). Environment variables: tools/bench/README.md.
+ * Suites: kernel, convergence, store, datapath, cni (default: all); long runs only when named: soak, fuzz.
+ * Environment variables: tools/bench/README.md.
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +11,8 @@ import { runConvergenceBench } from "./convergence.js";
 import { datapathSelection, runDatapathBench } from "./datapath.js";
 import { runKernelBench } from "./kernel.js";
 import { runStoreBench } from "./store.js";
+import { fuzzCommand } from "./fuzz.js";
+import { soakCommand } from "./soak.js";
 import { machineLine, table, writeSection } from "./report.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -127,11 +130,26 @@ async function convergence() {
 }
 
 const suites: Record<string, () => Promise<void>> = { kernel, convergence, store, datapath, cni };
-const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites);
+// Long runs, only when named: `soak [--minutes N] [--restart-every S]`, `fuzz [--runs N]` (./soak.ts, ./fuzz.ts).
+const longSuites: Record<string, (opts: Map<string, string>) => Promise<void>> = { soak: (o) => soakCommand(o, out), fuzz: (o) => fuzzCommand(o, out) };
+const args = process.argv.slice(2);
+const opts = new Map<string, string>();
+const names: string[] = [];
+for (let i = 0; i < args.length; i++) {
+  const m = /^--([a-z-]+)(?:=(.*))?$/.exec(args[i]!);
+  if (!m) names.push(args[i]!);
+  else if (m[2] !== undefined) opts.set(m[1]!, m[2]);
+  else if (args[i + 1] === undefined) {
+    console.error(`${args[i]} needs a value`);
+    process.exit(2);
+  } else opts.set(m[1]!, args[++i]!);
+}
+for (const s of names.filter((n) => n in longSuites)) await longSuites[s]!(opts);
+const wanted = names.length ? names.filter((n) => !(n in longSuites)) : Object.keys(suites);
 for (const s of wanted) {
   const fn = suites[s];
   if (!fn) {
-    console.error(`unknown suite "${s}": known suites are ${Object.keys(suites).join(", ")}`);
+    console.error(`unknown suite "${s}": known suites are ${[...Object.keys(suites), ...Object.keys(longSuites)].join(", ")}`);
     process.exit(2);
   }
   await fn();

@@ -10,3 +10,4 @@ export * from "./etcd.js";
 export * from "./lab.js";
 export * from "./weft-cluster.js";
 export * from "./processes.js";
+export * from "./peers.js";

@@ -83,11 +83,24 @@ export function encodeViciMessage(msg: ViciMessage): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Decodes a message body; throws on a malformed one. */
+/** A VICI message body that does not follow the format (truncated, an unknown element, unbalanced sections). */
+export class ViciFormatError extends Error {
+  override readonly name = "ViciFormatError";
+}
+
+/**
+ * Sets `key` on `target` as an own, enumerable property: a key such as `__proto__` from the wire must be data, not
+ * the object's prototype (plain assignment would replace the prototype and lose the key).
+ */
+function setOwn(target: ViciMessage, key: string, value: ViciValue): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** Decodes a message body; throws a ViciFormatError on a malformed one. */
 export function decodeViciMessage(buf: Buffer): ViciMessage {
   let i = 0;
   const need = (n: number) => {
-    if (i + n > buf.length) throw new Error("truncated VICI message");
+    if (i + n > buf.length) throw new ViciFormatError("truncated VICI message");
   };
   const readName = () => {
     need(1);
@@ -115,33 +128,33 @@ export function decodeViciMessage(buf: Buffer): ViciMessage {
     switch (type) {
       case Element.SectionStart: {
         const s: ViciMessage = {};
-        top[readName()] = s;
+        setOwn(top, readName(), s);
         stack.push(s);
         break;
       }
       case Element.SectionEnd:
-        if (stack.length === 1) throw new Error("VICI section end without a section");
+        if (stack.length === 1) throw new ViciFormatError("VICI section end without a section");
         stack.pop();
         break;
       case Element.KeyValue: {
         const k = readName();
-        top[k] = readValue();
+        setOwn(top, k, readValue());
         break;
       }
       case Element.ListStart: {
         list = [];
-        top[readName()] = list;
+        setOwn(top, readName(), list);
         break;
       }
       case Element.ListItem:
-        if (!list) throw new Error("VICI list item outside a list");
+        if (!list) throw new ViciFormatError("VICI list item outside a list");
         list.push(readValue());
         break;
       case Element.ListEnd:
         list = undefined;
         break;
       default:
-        throw new Error(`unknown VICI element type ${type}`);
+        throw new ViciFormatError(`unknown VICI element type ${type}`);
     }
   }
   return root;

@@ -55,28 +55,37 @@ export class LinuxKernel implements KernelPort {
     return this.runner.run(tool, full, { reject: false, timeoutMs: this.timeoutMs, ...(input !== undefined ? { input } : {}) });
   }
 
-  /** Runs a read; a non-zero exit is a KernelError classified from stderr (e.g. a missing dev: NOT_FOUND). */
-  private async read(tool: Tool, args: readonly string[]): Promise<Array<Record<string, unknown>>> {
+  /**
+   * Runs a read and turns its JSON into values with `parse`; a non-zero exit is a KernelError classified from
+   * stderr (e.g. a missing dev: NOT_FOUND), and output that is not what the tool prints (not JSON, or JSON a
+   * parser trips over) is a KernelError KERNEL_FAILED: never a SyntaxError or TypeError.
+   */
+  private async read<T>(tool: Tool, args: readonly string[], parse: (items: Array<Record<string, unknown>>) => T): Promise<T> {
     const r = await this.exec(tool, args);
     if (r.exitCode !== 0) {
       const msg = r.stderr.trim().split("\n").filter(Boolean).join("; ") || `exit code ${r.exitCode}`;
       throw new KernelError(classifyKernelMessage(msg), `${tool} ${args.join(" ")}${this.netns ? ` (netns ${this.netns})` : ""}: ${msg}`);
     }
+    return this.parsed(tool, args, r.stdout, parse);
+  }
+
+  private parsed<T>(tool: Tool, args: readonly string[], stdout: string, parse: (items: Array<Record<string, unknown>>) => T): T {
     try {
-      return parseJsonArray(tool, r.stdout);
+      return parse(parseJsonArray(tool, stdout));
     } catch (err) {
-      throw new KernelError("KERNEL_FAILED", `${tool} ${args.join(" ")}: unreadable JSON output: ${String(err)}`, undefined, { cause: err });
+      const why = String(err);
+      throw new KernelError("KERNEL_FAILED", `${tool} ${args.join(" ")}: unreadable JSON output: ${why.length > 200 ? `${why.slice(0, 200)}...` : why}`, undefined, { cause: err });
     }
   }
 
   async listLinks(): Promise<Link[]> {
-    return parseLinks(await this.read("ip", ["-json", "-details", "link", "show"]), this.kinds);
+    return this.read("ip", ["-json", "-details", "link", "show"], (items) => parseLinks(items, this.kinds));
   }
 
   async listAddresses(dev?: string): Promise<Address[]> {
     const args = ["-json", "addr", "show"];
     if (dev !== undefined) args.push("dev", this.name("dev", dev));
-    return parseAddresses(await this.read("ip", args));
+    return this.read("ip", args, parseAddresses);
   }
 
   async listRoutes(query: RouteQuery): Promise<RouteSpec[]> {
@@ -84,7 +93,7 @@ export class LinuxKernel implements KernelPort {
     const table = query.table === "all" ? "all" : this.int("table", query.table ?? 254, 1, 0xffffffff);
     const args = ["-N", "-json", "-d", family === "v4" ? "-4" : "-6", "route", "show", "table", table];
     if (query.protocol !== undefined) args.push("proto", this.int("protocol", query.protocol, 0, 255));
-    return parseRoutes(await this.read("ip", args), { ...query, family });
+    return this.read("ip", args, (items) => parseRoutes(items, { ...query, family }));
   }
 
   async routeGet(dst: string): Promise<RouteLookup | undefined> {
@@ -96,7 +105,7 @@ export class LinuxKernel implements KernelPort {
       const msg = r.stderr.trim().split("\n").filter(Boolean).join("; ") || `exit code ${r.exitCode}`;
       throw new KernelError(classifyKernelMessage(msg), `ip route get ${ip}${this.netns ? ` (netns ${this.netns})` : ""}: ${msg}`);
     }
-    return parseRouteGet(parseJsonArray("ip", r.stdout));
+    return this.parsed("ip", ["-json", "route", "get", ip], r.stdout, parseRouteGet);
   }
 
   async listNeighbours(query: { readonly dev?: string; readonly family?: Family }): Promise<Neighbour[]> {
@@ -105,12 +114,12 @@ export class LinuxKernel implements KernelPort {
     // `nud all`: without it ip hides NOARP entries, which can be ours.
     args.push("neigh", "show", "nud", "all");
     if (query.dev !== undefined) args.push("dev", this.name("dev", query.dev));
-    return parseNeighbours(await this.read("ip", args), query.dev);
+    return this.read("ip", args, (items) => parseNeighbours(items, query.dev));
   }
 
   async listFdb(query: { readonly dev: string }): Promise<FdbSpec[]> {
     const dev = this.name("dev", query.dev);
-    return parseFdb(await this.read("bridge", ["-json", "fdb", "show", "dev", dev]), dev);
+    return this.read("bridge", ["-json", "fdb", "show", "dev", dev], (items) => parseFdb(items, dev));
   }
 
   apply(ops: readonly KernelOp[]): Promise<OpResult[]> {

@@ -144,14 +144,22 @@ export function nftRuleJson(rule: NetfilterRule, fam: NftFamily): NftJson[] {
   return expr;
 }
 
-/** JSON with object keys sorted, so two values compare by content. */
-export function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+/** Past this depth stableJson writes a marker instead of recursing: nothing nft prints for Weft nests so deep. */
+const STABLE_JSON_MAX_DEPTH = 64;
+
+/**
+ * JSON with object keys sorted, so two values compare by content. A value nested deeper than 64 levels (never one
+ * nft prints for a rule Weft could have written) is cut with a `"(nested too deeply)"` marker rather than
+ * overflowing the stack.
+ */
+export function stableJson(v: unknown, depth = 0): string {
+  if (depth > STABLE_JSON_MAX_DEPTH && v !== null && typeof v === "object") return '"(nested too deeply)"';
+  if (Array.isArray(v)) return `[${v.map((x) => stableJson(x, depth + 1)).join(",")}]`;
   if (v !== null && typeof v === "object") {
     const o = v as Record<string, unknown>;
     return `{${Object.keys(o)
       .sort()
-      .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
+      .map((k) => `${JSON.stringify(k)}:${stableJson(o[k], depth + 1)}`)
       .join(",")}}`;
   }
   return JSON.stringify(v);
@@ -180,14 +188,18 @@ export function parseNftTable(jsonText: string, family: NftFamily, name: string)
   } catch (err) {
     throw new WeftError("KERNEL_FAILED", `nft -j list table ${family} ${name}: output is not JSON (${String(err)})`);
   }
-  const items = (doc as { nftables?: unknown }).nftables;
+  const items = typeof doc === "object" && doc !== null ? (doc as { nftables?: unknown }).nftables : undefined;
   if (!Array.isArray(items)) throw new WeftError("KERNEL_FAILED", `nft -j list table ${family} ${name}: no "nftables" array in the output`);
   const chains = new Map<string, { name: string; type?: string; hook?: string; prio?: number; policy?: string; rules: NftJson[][] }>();
   let seenTable = false;
-  for (const item of items as Record<string, unknown>[]) {
-    const table = item.table as { family?: string; name?: string } | undefined;
+  // Anything that is not an object where nft prints one is not Weft's: skipped, never a TypeError.
+  const obj = <T>(x: unknown): T | undefined => (typeof x === "object" && x !== null && !Array.isArray(x) ? (x as T) : undefined);
+  for (const raw of items as unknown[]) {
+    const item = obj<Record<string, unknown>>(raw);
+    if (!item) continue;
+    const table = obj<{ family?: string; name?: string }>(item.table);
     if (table && table.family === family && table.name === name) seenTable = true;
-    const c = item.chain as { family?: string; table?: string; name?: string; type?: string; hook?: string; prio?: number; policy?: string } | undefined;
+    const c = obj<{ family?: string; table?: string; name?: string; type?: string; hook?: string; prio?: number; policy?: string }>(item.chain);
     if (c && c.family === family && c.table === name && typeof c.name === "string") {
       chains.set(c.name, {
         name: c.name,
@@ -198,7 +210,7 @@ export function parseNftTable(jsonText: string, family: NftFamily, name: string)
         rules: [],
       });
     }
-    const r = item.rule as { family?: string; table?: string; chain?: string; expr?: NftJson[] } | undefined;
+    const r = obj<{ family?: string; table?: string; chain?: string; expr?: NftJson[] }>(item.rule);
     if (r && r.family === family && r.table === name && typeof r.chain === "string") {
       // Rules follow their chain in nft's output; a rule of an unseen chain still counts as content.
       let chain = chains.get(r.chain);
@@ -233,7 +245,8 @@ export function parseNftRule(expr: NftJson[], fam: NftFamily): NetfilterRule | U
   for (const e of expr) {
     if (e === null || typeof e !== "object" || Array.isArray(e)) return unrecognised;
     if ("match" in e) {
-      const m = e.match as { op?: string; left?: Record<string, unknown>; right?: unknown };
+      if (typeof e.match !== "object" || e.match === null) return unrecognised;
+      const m = e.match as { op?: string; left?: Record<string, unknown> | null; right?: unknown };
       const and = m.left?.["&"];
       if (Array.isArray(and) && typeof m.right === "number") markBits = m.right;
       const payload = m.left?.payload as { field?: string } | undefined;

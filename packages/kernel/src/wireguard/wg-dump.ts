@@ -21,12 +21,14 @@ export interface WgDumpPeer {
   readonly persistentKeepalive: number;
 }
 
+import { KernelError } from "../port.js";
+
 const none = (s: string | undefined) => (s === undefined || s === "(none)" || s === "" ? undefined : s);
 
-/** Parses `wg show <dev> dump` output; throws when it printed nothing. */
+/** Parses `wg show <dev> dump` output; throws a KernelError (KERNEL_FAILED) when it printed nothing. */
 export function parseWgDump(text: string): WgDump {
   const lines = text.split("\n").filter((l) => l.trim() !== "");
-  if (lines.length === 0) throw new Error("wg show dump printed nothing");
+  if (lines.length === 0) throw new KernelError("KERNEL_FAILED", "wg show dump printed nothing");
   const head = lines[0]!.split("\t");
   const peers: WgDumpPeer[] = [];
   for (const line of lines.slice(1)) {
