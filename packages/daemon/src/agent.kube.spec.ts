@@ -140,6 +140,17 @@ describe("Agent in kube mode", () => {
     ]);
   });
 
+  it("issue 15 #12: 50,000 unknown keys make one bounded warning per section, each logged once", async () => {
+    api.addNode({ metadata: { name: "n1" }, spec: {} });
+    const netConf: Record<string, unknown> = { Network: "198.19.0.0/16", Backend: { Type: "vxlan", DirectRoute: true, Extra: 1 } };
+    for (let i = 0; i < 50_000; i++) netConf[`junk${i}`] = i;
+    const agent = await makeAgent(netConf);
+    await expect(agent.run(new AbortController().signal)).rejects.toThrow(/has no spec\.podCIDR/);
+    const warnings = log.records.filter((r) => r.level === "warn" && r.msg.includes("unknown key"));
+    expect(warnings.map((r) => r.msg.replace(/^.*net-conf.json: /, "").slice(0, 50))).toEqual([expect.stringMatching(/^unknown keys "junk0"/), expect.stringMatching(/^unknown keys Backend.DirectRoute, Backend.Extra/)]);
+    for (const w of warnings) expect(w.msg.length).toBeLessThan(600);
+  });
+
   it("programs peers from node annotations, publishes its own, and reports the network available only once programmed", async () => {
     api.addNode({ metadata: { name: "n1" }, spec: { podCIDR: "198.19.1.0/24" } });
     addVxlanPeer();

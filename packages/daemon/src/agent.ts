@@ -105,6 +105,8 @@ export class Agent {
   private firstReconcileDone = false;
   /** The store's running counts as of the last metrics update. */
   private readonly storeCounts = { malformed: 0, reconnects: 0 };
+  /** The PeerSet's skip counts as of the last metrics update. */
+  private readonly peerSkipCounts = new Map<string, number>();
   /** Backend.Type of the running backend (once wired). */
   private backendType?: string;
   /** The backend's last good status (Backend.status), and the status problems already logged. */
@@ -112,6 +114,8 @@ export class Agent {
   private readonly backendStatusLogged = new Set<string>();
   lease?: Lease;
   mtu?: number;
+  /** Why the agent is not following its store right now (its peer watch failed and is being retried). */
+  private watchProblem?: string;
   /** Called after every pass; starts the lease keeper the first time the agent is ready. */
   private onReady: () => void = () => undefined;
 
@@ -119,10 +123,17 @@ export class Agent {
 
   ready(): { ready: boolean; reason: string } {
     if (this.phase !== "running") return { ready: false, reason: `phase ${this.phase}` };
-    if (this.lastFailures > 0) return { ready: false, reason: `${this.lastFailures} kernel objects not programmed` };
+    // Not following the store: peers added or removed meanwhile are not programmed (weft_ready must say so).
+    if (this.watchProblem) return { ready: false, reason: this.watchProblem };
+    const stalled = this.storeWatchStalled();
+    if (stalled) return { ready: false, reason: stalled };
+    // A peer the kernel refuses outright (KERNEL_INVALID, e.g. host-gw's "Nexthop has invalid gateway") is shown
+    // failed in /status but does not hold readiness (AgentCore.blockingKernelFailures, PeerSet.retryableFailures).
+    const blocking = this.lastFailures > 0 ? (this.core?.blockingKernelFailures() ?? this.lastFailures) : 0;
+    if (blocking > 0) return { ready: false, reason: `${blocking} kernel objects not programmed` };
     // Unreachable and skipped peers are known and reported (/status, weft_peers); a peer whose programming
     // failed is not, and the agent retries it every resync.
-    const failed = this.core?.peers?.counts().failed ?? 0;
+    const failed = this.core?.peers?.retryableFailures() ?? 0;
     if (failed > 0) return { ready: false, reason: `${failed} peers failed to program` };
     return { ready: true, reason: "" };
   }
@@ -156,9 +167,19 @@ export class Agent {
     };
   }
 
-  /** Before /metrics is rendered: the backend's gauges read now (never throws). */
+  /** Before /metrics is rendered: the backend's gauges read now, and weft_ready as of now (never throws). */
   async refreshMetrics(): Promise<void> {
+    this.deps.metrics.ready.set(this.ready().ready ? 1 : 0);
     await this.refreshBackendStatus();
+  }
+
+  /**
+   * A store that knows its peer watch is down says so in its stats (`watchConnected: false`, optional): the
+   * agent is then not ready, with the reason.
+   */
+  private storeWatchStalled(): string | undefined {
+    const stats = (this.deps.subnetManager as unknown as { stats?: { watchConnected?: unknown } }).stats;
+    return stats?.watchConnected === false ? `the store's peer watch is disconnected (${this.deps.subnetManager.name}); reconnecting` : undefined;
   }
 
   /**
@@ -195,11 +216,36 @@ export class Agent {
    * the resync timer), stop.
    */
   async run(signal: AbortSignal): Promise<void> {
-    const setup = await this.configure(signal);
-    const core = this.wire(setup);
-    const lease = await this.join(core, setup, signal);
-    const traffic = await this.setUpNode(setup, lease);
-    await this.runPeers(core, lease, traffic, signal);
+    // Every startup phase checks the abort (a SIGTERM during startup): the agent then stops like a normal stop
+    // (the backend closed for a restart, the store closed; whatever is on the node stays for the next agent).
+    let core: AgentCore | undefined;
+    let started: { core: AgentCore; lease: Lease; traffic: { rules: TrafficRulesPort; steadyPlan: TrafficPlan } };
+    try {
+      const setup = await this.configure(signal);
+      if (signal.aborted) return await this.stopInterrupted(core);
+      core = this.wire(setup);
+      const lease = await this.join(core, setup, signal);
+      if (signal.aborted) return await this.stopInterrupted(core);
+      const traffic = await this.setUpNode(setup, lease);
+      if (signal.aborted) return await this.stopInterrupted(core);
+      started = { core, lease, traffic };
+    } catch (err) {
+      // What an aborted step throws (AbortError, or a store's error for the cancelled call) is the stop itself.
+      if (!signal.aborted) throw err;
+      this.deps.logger.debug(`startup interrupted: ${errorMessage(err)}`);
+      return await this.stopInterrupted(core);
+    }
+    await this.runPeers(started.core, started.lease, started.traffic, signal);
+  }
+
+  /** Phase `stop` for a startup that was interrupted: what runPeers does when it ends. */
+  private async stopInterrupted(core: AgentCore | undefined): Promise<void> {
+    const { logger, subnetManager: sm } = this.deps;
+    this.phase = "stopped";
+    this.deps.metrics.ready.set(0);
+    await core?.settled().catch(() => undefined);
+    await core?.backend.close("restart").catch((err) => logger.warn(`backend close: ${errorMessage(err)}`));
+    await sm.close?.().catch((err) => logger.warn(`store close: ${errorMessage(err)}`));
   }
 
   /**
@@ -211,7 +257,7 @@ export class Agent {
     // The store learns which backend types may run IPv6 from the modules themselves (BackendModule.dualStack).
     sm.setIPv6BackendTypes?.(registry.types().filter((t) => registry.get(t).dualStack === true));
     const config = await sm.getNetworkConfig(signal);
-    for (const w of config.warnings) logger.warn(w);
+    // config.warnings were logged by the subnet manager that parsed the config (once, not twice: issue 15 #12).
     const module = registry.get(config.backendType);
     const backendConfig = module.configSchema.parse(config.backend, `${config.source}: Backend`);
     for (const w of configWarnings(backendConfig)) logger.warn(w);
@@ -330,7 +376,9 @@ export class Agent {
     const peers = core.startPeers();
     const inner = new AbortController();
     const stop = () => inner.abort();
-    signal.addEventListener("abort", stop, { once: true });
+    // A signal that aborted before this listener exists never fires it: check first.
+    if (signal.aborted) inner.abort();
+    else signal.addEventListener("abort", stop, { once: true });
     let fatal: unknown;
     const fail = (err: unknown) => {
       if (!inner.signal.aborted) {
@@ -393,6 +441,10 @@ export class Agent {
       try {
         for await (const ev of sm.watchLeases(lease, signal)) {
           backoff.reset();
+          if (this.watchProblem) {
+            this.watchProblem = undefined;
+            logger.info("lease watch restored");
+          }
           const changed = await peers.apply(ev);
           if (ev.type === "snapshot" && !this.firstReconcileDone) {
             await this.reconcile(true);
@@ -418,6 +470,8 @@ export class Agent {
         if (isWeftError(err) && !err.transient) return fail(err);
         const delay = backoff.next();
         logger.warn(`lease watch failed, retrying in ${delay} ms: ${errorMessage(err)}`);
+        this.watchProblem = `the store's peer watch failed (${errorMessage(err).slice(0, 200)}); retrying`;
+        this.deps.metrics.ready.set(0);
         await sleep(delay, signal);
       }
     }
@@ -488,6 +542,12 @@ export class Agent {
     };
     advance(m.malformedPeers, "malformed", stats?.malformedPeers ?? 0);
     advance(m.watchReconnects, "reconnects", stats?.watchReconnects ?? stats?.watchFailures ?? 0);
+    // Peers skipped, by reason (counted once per change of a peer's state, like its log line).
+    for (const [reason, n] of Object.entries(this.core?.peers?.skips ?? {})) {
+      const before = this.peerSkipCounts.get(reason) ?? 0;
+      if (n > before) m.peerSkips.inc({ reason }, n - before);
+      this.peerSkipCounts.set(reason, n);
+    }
     const expiry = this.deps.subnetManager.leaseExpiration?.();
     if (expiry !== undefined) m.leaseExpiry.set(expiry ? expiry.getTime() / 1000 : 0);
   }

@@ -37,6 +37,12 @@ export class AgentMetrics {
     help: "Peer leases the store could not read (bad JSON, bad addresses); peers a backend skips are weft_peers{state=\"skipped\"}",
     registers: [this.registry],
   });
+  readonly peerSkips = new Counter({
+    name: "weft_peer_skips_total",
+    help: "Peers skipped (not programmed), by reason: early, malformed, address, own-address, backend-type, overlap, family, conflict, other; counted once per change of a peer's state",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
   readonly trafficRuleRepairs = new Counter({ name: "weft_traffic_rule_repairs_total", help: "Times masquerade/forward rules were rewritten because they had drifted", registers: [this.registry] });
   readonly cniRequestDuration = new Histogram({
     name: "weft_cni_request_duration_seconds",
@@ -51,7 +57,8 @@ export class AgentMetrics {
     labelNames: ["command", "code"] as const,
     registers: [this.registry],
   });
-  readonly ready = new Gauge({ name: "weft_ready", help: "1 once the lease is held, subnet.env written and every known peer programmed", registers: [this.registry] });
+  readonly heapUsed = new Gauge({ name: "weft_heap_used_bytes", help: "V8 heap in use by weftd (process.memoryUsage().heapUsed), read at each scrape", registers: [this.registry], collect() { this.set(process.memoryUsage().heapUsed); } });
+  readonly ready = new Gauge({ name: "weft_ready", help: "1 once the lease is held, subnet.env written and every known peer programmed, while the agent follows its store", registers: [this.registry] });
   /** weft_backend_info{type,datapath} and the backend's own gauges (Backend.status; ./backend-status.ts). */
   readonly backend = new BackendStatusMetrics(this.registry);
 }
