@@ -7,7 +7,7 @@
  * world-readable in /proc), so the PSK goes to <STATE_DIR>/wg-psk.key the same way. Neither is ever logged.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Logger, WeftError } from "@weft/core";
 import { isWireguardKey } from "./config.js";
@@ -44,10 +44,18 @@ function ensurePrivateDir(dir: string): void {
 
 /** Writes a secret file atomically with mode 0600. */
 function writeSecret(path: string, content: string): void {
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, content, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    // A new file ("wx"), so the 0600 mode applies from the first byte; a failed write (a full disk) leaves no
+    // temp file holding part of a key, and the previous file stays whole.
+    rmSync(tmp, { force: true });
+    writeFileSync(tmp, content, { mode: 0o600, flag: "wx" });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** Loads the node's key pair from `stateDir`, creating it the first time. */

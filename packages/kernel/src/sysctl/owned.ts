@@ -12,7 +12,7 @@
  *   - restoring a key that no longer exists (a per-device key whose device is gone) just drops the record.
  * Reads and writes go through the KernelPort, so the FakeKernel models every step.
  */
-import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SerialQueue } from "@weft/core";
 import { KernelError, type KernelPort } from "../port.js";
@@ -61,9 +61,15 @@ export class FileSysctlRecords implements SysctlRecords {
   async save(records: Readonly<Record<string, string>>): Promise<void> {
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
     const tmp = `${this.path}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify({ originals: records }, null, 2)}\n`, { mode: 0o600 });
-    await chmod(tmp, 0o600);
-    await rename(tmp, this.path);
+    try {
+      await writeFile(tmp, `${JSON.stringify({ originals: records }, null, 2)}\n`, { mode: 0o600 });
+      await chmod(tmp, 0o600);
+      await rename(tmp, this.path);
+    } catch (err) {
+      // A full disk: no temp file left behind; the previous record stays whole.
+      await rm(tmp, { force: true });
+      throw err;
+    }
   }
 }
 
