@@ -252,22 +252,22 @@ export class KubeSubnetManager implements SubnetManager {
    */
   private async retrying<T>(what: string, signal: AbortSignal, f: () => Promise<T>): Promise<T> {
     const backoff = new Backoff({ minMs: Math.min(100, this.apiRetryMaxMs), maxMs: this.apiRetryMaxMs });
-    const started = Date.now();
+    const started = performance.now();
     let lastWarn = 0;
     for (let attempt = 1; ; attempt++) {
       signal.throwIfAborted();
       try {
         const result = await f();
-        if (attempt > 1) this.logger.info(`${what} succeeded after ${attempt} attempts (${Math.round((Date.now() - started) / 1000)} s)`);
+        if (attempt > 1) this.logger.info(`${what} succeeded after ${attempt} attempts (${Math.round((performance.now() - started) / 1000)} s)`);
         return result;
       } catch (e) {
         if (signal.aborted) throw signal.reason;
         if (!(e instanceof KubeApiError)) throw e;
         if (!e.retryable) throw e;
-        if (attempt === 1 || Date.now() - lastWarn >= RETRY_WARN_EVERY_MS) {
-          lastWarn = Date.now();
+        if (attempt === 1 || performance.now() - lastWarn >= RETRY_WARN_EVERY_MS) {
+          lastWarn = performance.now();
           const hint = e.status === 401 || e.status === 403 ? "; check the agent's RBAC (nodes get/list/watch, nodes/status patch, pods get)" : "";
-          const since = attempt === 1 ? "" : ` for ${Math.round((Date.now() - started) / 1000)} s (${attempt} attempts)`;
+          const since = attempt === 1 ? "" : ` for ${Math.round((performance.now() - started) / 1000)} s (${attempt} attempts)`;
           this.logger.warn(`${what} failed${since}; retrying until the API server answers${hint}`, { error: e.message });
         }
         await sleep(backoff.next(), signal);
@@ -327,13 +327,13 @@ export class KubeSubnetManager implements SubnetManager {
   async acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease> {
     const config = this.config ?? (await this.getNetworkConfig(signal));
     const name = await this.resolveNodeName(signal);
-    const deadline = Date.now() + this.retryTimeoutMs;
+    const deadline = performance.now() + this.retryTimeoutMs;
     let node: V1Node | undefined;
     // Wait for the node to exist and to have a podCIDR (a node that just joined may not have one yet).
     for (;;) {
       node = await this.readOwnNode(signal);
       if (node && (node.spec?.podCIDRs?.length || node.spec?.podCIDR)) break;
-      if (Date.now() + this.retryIntervalMs > deadline) break;
+      if (performance.now() + this.retryIntervalMs > deadline) break;
       this.logger.info(node ? `node "${name}" has no podCIDR yet; waiting` : `node "${name}" not found yet; waiting`);
       await sleep(this.retryIntervalMs, signal);
       signal.throwIfAborted();

@@ -154,7 +154,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
     signal.addEventListener("abort", stopWatch, { once: true });
     const queue = new Queue<Item>();
     let ended = false;
-    const started = Date.now();
+    const started = performance.now();
     if (watches++ > 0) o.stats.watchRestarts++;
     try {
       const timeoutSeconds = Math.round(o.watchTimeoutSeconds * (1 + Math.random()));
@@ -182,7 +182,7 @@ export async function* reflectNodes(o: ReflectorOptions, signal: AbortSignal): A
           if (signal.aborted) return;
           if (item.done === null) {
             // A clean end (server-side timeout). Reconnect at once, unless the server is closing us in a loop.
-            if (Date.now() - started < 1000) await sleep(backoff.peek(), signal);
+            if (performance.now() - started < 1000) await sleep(backoff.peek(), signal);
           } else if (isKubeApiError(item.done, 410)) {
             await expired();
           } else {

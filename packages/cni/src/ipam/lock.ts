@@ -82,7 +82,7 @@ export class FileLock {
   async acquire(opts: LockOptions = {}): Promise<void> {
     if (this.token) throw new Error(`FileLock ${this.path}: already held by this handle`);
     const timeoutMs = opts.timeoutMs ?? 30_000;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     ownStart ??= startTime(process.pid);
     const token = uniqueToken();
     const line = `${process.pid} ${ownStart} ${token}\n`;
@@ -105,7 +105,7 @@ export class FileLock {
         await this.breakStale(holder.content);
         continue;
       }
-      if (Date.now() >= deadline) {
+      if (performance.now() >= deadline) {
         throw new CniError(
           CniErrorCode.TRY_AGAIN_LATER,
           `IPAM lock ${this.path} is held by ${holder.pid ? `pid ${holder.pid}` : "another process"} for more than ` +
