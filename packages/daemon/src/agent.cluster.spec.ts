@@ -2,6 +2,7 @@
  * weftd on a real cluster: one weftd process per node namespace, a real etcd, real devices, real pods, real
  * traffic (issue "weftd: the agent", Done when).
  */
+import { rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { IPNet } from "@weft/core";
@@ -168,11 +169,15 @@ describeReal(
       const prefix = `/weft-bad/${n++}/network`;
       if (conf !== undefined) await etcdPut(etcd.endpoint, `${prefix}/config`, typeof conf === "string" ? conf : JSON.stringify(conf));
       const dir = `/tmp/weft-bad-${process.pid}-${n}`;
-      return lab.nodes[0]!.netns.run(
-        process.execPath,
-        [weftd, "--etcd-endpoints", etcd.endpoint, "--etcd-prefix", prefix, "--subnet-file", `${dir}/subnet.env`, "--state-dir", `${dir}/state`, ...extra],
-        { reject: false, timeoutMs },
-      );
+      try {
+        return await lab.nodes[0]!.netns.run(
+          process.execPath,
+          [weftd, "--etcd-endpoints", etcd.endpoint, "--etcd-prefix", prefix, "--subnet-file", `${dir}/subnet.env`, "--state-dir", `${dir}/state`, ...extra],
+          { reject: false, timeoutMs },
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     };
     const errorLines = (stderr: string) =>
       stderr
