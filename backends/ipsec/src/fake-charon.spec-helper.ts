@@ -4,7 +4,7 @@
  * MANAGED_DAEMONS (over the table, with that node's kernel) and IPSEC in its agent container. A restarted agent
  * gets a new FakeManagedDaemons over the same table: it adopts the running charon.
  */
-import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { IPSEC, type KernelPort, MANAGED_DAEMONS, XFRM } from "@weft/kernel";
@@ -51,7 +51,7 @@ export class FakeCharonHost {
 
 /**
  * Puts an (empty) `charon` on PATH so locateCharon finds one on machines without strongSwan; the fake table runs
- * it by name. Returns a function that restores PATH.
+ * it by name. Returns a function that restores PATH and removes the directory.
  */
 export function fakeCharonOnPath(): () => void {
   const dir = mkdtempSync(join(tmpdir(), "weft-fake-charon-"));
@@ -61,6 +61,7 @@ export function fakeCharonOnPath(): () => void {
   process.env.PATH = `${dir}${delimiter}${before ?? ""}`;
   return () => {
     process.env.PATH = before;
+    rmSync(dir, { recursive: true, force: true });
   };
 }
 
