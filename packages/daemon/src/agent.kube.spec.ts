@@ -3,7 +3,7 @@
  * the real backends and reconcilers, and the fake kernel (so it runs without privileges).
  */
 import "reflect-metadata";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryLogger } from "@weft/core";
@@ -15,7 +15,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent, type TrafficPlan } from "./agent.js";
 import { loadBackendModules } from "./backend-modules.js";
 import { BUILTIN_BACKENDS } from "./builtins.js";
-import { parseFlags } from "./flags.js";
+import { kubeAgentFlags, withUnderlay } from "./agent-fixture.spec-helper.js";
 import { chooseExternalInterface } from "./iface/index.js";
 import { AgentMetrics } from "./metrics.js";
 
@@ -31,11 +31,7 @@ class RecordingKernel extends FakeKernel {
 }
 
 function nodeKernel(address = "198.18.0.1"): RecordingKernel {
-  const k = new RecordingKernel({ sysctls: { "net.ipv4.ip_forward": "0" } });
-  k.addExternalLink({ name: "eth0", kind: "veth", veth: { peer: "eth0-peer" }, up: true, mtu: 1500 });
-  k.addExternalAddress({ dev: "eth0", address: `${address}/24` });
-  k.addExternalRoute({ family: "v4", dst: "0.0.0.0/0", gateway: "198.18.0.254", dev: "eth0" });
-  return k;
+  return withUnderlay(new RecordingKernel({ sysctls: { "net.ipv4.ip_forward": "0" } }), address);
 }
 
 describe("Agent in kube mode", () => {
@@ -76,15 +72,7 @@ describe("Agent in kube mode", () => {
   async function makeAgent(netConf: unknown, node: { name: string; kernel: FakeKernel; dir: string } = { name: "n1", kernel, dir }, readyGraceMs?: number) {
     const d = node.dir;
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, "net-conf.json"), JSON.stringify(netConf));
-    const flags = parseFlags([
-      "--kube-subnet-mgr",
-      "--net-config-path", join(d, "net-conf.json"),
-      "--subnet-file", join(d, "subnet.env"),
-      "--state-dir", join(d, "state"),
-      "--iface", "eth0",
-      "--resync-interval", "1",
-    ]);
+    const flags = kubeAgentFlags(d, netConf);
     const manager = new KubeSubnetManager(
       { netConfPath: join(d, "net-conf.json"), kubeconfigFile: api.kubeconfigPath, nodeName: node.name, retryIntervalMs: 50, retryTimeoutMs: 500 },
       log,

@@ -4,7 +4,7 @@
  * real HTTP against the in-repo API server, the real vxlan backend and reconcilers, the fake kernel.
  */
 import "reflect-metadata";
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Lease, type LogFields, MemoryLogger, type SubnetManager, WeftError } from "@weft/core";
@@ -15,20 +15,12 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "./agent.js";
 import { loadBackendModules } from "./backend-modules.js";
 import { BUILTIN_BACKENDS } from "./builtins.js";
-import { parseFlags } from "./flags.js";
+import { kubeAgentFlags, nodeKernel } from "./agent-fixture.spec-helper.js";
 import { chooseExternalInterface } from "./iface/index.js";
 import { AgentMetrics } from "./metrics.js";
 
 /** Generous: a stop takes milliseconds here; this only detects a hang. */
 const HANG_MS = 10_000;
-
-function nodeKernel(): FakeKernel {
-  const k = new FakeKernel({ sysctls: { "net.ipv4.ip_forward": "0" } });
-  k.addExternalLink({ name: "eth0", kind: "veth", veth: { peer: "eth0-peer" }, up: true, mtu: 1500 });
-  k.addExternalAddress({ dev: "eth0", address: "198.18.0.1/24" });
-  k.addExternalRoute({ family: "v4", dst: "0.0.0.0/0", gateway: "198.18.0.254", dev: "eth0" });
-  return k;
-}
 
 /** A MemoryLogger that runs a hook on every line (to act right after a given line, as an operator's SIGTERM would). */
 class HookLogger extends MemoryLogger {
@@ -122,15 +114,7 @@ describe("Agent lifecycle", () => {
   });
 
   async function makeAgent(opts: { onTrafficRules?: () => void; wrap?: (sm: SubnetManager) => SubnetManager } = {}) {
-    writeFileSync(join(dir, "net-conf.json"), JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }));
-    const flags = parseFlags([
-      "--kube-subnet-mgr",
-      "--net-config-path", join(dir, "net-conf.json"),
-      "--subnet-file", join(dir, "subnet.env"),
-      "--state-dir", join(dir, "state"),
-      "--iface", "eth0",
-      "--resync-interval", "1",
-    ]);
+    const flags = kubeAgentFlags(dir, { Network: "198.19.0.0/16", Backend: { Type: "vxlan" } });
     const manager = new KubeSubnetManager(
       { netConfPath: join(dir, "net-conf.json"), kubeconfigFile: api.kubeconfigPath, nodeName: "n1", retryIntervalMs: 50, retryTimeoutMs: 500 },
       log,

@@ -5,28 +5,20 @@
  * in weft_peer_skips_total; every valid peer is programmed.
  */
 import "reflect-metadata";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryLogger } from "@weft/core";
-import { FakeKernel, FakeProcessRunner } from "@weft/kernel-testing";
+import { FakeProcessRunner } from "@weft/kernel-testing";
 import { type FakeApiServer, startFakeApiServer } from "@weft/kube-testing";
 import { KubeSubnetManager } from "@weft/subnet-kube";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "./agent.js";
 import { loadBackendModules } from "./backend-modules.js";
 import { BUILTIN_BACKENDS } from "./builtins.js";
-import { parseFlags } from "./flags.js";
+import { kubeAgentFlags, nodeKernel } from "./agent-fixture.spec-helper.js";
 import { chooseExternalInterface } from "./iface/index.js";
 import { AgentMetrics } from "./metrics.js";
-
-function nodeKernel(): FakeKernel {
-  const k = new FakeKernel({ sysctls: { "net.ipv4.ip_forward": "0" } });
-  k.addExternalLink({ name: "eth0", kind: "veth", veth: { peer: "eth0-peer" }, up: true, mtu: 1500 });
-  k.addExternalAddress({ dev: "eth0", address: "198.18.0.1/24" });
-  k.addExternalRoute({ family: "v4", dst: "0.0.0.0/0", gateway: "198.18.0.254", dev: "eth0" });
-  return k;
-}
 
 describe("Agent with peers it cannot program", () => {
   let api: FakeApiServer;
@@ -64,16 +56,8 @@ describe("Agent with peers it cannot program", () => {
     hostGwPeer("n6", 6, "255.255.255.255");
     const kernel = nodeKernel();
     kernel.failAlways((op) => op.op === "route.add" && op.route.dst === "198.19.3.0/24", "KERNEL_INVALID", "Error: Nexthop has invalid gateway.");
-    writeFileSync(join(dir, "net-conf.json"), JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: "host-gw" } }));
     mkdirSync(join(dir, "state"), { recursive: true });
-    const flags = parseFlags([
-      "--kube-subnet-mgr",
-      "--net-config-path", join(dir, "net-conf.json"),
-      "--subnet-file", join(dir, "subnet.env"),
-      "--state-dir", join(dir, "state"),
-      "--iface", "eth0",
-      "--resync-interval", "1",
-    ]);
+    const flags = kubeAgentFlags(dir, { Network: "198.19.0.0/16", Backend: { Type: "host-gw" } });
     const log = new MemoryLogger();
     const metrics = new AgentMetrics();
     const agent = new Agent({
