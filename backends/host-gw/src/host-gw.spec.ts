@@ -3,7 +3,7 @@
  * (a status with the fix; the agent logs it), NAT refusal in preflight, null backend data. FakeKernel, final state.
  */
 import { TEST_TOPOLOGY, type FamilyMode, type TestAgent, type TestInterface, peerLease, snapshotKernel, startTestAgent, testNetConf } from "@weft/backend-testkit";
-import { type ExternalInterface, IPAddress, type Lease, MemoryLogger, encodeLeaseAttrs, isWeftError, parseNetworkConfig } from "@weft/core";
+import { type ExternalInterface, IPAddress, IPNet, type Lease, MemoryLogger, encodeLeaseAttrs, isWeftError, parseNetworkConfig } from "@weft/core";
 import { FakeKernel } from "@weft/kernel-testing";
 import { afterEach, describe, expect, it } from "vitest";
 import hostGw, { hostGwConfigSchema } from "./index.js";
@@ -149,5 +149,35 @@ describe("host-gw", () => {
     await a.addPeer((await node(2)).lease);
     expect(await a.restart()).toMatchObject({ writes: 0, recreated: [] });
     expect(await weftRoutes(a)).toEqual(["198.19.2.0/24 via 198.18.0.2 dev eth0"]);
+  });
+});
+
+// A peer whose route the kernel refuses (issue 15 #9): /status says failed with the kernel's line, and one
+// unprogrammable peer does not hold readiness forever.
+describe("host-gw peer the kernel refuses", () => {
+  it("is failed in the statuses with the kernel's line, other peers programmed, and does not hold readiness", async () => {
+    const a = await node(1);
+    (a.kernel as FakeKernel).failAlways((op) => op.op === "route.add" && op.route.dst === "198.19.3.0/24", "KERNEL_INVALID", "Error: Nexthop has invalid gateway.");
+    await a.addPeer((await node(2)).lease);
+    await a.addPeer((await node(3)).lease);
+    await a.reconcile();
+    const st = Object.fromEntries(a.peers.statuses().map((s) => [s.peer, s]));
+    expect(st["198.19.2.0-24"]?.state).toBe("programmed");
+    expect(st["198.19.3.0-24"]?.state).toBe("failed");
+    expect(st["198.19.3.0-24"]?.reason).toContain("Nexthop has invalid gateway");
+    expect(a.peers.counts()).toMatchObject({ programmed: 1, failed: 1 });
+    // A refusal of this kind does not clear by retrying: reported, but not holding readiness.
+    expect(a.peers.retryableFailures()).toBe(0);
+  });
+
+  it("skips a peer whose PublicIP is the broadcast or network address of the shared segment, naming it", async () => {
+    const a = await node(1);
+    const p = (await node(2)).lease;
+    for (const ip of ["198.18.0.255", "198.18.0.0"]) {
+      const st = await a.addPeer({ ...p, subnet: IPNet.parse("198.19.9.0/24"), attrs: { ...p.attrs, publicIP: IPAddress.parse(ip) } });
+      expect(st.state, ip).toBe("skipped");
+      expect("reason" in st && st.reason, ip).toContain(`has PublicIP ${ip}, the `);
+    }
+    expect((await a.kernel.listRoutes({ family: "v4", protocol: 87 })).map((r) => r.dst)).toEqual([]);
   });
 });
