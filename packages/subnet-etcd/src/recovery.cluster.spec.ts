@@ -49,13 +49,30 @@ describeReal(
       for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
     });
 
-    it("is configured within 2 s of etcd answering after it was unreachable at start", async () => {
+    /** A real etcd holding the network config, then killed (its port free for a stand-in). */
+    const configuredEtcdThenKilled = async () => {
       const etcd = await startEtcd({ listen: "loopback" });
       cleanups.push(() => etcd.stop());
       const admin = new Etcd3({ hosts: etcd.endpoints });
       await admin.put("/weft.io/network/config").value(CONFIG);
       admin.close();
       await etcd.kill();
+      return etcd;
+    };
+    /** A subnet manager on `etcd` asking for the network config (the promise, and the manager's log). */
+    const managerAsking = (etcd: { endpoints: string[] }) => {
+      const log = new MemoryLogger();
+      const m = new EtcdSubnetManager({ endpoints: etcd.endpoints }, log);
+      cleanups.push(() => m.close());
+      const ctl = new AbortController();
+      cleanups.push(async () => ctl.abort());
+      const config = m.getNetworkConfig(ctl.signal);
+      config.catch(() => undefined);
+      return { log, config };
+    };
+
+    it("is configured within 2 s of etcd answering after it was unreachable at start", async () => {
+      const etcd = await configuredEtcdThenKilled();
       // Stand in for the unreachable etcd on its port: every connection is closed at once (as a refusal is),
       // and we see when the agent tries. Down long enough for every retry backoff to reach its cap.
       const port = Number(new URL(etcd.endpoint).port);
@@ -65,13 +82,7 @@ describeReal(
         s.destroy();
       });
       await new Promise<void>((r) => refuser.listen(port, "127.0.0.1", () => r()));
-      const log = new MemoryLogger();
-      const m = new EtcdSubnetManager({ endpoints: etcd.endpoints }, log);
-      cleanups.push(() => m.close());
-      const ctl = new AbortController();
-      cleanups.push(async () => ctl.abort());
-      const config = m.getNetworkConfig(ctl.signal);
-      config.catch(() => undefined);
+      const { log, config } = managerAsking(etcd);
       await new Promise((r) => setTimeout(r, 15_000));
       // etcd comes back just after an attempt failed: the worst moment for a long backoff.
       const seen = attempts.length;
@@ -85,25 +96,14 @@ describeReal(
     }, 90_000);
 
     it("is configured within 2 s of etcd answering when its first connection attempts hung", async () => {
-      const etcd = await startEtcd({ listen: "loopback" });
-      cleanups.push(() => etcd.stop());
-      const admin = new Etcd3({ hosts: etcd.endpoints });
-      await admin.put("/weft.io/network/config").value(CONFIG);
-      admin.close();
-      await etcd.kill();
+      const etcd = await configuredEtcdThenKilled();
       // Something that accepts connections on etcd's port and never answers (a SYN-queue under load, a
       // half-started etcd): gRPC's first connect hangs on it instead of failing.
       const port = Number(new URL(etcd.endpoint).port);
       const held: Socket[] = [];
       const hole = createServer((s) => void held.push(s));
       await new Promise<void>((r) => hole.listen(port, "127.0.0.1", () => r()));
-      const log = new MemoryLogger();
-      const m = new EtcdSubnetManager({ endpoints: etcd.endpoints }, log);
-      cleanups.push(() => m.close());
-      const ctl = new AbortController();
-      cleanups.push(async () => ctl.abort());
-      const config = m.getNetworkConfig(ctl.signal);
-      config.catch(() => undefined);
+      const { log, config } = managerAsking(etcd);
       await new Promise((r) => setTimeout(r, 8_000));
       for (const s of held) s.destroy();
       await new Promise<void>((r) => hole.close(() => r()));
